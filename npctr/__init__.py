@@ -1,0 +1,8 @@
+"""npctr: DeepCTR's layers and the DIN model in NumPy, with hand-written backward passes."""
+__version__ = "0.1.0"
+
+from .layers import *  # noqa: F401,F403
+from .layers import __all__ as _layers_all
+from .gradcheck import numerical_gradient, check_gradients, assert_gradients_ok
+
+__all__ = list(_layers_all) + ["numerical_gradient", "check_gradients", "assert_gradients_ok"]

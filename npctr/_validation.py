@@ -1,0 +1,110 @@
+"""Argument checks shared by every public entry point.
+
+Every check raises ``TypeError`` or ``ValueError`` naming the argument, what was
+expected and what was received, so bad input never surfaces as a NumPy
+broadcasting error deep inside a layer.
+"""
+import numbers
+
+import numpy as np
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def resolve_dtype(dtype, name="dtype"):
+    """Return ``np.dtype`` for 'float32'/'float64' (or None); reject anything else."""
+    if dtype is None:
+        return None
+    try:
+        resolved = np.dtype(dtype)
+    except TypeError as exc:
+        raise TypeError(f"{name} must be 'float32' or 'float64', got {dtype!r}") from exc
+    if resolved not in FLOAT_DTYPES:
+        raise ValueError(f"{name} must be 'float32' or 'float64', got {dtype!r}")
+    return resolved
+
+
+def float_array(x, name, dtype=None):
+    """Convert ``x`` to a floating ndarray without copying when it already is one.
+
+    ``dtype=None`` keeps float32 input as float32 and turns everything else into
+    float64 (NumPy's default), so float32 in gives float32 out.
+    """
+    if isinstance(x, (list, tuple)) and len(x) and any(isinstance(v, np.ndarray) for v in x):
+        raise TypeError(f"{name} must be one array, got a {type(x).__name__} of arrays")
+    arr = np.asarray(x)
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must be a numeric array, got dtype {arr.dtype}")
+    if dtype is None:
+        dtype = arr.dtype if arr.dtype in FLOAT_DTYPES else np.dtype(np.float64)
+    return arr.astype(dtype, copy=False)
+
+
+def int_array(x, name):
+    """Convert ``x`` to an integer ndarray; floats with integral values are refused."""
+    arr = np.asarray(x)
+    if arr.dtype.kind not in "iu":
+        raise TypeError(f"{name} must be an integer array, got dtype {arr.dtype}")
+    return arr
+
+
+def check_rank(x, name, rank=None, min_rank=None):
+    if rank is not None and x.ndim != rank:
+        raise ValueError(f"{name} must have rank {rank}, got shape {x.shape} (rank {x.ndim})")
+    if min_rank is not None and x.ndim < min_rank:
+        raise ValueError(
+            f"{name} must have rank >= {min_rank}, got shape {x.shape} (rank {x.ndim})")
+
+
+def check_last_dim(x, name, expected):
+    if x.shape[-1] != expected:
+        raise ValueError(
+            f"{name} must have last dimension {expected} (the size the layer was built for), "
+            f"got shape {x.shape}")
+
+
+def check_shape(x, name, expected):
+    if tuple(x.shape) != tuple(expected):
+        raise ValueError(f"{name} must have shape {tuple(expected)}, got {tuple(x.shape)}")
+
+
+def check_list(inputs, name, length):
+    if not isinstance(inputs, (list, tuple)):
+        raise TypeError(f"{name} must be a list of {length} arrays, got {type(inputs).__name__}")
+    if len(inputs) != length:
+        raise ValueError(f"{name} must be a list of {length} arrays, got {len(inputs)}")
+
+
+def check_units(units, name):
+    """``units`` must be a sequence of positive integers (may be empty)."""
+    if isinstance(units, (str, bytes)) or not hasattr(units, "__iter__"):
+        raise TypeError(f"{name} must be a sequence of positive integers, got {units!r}")
+    units = tuple(units)
+    for u in units:
+        if isinstance(u, bool) or not isinstance(u, numbers.Integral) or u <= 0:
+            raise ValueError(f"{name} must contain positive integers, got {units!r}")
+    return tuple(int(u) for u in units)
+
+
+def check_rate(rate, name):
+    if isinstance(rate, bool) or not isinstance(rate, numbers.Real):
+        raise TypeError(f"{name} must be a number in [0, 1), got {rate!r}")
+    if not 0.0 <= rate < 1.0:
+        raise ValueError(f"{name} must be in [0, 1), got {rate!r}")
+    return float(rate)
+
+
+def check_nonnegative(value, name):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a non-negative number, got {value!r}")
+    if not value >= 0:
+        raise ValueError(f"{name} must be >= 0, got {value!r}")
+    return float(value)
+
+
+def check_seed(seed, name="seed"):
+    if seed is None:
+        return None
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise ValueError(f"{name} must be a non-negative integer or None, got {seed!r}")
+    return int(seed)

@@ -1,0 +1,63 @@
+"""Weight initializers with DeepCTR's (tf.keras) semantics, drawn from a NumPy Generator."""
+import numpy as np
+
+# Standard deviation of a standard normal truncated to [-2, 2]; tf.keras divides by it
+# so that the truncated draws keep the intended variance.
+_TRUNCATED_STD = 0.87962566103423978
+
+
+def truncated_normal(rng, shape, stddev, dtype=np.float64):
+    """Normal(0, stddev) truncated at two standard deviations (redrawn outside)."""
+    z = rng.standard_normal(shape)
+    bad = np.abs(z) > 2.0
+    while bad.any():
+        z[bad] = rng.standard_normal(int(bad.sum()))
+        bad = np.abs(z) > 2.0
+    return (z * stddev).astype(dtype)
+
+
+def _fans(shape):
+    if len(shape) < 2:
+        return shape[0], shape[0]
+    receptive = int(np.prod(shape[:-2]))
+    return shape[-2] * receptive, shape[-1] * receptive
+
+
+def glorot_normal(rng, shape, dtype=np.float64):
+    """tf.keras ``GlorotNormal``: truncated normal with variance 2 / (fan_in + fan_out)."""
+    fan_in, fan_out = _fans(shape)
+    stddev = np.sqrt(2.0 / (fan_in + fan_out)) / _TRUNCATED_STD
+    return truncated_normal(rng, shape, stddev, dtype)
+
+
+def glorot_uniform(rng, shape, dtype=np.float64):
+    """tf.keras ``GlorotUniform``: U(-limit, limit), limit = sqrt(6 / (fan_in + fan_out))."""
+    fan_in, fan_out = _fans(shape)
+    limit = np.sqrt(6.0 / (fan_in + fan_out))
+    return rng.uniform(-limit, limit, shape).astype(dtype)
+
+
+def random_normal(rng, shape, stddev=0.05, mean=0.0, dtype=np.float64):
+    """tf.keras ``RandomNormal`` (DeepCTR's embeddings use stddev 1e-4)."""
+    return (mean + stddev * rng.standard_normal(shape)).astype(dtype)
+
+
+def zeros(rng, shape, dtype=np.float64):
+    return np.zeros(shape, dtype=dtype)
+
+
+def ones(rng, shape, dtype=np.float64):
+    return np.ones(shape, dtype=dtype)
+
+
+INITIALIZERS = {"glorot_normal": glorot_normal, "glorot_uniform": glorot_uniform,
+                "random_normal": random_normal, "zeros": zeros, "ones": ones}
+
+
+def get(identifier):
+    """An initializer by name (as Keras spells it) or a callable ``f(rng, shape, dtype)``."""
+    if callable(identifier):
+        return identifier
+    if identifier not in INITIALIZERS:
+        raise ValueError(f"unknown initializer {identifier!r}; expected one of {sorted(INITIALIZERS)}")
+    return INITIALIZERS[identifier]

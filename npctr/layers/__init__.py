@@ -1,0 +1,11 @@
+"""npctr's layers, mirroring ``deepctr.layers``."""
+from .base import Layer
+from .activation import Activation, Dice, PReLU, activation_layer, sigmoid, softmax, relu, ACTIVATIONS
+from .normalization import BatchNormalization
+from .dense import Dense
+from .dropout import Dropout
+from .core import DNN, LocalActivationUnit, PredictionLayer
+
+__all__ = ["Layer", "Activation", "Dice", "PReLU", "activation_layer", "BatchNormalization", "Dense",
+           "Dropout", "DNN", "LocalActivationUnit", "PredictionLayer", "sigmoid", "softmax", "relu",
+           "ACTIVATIONS"]

@@ -1,0 +1,250 @@
+r"""Activations: the plain functions, PReLU, DIN's Dice, and DeepCTR's ``activation_layer``.
+
+Every plain activation's derivative is written in terms of its output
+:math:`y` (all of them are invertible or piecewise linear), so a forward keeps
+only ``y`` for its backward:
+
+=========  ==========================  ======================================
+name       forward                     backward ``dx``
+=========  ==========================  ======================================
+linear     :math:`y = x`               :math:`dy`
+relu       :math:`y = \max(x, 0)`      :math:`dy\,[y > 0]`
+sigmoid    :math:`y = 1/(1+e^{-x})`    :math:`dy\,y(1-y)`
+tanh       :math:`y = \tanh x`         :math:`dy\,(1-y^2)`
+softmax    :math:`y_j = e^{x_j}/\sum_k e^{x_k}`  :math:`y \odot (dy - \langle dy, y\rangle)`
+=========  ==========================  ======================================
+"""
+from typing import NamedTuple
+
+import numpy as np
+
+from .base import Layer
+from .normalization import BatchNormalization
+from .._validation import float_array, check_rank
+
+
+def sigmoid(x):
+    """Logistic function, exact in both tails (no overflow for large ``|x|``)."""
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1.0, e) / (1.0 + e)
+
+
+def relu(x):
+    return np.maximum(x, 0)
+
+
+def softmax(x, axis=-1):
+    e = np.exp(x - x.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def _softmax_backward(dy, y):
+    return y * (dy - np.sum(dy * y, axis=-1, keepdims=True))
+
+
+# name -> (forward(x), backward(dy, y))
+ACTIVATIONS = {
+    "linear": (lambda x: x, lambda dy, y: dy),
+    "relu": (relu, lambda dy, y: dy * (y > 0)),
+    "sigmoid": (sigmoid, lambda dy, y: dy * y * (1 - y)),
+    "tanh": (np.tanh, lambda dy, y: dy * (1 - y * y)),
+    "softmax": (softmax, _softmax_backward),
+}
+
+
+class Activation(Layer):
+    """A plain activation by its Keras name (``relu``, ``sigmoid``, ``tanh``, ``linear``, ``softmax``)."""
+
+    def __init__(self, activation, **kwargs):
+        super().__init__(**kwargs)
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
+        self.activation = activation
+        self._f, self._df = ACTIVATIONS[activation]
+
+    def forward(self, inputs, training=False, backprop=None):
+        x = float_array(inputs, "inputs", self.dtype)
+        self._build_for(x.dtype, x.shape)
+        y = self._f(x)
+        self._cache = y if self._keeps_cache(training, backprop) else None
+        self._output_shape = y.shape
+        return y
+
+    def backward(self, grad_output):
+        y, dy = self._take_cache(grad_output)
+        return self._df(dy, y)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def get_config(self):
+        return {**super().get_config(), "activation": self.activation}
+
+
+class PReLU(Layer):
+    r"""tf.keras ``PReLU``: :math:`y = \max(x, 0) + \alpha \min(x, 0)`, ``alpha`` starts at 0.
+
+    As in Keras, ``alpha`` has the shape of the input without its batch axis,
+    with 1 on each of ``shared_axes`` (1-based, as Keras counts them). On a 2D
+    input that is one alpha per feature. Backward:
+    :math:`dx = dy\,(1 \text{ if } x > 0 \text{ else } \alpha)`,
+    :math:`d\alpha = \sum_{\text{batch, shared}} dy \min(x, 0)`.
+    """
+
+    def __init__(self, shared_axes=None, **kwargs):
+        super().__init__(**kwargs)
+        if shared_axes is None:
+            self.shared_axes = None
+        else:
+            axes = [shared_axes] if isinstance(shared_axes, int) else list(shared_axes)
+            self.shared_axes = tuple(int(a) for a in axes)
+
+    def build(self, input_shape):
+        shape = list(input_shape[1:])
+        for a in self.shared_axes or ():
+            if not 1 <= a <= len(shape):
+                raise ValueError(f"shared_axes entry {a} is out of range for input shape {tuple(input_shape)}")
+            shape[a - 1] = 1
+        self.add_weight("alpha", np.zeros(shape))
+        self._input_tail = tuple(input_shape[1:])
+        super().build(input_shape)
+
+    def forward(self, inputs, training=False, backprop=None):
+        x = float_array(inputs, "inputs", self.dtype)
+        check_rank(x, "inputs", min_rank=2)
+        self._build_for(x.dtype, x.shape)
+        if x.shape[1:] != self._input_tail:
+            raise ValueError(f"inputs must have shape (batch_size, {', '.join(map(str, self._input_tail))}) "
+                             f"as when the layer was built, got {x.shape}")
+        negative = np.minimum(x, 0)
+        y = np.maximum(x, 0) + self._params["alpha"] * negative
+        self._cache = (x, negative) if self._keeps_cache(training, backprop) else None
+        self._output_shape = y.shape
+        return y
+
+    def backward(self, grad_output):
+        (x, negative), dy = self._take_cache(grad_output)
+        alpha = self._params["alpha"]
+        sum_axes = (0,) + tuple(self.shared_axes or ())
+        self._grads["alpha"] = np.sum(dy * negative, axis=sum_axes, keepdims=True).reshape(alpha.shape)
+        return dy * np.where(x > 0, 1.0, alpha)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def get_config(self):
+        return {**super().get_config(), "shared_axes": self.shared_axes}
+
+
+class DiceCache(NamedTuple):
+    x: np.ndarray   # the input
+    p: np.ndarray   # sigmoid(bn(x)), the gate
+
+
+class Dice(Layer):
+    r"""DIN's data-adaptive activation as DeepCTR's TensorFlow ``Dice``.
+
+    .. math::
+        p = \sigma(\mathrm{BN}(x)), \qquad y = \alpha (1 - p) x + p x
+
+    ``BN`` is a BatchNormalization over every axis but ``axis`` with no centre
+    or scale (momentum 0.99, ``epsilon``); ``alpha`` (weight ``dice_alpha``,
+    shape ``(units,)``) starts at zero.
+
+    Parameters
+    ----------
+    axis : int, default -1
+    epsilon : float, default 1e-9
+
+    Notes
+    -----
+    Backward, with :math:`\hat x = \mathrm{BN}(x)`:
+    :math:`d\alpha = \sum dy\,x(1-p)`,
+    :math:`dx = dy\,(\alpha(1-p) + p) + \mathrm{BN}^\top\!\big(dy\,x(1-\alpha)\,p(1-p)\big)`,
+    where :math:`\mathrm{BN}^\top` is the batch-norm backward (batch statistics in
+    training mode, moving statistics otherwise). See ``docs/dice.md``.
+    """
+
+    def __init__(self, axis=-1, epsilon=1e-9, **kwargs):
+        super().__init__(**kwargs)
+        self.axis = axis
+        self.epsilon = epsilon
+
+    def build(self, input_shape):
+        self.add_weight("dice_alpha", np.zeros(input_shape[self.axis]))
+        # center/scale off: Dice only needs the normalised input for its gate
+        self.add_layer("bn", BatchNormalization(axis=self.axis, epsilon=self.epsilon, center=False,
+                                                scale=False, dtype=self.dtype, name="bn"))
+        super().build(input_shape)
+
+    def forward(self, inputs, training=False, backprop=None):
+        x = float_array(inputs, "inputs", self.dtype)
+        check_rank(x, "inputs", min_rank=2)
+        self._build_for(x.dtype, x.shape)
+        alpha = self._params["dice_alpha"]
+        if x.shape[self.axis] != alpha.shape[0]:
+            raise ValueError(f"inputs must have {alpha.shape[0]} features on axis {self.axis}, "
+                             f"got shape {x.shape}")
+        p = sigmoid(self._layers["bn"].forward(x, training=training, backprop=backprop))
+        alpha = self._layers["bn"]._broadcast(alpha, x.ndim)
+        y = alpha * (1.0 - p) * x + p * x
+        self._cache = DiceCache(x, p) if self._keeps_cache(training, backprop) else None
+        self._output_shape = y.shape
+        return y
+
+    def backward(self, grad_output):
+        (x, p), dy = self._take_cache(grad_output)
+        bn = self._layers["bn"]
+        alpha = bn._broadcast(self._params["dice_alpha"], x.ndim)
+        reduce_axes = tuple(a for a in range(x.ndim) if a != bn._feature_axis)
+        self._grads["dice_alpha"] = np.sum(dy * x * (1.0 - p), axis=reduce_axes)
+        d_gate = dy * x * (1.0 - alpha) * p * (1.0 - p)   # dL/d bn(x)
+        return dy * (alpha * (1.0 - p) + p) + bn.backward(d_gate)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def get_config(self):
+        return {**super().get_config(), "axis": self.axis, "epsilon": self.epsilon}
+
+
+def activation_layer(activation, name=None, dtype=None):
+    """DeepCTR's ``activation_layer``: a layer for a name or an activation layer class.
+
+    Names are matched as DeepCTR 0.9.4 matches them: ``'dice'`` or ``'Dice'``,
+    otherwise a Keras activation name, which is case-sensitive (``'relu'``,
+    ``'sigmoid'``, ``'tanh'``, ``'linear'``, ``'softmax'``). npctr also accepts
+    ``'prelu'`` / ``'PReLU'`` (DeepCTR wants the ``PReLU`` class for that). A
+    Layer subclass is instantiated with no arguments.
+    """
+    if isinstance(activation, str):
+        if activation in ("dice", "Dice"):
+            return Dice(name=name, dtype=dtype)
+        if activation in ("prelu", "PReLU"):
+            return PReLU(name=name, dtype=dtype)
+        if activation in ACTIVATIONS:
+            return Activation(activation, name=name, dtype=dtype)
+        lowered = activation.lower()
+        hint = ""
+        if lowered in ACTIVATIONS:
+            hint = f" (activation names are case-sensitive, as in Keras: use {lowered!r})"
+        elif lowered in ("dice", "prelu"):
+            hint = f" (use {'Dice' if lowered == 'dice' else 'PReLU'!r} or {lowered!r})"
+        raise ValueError(f"activation must be one of {sorted(ACTIVATIONS) + ['dice', 'prelu']} or an "
+                         f"activation Layer class, got {activation!r}{hint}")
+    if isinstance(activation, type):
+        if not issubclass(activation, Layer):
+            raise ValueError(f"activation class must be an npctr Layer subclass, got {activation!r}")
+        layer = activation()
+        if name is not None:
+            layer.name = name
+        if layer.dtype is None and dtype is not None:
+            layer.dtype = np.dtype(dtype)
+        return layer
+    raise TypeError(f"activation must be a str or an activation Layer class, got {activation!r} "
+                    f"of type {type(activation).__name__}")
+
+
+def activation_name(activation):
+    """How an activation argument is written into a config (a name, or a class's name)."""
+    return activation if isinstance(activation, str) or activation is None else activation.__name__

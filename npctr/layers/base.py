@@ -1,0 +1,240 @@
+"""The layer protocol every npctr layer follows.
+
+A layer owns three dicts of arrays:
+
+* ``params``: trainable weights, name -> ndarray;
+* ``grads``: the same keys, written by ``backward``;
+* ``state``: non-trainable arrays (BatchNormalization's moving statistics).
+
+Child layers contribute their entries under path names (``dnn/kernel0``,
+``dnn/bn0/gamma``), so a whole model is one flat dict. The arrays in these
+dicts are the layer's own storage: optimizers update them in place.
+
+``forward(inputs, training=False, backprop=None)`` computes the output and, when
+``backprop`` (default: ``training``) is true, keeps a named cache that
+``backward(grad_output)`` reads. Inference mode caches nothing.
+"""
+import re
+
+import numpy as np
+
+from .._validation import resolve_dtype, check_seed
+
+
+def _snake_case(name):
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+class Layer:
+    """Base class: weights, child layers, flat dicts, weight import/export, config."""
+
+    def __init__(self, name=None, dtype=None, trainable=True):
+        self.name = name if name is not None else _snake_case(type(self).__name__)
+        self.dtype = resolve_dtype(dtype)
+        self.trainable = bool(trainable)
+        self.built = False
+        self._params = {}
+        self._grads = {}
+        self._state = {}
+        self._l2 = {}          # param key -> L2 coefficient (Keras's l2(c): c * sum(w**2))
+        self._layers = {}      # child name -> Layer, in creation order (Keras tracking order)
+        self._cache = None
+        self._output_shape = None
+
+    # -- construction -----------------------------------------------------------------
+    def add_weight(self, key, value, trainable=True, l2_reg=0.0):
+        """Register a weight under ``key``; returns the stored array."""
+        value = np.array(value, dtype=self.dtype)
+        if trainable:
+            self._params[key] = value
+            self._grads[key] = np.zeros_like(value)
+            if l2_reg:
+                self._l2[key] = float(l2_reg)
+        else:
+            self._state[key] = value
+        return value
+
+    def add_layer(self, key, layer):
+        """Register a child layer; its weights appear under ``key/...``."""
+        self._layers[key] = layer
+        return layer
+
+    def build(self, input_shape):
+        """Create the weights for ``input_shape``. Subclasses extend this."""
+        self.built = True
+
+    def _build_for(self, dtype, input_shape):
+        """Fix the dtype from the first input (float32 stays float32) and build once."""
+        if self.dtype is None:
+            self.dtype = dtype
+        if not self.built:
+            self.build(input_shape)
+            self.built = True
+
+    # -- flat views -------------------------------------------------------------------
+    def _flat(self, attr):
+        out = dict(getattr(self, attr))
+        for child_key, child in self._layers.items():
+            for key, value in child._flat(attr).items():
+                out[f"{child_key}/{key}"] = value
+        return out
+
+    @property
+    def params(self):
+        """Trainable weights of this layer and its children, path -> ndarray."""
+        return self._flat("_params")
+
+    @property
+    def grads(self):
+        """Gradients of the last ``backward``, same keys as ``params``."""
+        return self._flat("_grads")
+
+    @property
+    def state(self):
+        """Non-trainable arrays (moving statistics), path -> ndarray."""
+        return self._flat("_state")
+
+    def sublayers(self):
+        """This layer and every descendant, depth first, with their path prefixes."""
+        yield "", self
+        for child_key, child in self._layers.items():
+            for prefix, layer in child.sublayers():
+                yield (f"{child_key}/{prefix}" if prefix else f"{child_key}/"), layer
+
+    # -- calling ----------------------------------------------------------------------
+    def forward(self, inputs, training=False, backprop=None):
+        raise NotImplementedError
+
+    def backward(self, grad_output):
+        raise NotImplementedError
+
+    def __call__(self, inputs, training=False, backprop=None):
+        return self.forward(inputs, training=training, backprop=backprop)
+
+    def call(self, inputs, training=None):
+        """DeepCTR/Keras spelling of ``forward``; ``training=None`` means inference."""
+        return self.forward(inputs, training=bool(training))
+
+    @staticmethod
+    def _keeps_cache(training, backprop):
+        return bool(training) if backprop is None else bool(backprop)
+
+    def _take_cache(self, grad_output):
+        """Return the cache of the last forward and check ``grad_output`` against it."""
+        if self._cache is None:
+            raise RuntimeError(
+                f"{self.name}.backward called without a forward that kept its cache: "
+                "call forward(inputs, training=True) or forward(..., backprop=True) first")
+        grad_output = np.asarray(grad_output)
+        if grad_output.shape != self._output_shape:
+            raise ValueError(
+                f"grad_output of {self.name}.backward must have the output's shape "
+                f"{self._output_shape}, got {grad_output.shape}")
+        return self._cache, grad_output.astype(self.dtype, copy=False)
+
+    def compute_output_shape(self, input_shape):
+        raise NotImplementedError
+
+    # -- regularization ---------------------------------------------------------------
+    def regularization_loss(self):
+        """Sum of ``c * sum(w**2)`` over every regularized weight (Keras's ``l2(c)``)."""
+        total = sum(c * float(np.sum(self._params[k] ** 2)) for k, c in self._l2.items())
+        return total + sum(child.regularization_loss() for child in self._layers.values())
+
+    def add_regularization_grads(self):
+        """Add ``2 c w`` to the gradient of each regularized weight."""
+        for key, c in self._l2.items():
+            self._grads[key] += (2.0 * c) * self._params[key]
+        for child in self._layers.values():
+            child.add_regularization_grads()
+
+    # -- weights in DeepCTR's order ---------------------------------------------------
+    def _ordered(self, trainable):
+        own = self._params if trainable else self._state
+        keys = list(own)
+        for child_key, child in self._layers.items():
+            keys += [f"{child_key}/{k}" for k in child._ordered(trainable)]
+        return keys
+
+    def weight_names(self):
+        """Paths in tf.keras 2's ``get_weights()`` order: every trainable, then the rest."""
+        return self._ordered(True) + self._ordered(False)
+
+    def _lookup(self, path):
+        layer = self
+        *parents, key = path.split("/")
+        for p in parents:
+            layer = layer._layers[p]
+        return (layer._params if key in layer._params else layer._state)[key]
+
+    def get_weights(self):
+        """Copies of the weights, in the order of DeepCTR's tf.keras ``get_weights()``."""
+        return [self._lookup(p).copy() for p in self.weight_names()]
+
+    def set_weights(self, weights, strict=True):
+        """Load weights from a list in ``get_weights()`` order, or a dict path -> array.
+
+        Values are copied into the existing arrays (cast to the layer's dtype), so
+        references held by an optimizer stay valid. A dict with ``strict=False``
+        may name a subset of the weights.
+        """
+        names = self.weight_names()
+        if isinstance(weights, dict):
+            unknown = sorted(set(weights) - set(names))
+            if unknown:
+                raise ValueError(f"set_weights: unknown weight names {unknown}; known: {names}")
+            missing = [n for n in names if n not in weights]
+            if strict and missing:
+                raise ValueError(f"set_weights: missing weights {missing} (pass strict=False "
+                                 "to set a subset)")
+            pairs = [(n, weights[n]) for n in names if n in weights]
+        elif isinstance(weights, (list, tuple)):
+            if len(weights) != len(names):
+                hint = "" if self.built else " (the layer is not built yet: call build(input_shape) first)"
+                raise ValueError(f"set_weights: {self.name} expects {len(names)} weights "
+                                 f"{names}, got {len(weights)}{hint}")
+            pairs = list(zip(names, weights))
+        else:
+            raise TypeError(f"set_weights: weights must be a list or a dict, got {type(weights).__name__}")
+        for name, value in pairs:
+            target = self._lookup(name)
+            value = np.asarray(value)
+            if value.shape != target.shape:
+                raise ValueError(f"set_weights: weight {name!r} must have shape {target.shape}, "
+                                 f"got {value.shape}")
+        for name, value in pairs:
+            self._lookup(name)[...] = value
+
+    # -- config -----------------------------------------------------------------------
+    def get_config(self):
+        return {"name": self.name,
+                "dtype": None if self.dtype is None else self.dtype.name,
+                "trainable": self.trainable}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    # -- reproducibility helpers (used by the gradient checker) -------------------------
+    def snapshot(self):
+        """Copy of every moving statistic and random generator state below this layer."""
+        rngs = {p: layer._rng.bit_generator.state
+                for p, layer in self.sublayers() if getattr(layer, "_rng", None) is not None}
+        return {k: v.copy() for k, v in self.state.items()}, rngs
+
+    def restore(self, snap):
+        """Undo everything a forward changed since ``snapshot()``."""
+        states, rngs = snap
+        for k, v in self.state.items():
+            v[...] = states[k]
+        for p, layer in self.sublayers():
+            if p in rngs:
+                layer._rng.bit_generator.state = rngs[p]
+
+    def __repr__(self):
+        return f"{type(self).__name__}(name={self.name!r})"
+
+
+def make_rng(seed):
+    """A NumPy Generator for ``seed`` (None: fresh entropy); never the global state."""
+    return np.random.default_rng(check_seed(seed))

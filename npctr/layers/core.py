@@ -1,0 +1,393 @@
+r"""DeepCTR's core layers: ``DNN``, ``LocalActivationUnit`` and ``PredictionLayer``.
+
+Forward and backward equations are in each class's Notes; the derivations, with
+shapes, are in ``docs/dnn.md``, ``docs/local_activation_unit.md`` and
+``docs/prediction_layer.md``.
+"""
+from typing import NamedTuple
+
+import numpy as np
+
+from .base import Layer, make_rng
+from .activation import activation_layer, activation_name, sigmoid, softmax, _softmax_backward
+from .dense import dense_forward, dense_backward
+from .dropout import Dropout
+from .normalization import BatchNormalization
+from .. import initializers
+from .._validation import (float_array, check_rank, check_last_dim, check_list, check_units,
+                           check_rate, check_nonnegative, check_seed)
+
+
+class DNN(Layer):
+    r"""The multi-layer perceptron of DeepCTR.
+
+    Per hidden layer :math:`i`:
+    :math:`z_i = a_{i-1} W_i + b_i`, then BatchNormalization (``use_bn``), the
+    activation (``output_activation`` on the last layer when given), then
+    ``Dropout(dropout_rate, seed=seed + i)``.
+
+    Parameters
+    ----------
+    hidden_units : sequence of int
+        Units per layer; empty means the identity.
+    activation : str or activation Layer class, default 'relu'
+    l2_reg : float, default 0
+        ``l2_reg * sum(W_i ** 2)`` per kernel.
+    dropout_rate : float in [0, 1), default 0
+    use_bn : bool, default False
+    output_activation : str, class or None
+        Replaces ``activation`` on the last layer.
+    seed : int, default 1024
+
+    Input ``(batch_size, ..., input_dim)``; output ``(batch_size, ..., hidden_units[-1])``.
+    Weights (DeepCTR names): ``kernel{i}`` ``(in_i, out_i)``, ``bias{i}``; children
+    ``bn{i}`` (``gamma``, ``beta``, moving statistics), ``activation{i}``
+    (``dice_alpha`` or ``alpha`` for Dice/PReLU), ``dropout{i}``.
+
+    Notes
+    -----
+    Backward runs the layers in reverse: dropout mask, activation derivative,
+    batch-norm backward, then :math:`da_{i-1} = dz_i W_i^\top`,
+    :math:`dW_i = a_{i-1}^\top dz_i`, :math:`db_i = \sum dz_i`.
+    """
+
+    def __init__(self, hidden_units, activation="relu", l2_reg=0, dropout_rate=0, use_bn=False,
+                 output_activation=None, seed=1024, **kwargs):
+        super().__init__(**kwargs)
+        self.hidden_units = check_units(hidden_units, "hidden_units")
+        self.activation = activation
+        self.l2_reg = check_nonnegative(l2_reg, "l2_reg")
+        self.dropout_rate = check_rate(dropout_rate, "dropout_rate")
+        self.use_bn = bool(use_bn)
+        self.output_activation = output_activation
+        self.seed = check_seed(seed)
+        # fail at construction, not at first call, on an unknown activation
+        for act in (activation, output_activation):
+            if act is not None:
+                activation_layer(act)
+
+    def build(self, input_shape):
+        sizes = (input_shape[-1],) + self.hidden_units
+        rng = make_rng(self.seed)
+        n = len(self.hidden_units)
+        # Keras tracking order: kernels, biases, then bn, dropout, activation layers
+        for i in range(n):
+            self.add_weight(f"kernel{i}", initializers.glorot_normal(rng, (sizes[i], sizes[i + 1])),
+                            l2_reg=self.l2_reg)
+        for i in range(n):
+            self.add_weight(f"bias{i}", np.zeros(sizes[i + 1]))
+        if self.use_bn:
+            for i in range(n):
+                self.add_layer(f"bn{i}", BatchNormalization(dtype=self.dtype, name=f"bn{i}"))
+        for i in range(n):
+            seed = None if self.seed is None else self.seed + i
+            self.add_layer(f"dropout{i}", Dropout(self.dropout_rate, seed=seed, dtype=self.dtype,
+                                                  name=f"dropout{i}"))
+        for i in range(n):
+            act = self.output_activation if (i == n - 1 and self.output_activation is not None) \
+                else self.activation
+            self.add_layer(f"activation{i}", activation_layer(act, name=f"activation{i}", dtype=self.dtype))
+        self._input_dim = input_shape[-1]
+        super().build(input_shape)
+
+    def forward(self, inputs, training=False, backprop=None):
+        x = float_array(inputs, "inputs", self.dtype)
+        check_rank(x, "inputs", min_rank=2)
+        self._build_for(x.dtype, x.shape)
+        check_last_dim(x, "inputs", self._input_dim)
+        return self._forward_from(x, None, training, backprop)
+
+    def _forward_from(self, x, z0, training, backprop):
+        """Run the stack; ``z0`` (optional) is the first layer's pre-activation, already computed.
+
+        ``LocalActivationUnit`` passes ``z0`` when it computes the first layer
+        more cheaply than ``x @ kernel0``; ``x`` is then None.
+        """
+        keep = self._keeps_cache(training, backprop)
+        layer_inputs = []
+        a = x
+        for i in range(len(self.hidden_units)):
+            layer_inputs.append(a)
+            if i == 0 and z0 is not None:
+                z = z0
+            else:
+                z = dense_forward(a, self._params[f"kernel{i}"], self._params[f"bias{i}"])
+            if self.use_bn:
+                z = self._layers[f"bn{i}"].forward(z, training, backprop)
+            a = self._layers[f"activation{i}"].forward(z, training, backprop)
+            a = self._layers[f"dropout{i}"].forward(a, training, backprop)
+        self._cache = layer_inputs if keep else None
+        self._output_shape = a.shape
+        return a
+
+    def backward(self, grad_output):
+        return self._backward_to(grad_output, stop_at_z0=False)
+
+    def _backward_to(self, grad_output, stop_at_z0):
+        """Backward through every layer; with ``stop_at_z0`` return ``dL/dz0`` instead of ``dL/dx``."""
+        layer_inputs, d = self._take_cache(grad_output)
+        for i in reversed(range(len(self.hidden_units))):
+            d = self._layers[f"dropout{i}"].backward(d)
+            d = self._layers[f"activation{i}"].backward(d)
+            if self.use_bn:
+                d = self._layers[f"bn{i}"].backward(d)
+            if i == 0 and stop_at_z0:
+                self._grads["bias0"] = d.reshape(-1, d.shape[-1]).sum(axis=0)
+                return d
+            d, self._grads[f"kernel{i}"], self._grads[f"bias{i}"] = dense_backward(
+                d, layer_inputs[i], self._params[f"kernel{i}"])
+        return d
+
+    def compute_output_shape(self, input_shape):
+        if not self.hidden_units:
+            return tuple(input_shape)
+        return tuple(input_shape[:-1]) + (self.hidden_units[-1],)
+
+    def get_config(self):
+        return {**super().get_config(), "hidden_units": self.hidden_units,
+                "activation": activation_name(self.activation), "l2_reg": self.l2_reg,
+                "dropout_rate": self.dropout_rate, "use_bn": self.use_bn,
+                "output_activation": activation_name(self.output_activation), "seed": self.seed}
+
+
+class LocalActivationUnitCache(NamedTuple):
+    query: np.ndarray        # (B, 1, E)
+    keys: np.ndarray         # (B, T, E)
+    attention_input: object  # (B, T, 4E) when the DNN is empty or split is off, else None
+    dnn_output: np.ndarray   # (B, T, H) input of the final projection
+
+
+class LocalActivationUnit(Layer):
+    r"""DIN's local activation unit: a score per behaviour for one candidate.
+
+    .. math::
+        u = [q, k, q - k, q \odot k] \in \mathbb R^{B \times T \times 4E}, \quad
+        h = \mathrm{DNN}(u), \quad s = h\,w + c \in \mathbb R^{B \times T \times 1}
+
+    with :math:`q` the query repeated over the :math:`T` keys.
+
+    Parameters
+    ----------
+    hidden_units : sequence of int, default (64, 32)
+    activation : str or activation Layer class, default 'sigmoid'
+    l2_reg, dropout_rate, use_bn, seed : as ``DNN``
+    split : bool, default True
+        Compute the first layer as :math:`q(W_a + W_c) + k(W_b - W_c) + (q \odot k) W_d`,
+        the query term once per row instead of once per time step (same result up
+        to round-off; ``split=False`` builds :math:`u` explicitly, as DeepCTR does).
+
+    Inputs ``[query (batch_size, 1, embedding_size), keys (batch_size, T, embedding_size)]``;
+    output ``(batch_size, T, 1)``. Weights: ``kernel (H or 4E, 1)``, ``bias (1,)``,
+    then the DNN's under ``dnn/``.
+
+    Notes
+    -----
+    Backward: :math:`dh = ds\,w^\top`, :math:`dw = \sum h^\top ds`, :math:`dc = \sum ds`,
+    :math:`du = \mathrm{DNN}^\top(dh)` split into :math:`(du_1, du_2, du_3, du_4)`; then
+    :math:`dq = \sum_T (du_1 + du_3 + du_4 \odot k)` and
+    :math:`dk = du_2 - du_3 + du_4 \odot q` (each input reaches :math:`u` along three paths).
+    """
+
+    def __init__(self, hidden_units=(64, 32), activation="sigmoid", l2_reg=0, dropout_rate=0,
+                 use_bn=False, seed=1024, split=True, **kwargs):
+        super().__init__(**kwargs)
+        self.hidden_units = check_units(hidden_units, "hidden_units")
+        self.activation = activation
+        self.l2_reg = check_nonnegative(l2_reg, "l2_reg")
+        self.dropout_rate = check_rate(dropout_rate, "dropout_rate")
+        self.use_bn = bool(use_bn)
+        self.seed = check_seed(seed)
+        self.split = bool(split)
+        activation_layer(activation)
+
+    def _check_inputs(self, inputs):
+        check_list(inputs, "inputs", 2)
+        query = float_array(inputs[0], "query", self.dtype)
+        keys = float_array(inputs[1], "keys", self.dtype if self.dtype is not None else query.dtype)
+        check_rank(query, "query", rank=3)
+        check_rank(keys, "keys", rank=3)
+        if query.shape[1] != 1:
+            raise ValueError(f"query must have shape (batch_size, 1, embedding_size), got {query.shape}")
+        if query.shape[0] != keys.shape[0]:
+            raise ValueError(f"query and keys must have the same batch size, got query {query.shape} "
+                             f"and keys {keys.shape}")
+        if query.shape[2] != keys.shape[2]:
+            raise ValueError(f"query and keys must have the same embedding size, got query {query.shape} "
+                             f"and keys {keys.shape}")
+        return query, keys
+
+    def build(self, input_shape):
+        query_shape, keys_shape = input_shape
+        size = self.hidden_units[-1] if self.hidden_units else 4 * keys_shape[-1]
+        rng = make_rng(self.seed)
+        self.add_weight("kernel", initializers.glorot_normal(rng, (size, 1)))
+        self.add_weight("bias", np.zeros(1))
+        dnn = DNN(self.hidden_units, self.activation, self.l2_reg, self.dropout_rate, self.use_bn,
+                  seed=self.seed, dtype=self.dtype, name="dnn")
+        self.add_layer("dnn", dnn)
+        dnn._build_for(self.dtype, tuple(keys_shape[:-1]) + (4 * keys_shape[-1],))
+        self._embedding_size = keys_shape[-1]
+        super().build(input_shape)
+
+    def forward(self, inputs, training=False, backprop=None):
+        query, keys = self._check_inputs(inputs)
+        self._build_for(query.dtype, [query.shape, keys.shape])
+        query = query.astype(self.dtype, copy=False)
+        keys = keys.astype(self.dtype, copy=False)
+        check_last_dim(keys, "keys", self._embedding_size)
+        dnn = self._layers["dnn"]
+        if self.split and self.hidden_units:
+            z0 = self._first_layer_split(query, keys, dnn._params["kernel0"], dnn._params["bias0"])
+            h = dnn._forward_from(None, z0, training, backprop)
+            u = None
+        else:
+            u = self._attention_input(query, keys)
+            h = dnn._forward_from(u, None, training, backprop)
+        score = dense_forward(h, self._params["kernel"], self._params["bias"])
+        keep = self._keeps_cache(training, backprop)
+        self._cache = LocalActivationUnitCache(query, keys, u, h) if keep else None
+        self._output_shape = score.shape
+        return score
+
+    @staticmethod
+    def _attention_input(query, keys):
+        q = np.broadcast_to(query, keys.shape)
+        return np.concatenate([q, keys, q - keys, q * keys], axis=-1)
+
+    @staticmethod
+    def _first_layer_split(query, keys, kernel, bias):
+        """``[q, k, q-k, q*k] @ W + b`` without forming the (B, T, 4E) input."""
+        w_a, w_b, w_c, w_d = np.split(kernel, 4, axis=0)
+        return (query @ (w_a + w_c) + bias) + keys @ (w_b - w_c) + (query * keys) @ w_d
+
+    def backward(self, grad_output):
+        (query, keys, u, h), d_score = self._take_cache(grad_output)
+        dnn = self._layers["dnn"]
+        d_h, self._grads["kernel"], self._grads["bias"] = dense_backward(d_score, h, self._params["kernel"])
+        if u is None:
+            # split first layer: dz0 reaches q, k and q*k through the kernel blocks
+            d_z0 = dnn._backward_to(d_h, stop_at_z0=True)
+            w_a, w_b, w_c, w_d = np.split(dnn._params["kernel0"], 4, axis=0)
+            e = query.shape[-1]
+            d_qk = d_z0 @ w_d.T                                   # dL/d(q*k), (B, T, E)
+            d_kernel0 = np.empty_like(dnn._params["kernel0"])
+            z2 = d_z0.reshape(-1, d_z0.shape[-1])
+            d_w_ac = query.reshape(-1, e).T @ d_z0.sum(axis=1)    # q is the same for every t
+            d_w_bc = keys.reshape(-1, e).T @ z2
+            d_kernel0[:e] = d_w_ac
+            d_kernel0[e:2 * e] = d_w_bc
+            d_kernel0[2 * e:3 * e] = d_w_ac - d_w_bc
+            d_kernel0[3 * e:] = (query * keys).reshape(-1, e).T @ z2
+            dnn._grads["kernel0"] = d_kernel0
+            d_query = d_z0.sum(axis=1, keepdims=True) @ (w_a + w_c).T \
+                + np.sum(d_qk * keys, axis=1, keepdims=True)
+            d_keys = d_z0 @ (w_b - w_c).T + d_qk * query
+        else:
+            d_u = dnn._backward_to(d_h, stop_at_z0=False) if self.hidden_units else d_h
+            d_q, d_k, d_diff, d_prod = np.split(d_u, 4, axis=-1)
+            d_query = np.sum(d_q + d_diff + d_prod * keys, axis=1, keepdims=True)
+            d_keys = d_k - d_diff + d_prod * query
+        return [d_query, d_keys]
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[1][:2]) + (1,)
+
+    def compute_mask(self, inputs, mask):
+        return mask
+
+    def get_config(self):
+        return {**super().get_config(), "hidden_units": self.hidden_units,
+                "activation": activation_name(self.activation), "l2_reg": self.l2_reg,
+                "dropout_rate": self.dropout_rate, "use_bn": self.use_bn, "seed": self.seed,
+                "split": self.split}
+
+
+TASKS = ("binary", "multiclass", "regression")
+
+
+class PredictionLayer(Layer):
+    r"""Output layer: add ``global_bias``, then the task's link.
+
+    ``binary``: :math:`\hat y = \sigma(x + b)`; ``regression``: :math:`\hat y = x + b`;
+    both reshaped to ``(batch_size, 1)`` as DeepCTR does.
+    ``multiclass``: :math:`\hat y = \mathrm{softmax}(x + b)` over the last axis,
+    output ``(batch_size, n_classes)``. DeepCTR accepts ``multiclass`` but applies
+    no softmax and flattens ``(B, C)`` to ``(B*C, 1)``; npctr does what users of
+    a multiclass head expect and documents the difference (``docs/prediction_layer.md``).
+
+    Parameters
+    ----------
+    task : {'binary', 'multiclass', 'regression'}, default 'binary'
+    use_bias : bool, default True
+        Weight ``global_bias``: shape ``(1,)`` (``(C,)`` for multiclass), zeros.
+
+    Notes
+    -----
+    Backward: binary :math:`dx = d\hat y\,\hat y(1-\hat y)`; regression :math:`dx = d\hat y`;
+    multiclass :math:`dx = \hat y \odot (d\hat y - \langle d\hat y, \hat y\rangle)`;
+    :math:`db = \sum dx`.
+    """
+
+    def __init__(self, task="binary", use_bias=True, **kwargs):
+        super().__init__(**kwargs)
+        if task not in TASKS:
+            raise ValueError(f"task must be binary, multiclass or regression, got {task!r}")
+        self.task = task
+        self.use_bias = bool(use_bias)
+
+    def _check_input(self, inputs):
+        x = float_array(inputs, "inputs", self.dtype)
+        check_rank(x, "inputs", min_rank=1)
+        if self.task == "multiclass":
+            check_rank(x, "inputs", rank=2)
+        elif int(np.prod(x.shape[1:])) != 1:
+            raise ValueError(f"inputs of a {self.task} PredictionLayer must have one value per sample, "
+                             f"shape (batch_size, 1), got {x.shape}")
+        return x
+
+    def build(self, input_shape):
+        if self.use_bias:
+            n = input_shape[-1] if self.task == "multiclass" else 1
+            self.add_weight("global_bias", np.zeros(n))
+        super().build(input_shape)
+
+    def forward(self, inputs, training=False, backprop=None):
+        x = self._check_input(inputs)
+        self._build_for(x.dtype, x.shape)
+        if self.task == "multiclass":
+            check_last_dim(x, "inputs", self._params["global_bias"].shape[0]) if self.use_bias else None
+        else:
+            x = x.reshape(-1, 1)
+        if self.use_bias:
+            x = x + self._params["global_bias"]
+        if self.task == "binary":
+            y = sigmoid(x)
+        elif self.task == "multiclass":
+            y = softmax(x)
+        else:
+            y = x
+        self._cache = (y, inputs_shape(inputs)) if self._keeps_cache(training, backprop) else None
+        self._output_shape = y.shape
+        return y
+
+    def backward(self, grad_output):
+        (y, input_shape), dy = self._take_cache(grad_output)
+        if self.task == "binary":
+            dx = dy * y * (1.0 - y)
+        elif self.task == "multiclass":
+            dx = _softmax_backward(dy, y)
+        else:
+            dx = dy
+        if self.use_bias:
+            self._grads["global_bias"] = dx.sum(axis=0)
+        return dx.reshape(input_shape)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], input_shape[-1] if self.task == "multiclass" else 1)
+
+    def get_config(self):
+        return {**super().get_config(), "task": self.task, "use_bias": self.use_bias}
+
+
+def inputs_shape(inputs):
+    return np.shape(inputs)

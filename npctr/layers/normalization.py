@@ -1,0 +1,175 @@
+r"""Batch normalization with tf.keras semantics.
+
+Statistics are taken over every axis but ``axis`` (the feature axis). With the
+reduction set :math:`R` and :math:`m = |R|` elements per feature:
+
+.. math::
+    \mu = \tfrac1m \sum_R x, \quad \sigma^2 = \tfrac1m \sum_R (x - \mu)^2, \quad
+    \hat x = (x - \mu) / \sqrt{\sigma^2 + \epsilon}, \quad y = \gamma \hat x + \beta
+
+Backward (batch statistics), with :math:`g = \partial L / \partial \hat x = \gamma\, dy`:
+
+.. math::
+    dx = \frac{1}{\sqrt{\sigma^2+\epsilon}}\Big(g - \overline{g} - \hat x\,\overline{g\hat x}\Big),
+    \quad d\gamma = \sum_R dy\,\hat x, \quad d\beta = \sum_R dy
+
+where the bar is the mean over :math:`R`. With moving statistics (inference)
+:math:`\mu, \sigma^2` are constants and :math:`dx = g / \sqrt{\sigma^2+\epsilon}`.
+The derivation is in ``docs/batch_normalization.md``.
+"""
+from typing import NamedTuple, Optional
+
+import numpy as np
+
+from .base import Layer
+from .._validation import float_array, check_rank
+
+
+class BatchNormCache(NamedTuple):
+    x_hat: np.ndarray             # normalised input, shape of x
+    inv_std: np.ndarray           # 1 / sqrt(var + eps), broadcastable to x
+    gamma: Optional[np.ndarray]   # broadcastable scale, None when scale=False
+    batch_stats: bool             # True: mean/var came from this batch (training)
+    axes: tuple                   # reduction axes
+
+
+def batch_moments(x, axes):
+    """Batch mean and biased variance over ``axes`` (keepdims), as ``tf.nn.moments``."""
+    mean = x.mean(axis=axes, keepdims=True)
+    centred = x - mean
+    variance = np.mean(centred * centred, axis=axes, keepdims=True)
+    return mean, variance
+
+
+def batch_norm_forward(x, mean, variance, gamma, beta, epsilon, axes, batch_stats):
+    """``y = gamma * (x - mean) / sqrt(variance + epsilon) + beta``; gamma/beta may be None."""
+    inv_std = 1.0 / np.sqrt(variance + epsilon)
+    x_hat = (x - mean) * inv_std
+    y = x_hat
+    if gamma is not None:
+        y = y * gamma
+    if beta is not None:
+        y = y + beta
+    return y, BatchNormCache(x_hat, inv_std, gamma, batch_stats, axes)
+
+
+def batch_norm_backward(dy, cache):
+    """Return ``dx, dgamma, dbeta`` (dgamma/dbeta None where there is no gamma/beta).
+
+    dbeta is returned as long as the caller wants it; it is just ``sum(dy)``.
+    """
+    x_hat, inv_std, gamma, batch_stats, axes = cache
+    dgamma = np.sum(dy * x_hat, axis=axes) if gamma is not None else None
+    dbeta = np.sum(dy, axis=axes)
+    g = dy * gamma if gamma is not None else dy
+    if batch_stats:
+        # mean and variance depend on every x in the reduction set
+        g_mean = g.mean(axis=axes, keepdims=True)
+        gx_mean = np.mean(g * x_hat, axis=axes, keepdims=True)
+        dx = inv_std * (g - g_mean - x_hat * gx_mean)
+    else:
+        dx = g * inv_std
+    return dx, dgamma, dbeta
+
+
+class BatchNormalization(Layer):
+    """tf.keras ``BatchNormalization``: normalise over every axis but ``axis``.
+
+    Parameters
+    ----------
+    axis : int, default -1
+        The feature axis; statistics are pooled over all other axes.
+    momentum : float, default 0.99
+        ``moving = moving * momentum + batch_stat * (1 - momentum)`` in training.
+    epsilon : float, default 1e-3
+    center, scale : bool, default True
+        Learn ``beta`` / ``gamma``.
+
+    Weights: ``gamma``, ``beta`` (trainable, shape ``(C,)``), ``moving_mean``,
+    ``moving_variance`` (state, shape ``(C,)``).
+
+    Notes
+    -----
+    Training mode uses the batch mean and the biased batch variance and updates
+    the moving statistics; inference mode uses the moving statistics.
+    """
+
+    def __init__(self, axis=-1, momentum=0.99, epsilon=1e-3, center=True, scale=True, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
+            raise TypeError(f"axis must be an int, got {axis!r}")
+        if not 0.0 <= momentum <= 1.0:
+            raise ValueError(f"momentum must be in [0, 1], got {momentum!r}")
+        if not epsilon > 0:
+            raise ValueError(f"epsilon must be > 0, got {epsilon!r}")
+        self.axis = int(axis)
+        self.momentum = float(momentum)
+        self.epsilon = float(epsilon)
+        self.center = bool(center)
+        self.scale = bool(scale)
+
+    def build(self, input_shape):
+        ndim = len(input_shape)
+        if not -ndim <= self.axis < ndim:
+            raise ValueError(f"axis {self.axis} is out of range for input shape {tuple(input_shape)}")
+        self._feature_axis = self.axis % ndim
+        self._ndim = ndim
+        c = input_shape[self._feature_axis]
+        if self.scale:
+            self.add_weight("gamma", np.ones(c))
+        if self.center:
+            self.add_weight("beta", np.zeros(c))
+        self.add_weight("moving_mean", np.zeros(c), trainable=False)
+        self.add_weight("moving_variance", np.ones(c), trainable=False)
+        super().build(input_shape)
+
+    def _broadcast(self, v, ndim):
+        if v is None or self._feature_axis == ndim - 1:
+            return v
+        shape = [1] * ndim
+        shape[self._feature_axis] = v.shape[0]
+        return v.reshape(shape)
+
+    def forward(self, inputs, training=False, backprop=None):
+        x = float_array(inputs, "inputs", self.dtype)
+        check_rank(x, "inputs", min_rank=1)
+        self._build_for(x.dtype, x.shape)
+        if x.ndim != self._ndim or x.shape[self._feature_axis] != self._state["moving_mean"].shape[0]:
+            raise ValueError(f"inputs must have rank {self._ndim} and {self._state['moving_mean'].shape[0]} "
+                             f"features on axis {self.axis}, got shape {x.shape}")
+        axes = tuple(a for a in range(x.ndim) if a != self._feature_axis)
+        gamma = self._broadcast(self._params.get("gamma"), x.ndim)
+        beta = self._broadcast(self._params.get("beta"), x.ndim)
+        if training:
+            mean, variance = batch_moments(x, axes)
+            self._update_moving(mean.reshape(-1), variance.reshape(-1))
+        else:
+            mean = self._broadcast(self._state["moving_mean"], x.ndim)
+            variance = self._broadcast(self._state["moving_variance"], x.ndim)
+        y, cache = batch_norm_forward(x, mean, variance, gamma, beta, self.epsilon, axes,
+                                      batch_stats=bool(training))
+        self._cache = cache if self._keeps_cache(training, backprop) else None
+        self._output_shape = y.shape
+        return y
+
+    def _update_moving(self, batch_mean, batch_variance):
+        m = self.momentum
+        for key, value in (("moving_mean", batch_mean), ("moving_variance", batch_variance)):
+            moving = self._state[key]
+            moving[...] = moving * m + value * (1.0 - m)
+
+    def backward(self, grad_output):
+        cache, dy = self._take_cache(grad_output)
+        dx, dgamma, dbeta = batch_norm_backward(dy, cache)
+        if self.scale:
+            self._grads["gamma"] = dgamma
+        if self.center:
+            self._grads["beta"] = dbeta
+        return dx
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def get_config(self):
+        return {**super().get_config(), "axis": self.axis, "momentum": self.momentum,
+                "epsilon": self.epsilon, "center": self.center, "scale": self.scale}
