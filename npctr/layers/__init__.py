@@ -5,7 +5,10 @@ from .normalization import BatchNormalization
 from .dense import Dense
 from .dropout import Dropout
 from .core import DNN, LocalActivationUnit, PredictionLayer
+from .embedding import Embedding
+from .sequence import SequencePoolingLayer, AttentionSequencePoolingLayer, sequence_mask
 
 __all__ = ["Layer", "Activation", "Dice", "PReLU", "activation_layer", "BatchNormalization", "Dense",
-           "Dropout", "DNN", "LocalActivationUnit", "PredictionLayer", "sigmoid", "softmax", "relu",
+           "Dropout", "DNN", "LocalActivationUnit", "PredictionLayer", "Embedding",
+           "SequencePoolingLayer", "AttentionSequencePoolingLayer", "sequence_mask", "sigmoid", "softmax", "relu",
            "ACTIVATIONS"]
