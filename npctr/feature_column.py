@@ -1,0 +1,141 @@
+"""DeepCTR's feature columns: ``SparseFeat``, ``VarLenSparseFeat``, ``DenseFeat``.
+
+Same fields, defaults and input naming as ``deepctr.feature_column`` (0.9.4).
+Inputs to a model are a dict of NumPy arrays keyed by feature name:
+``SparseFeat`` ``(batch_size,)`` or ``(batch_size, 1)`` ids, ``VarLenSparseFeat``
+``(batch_size, maxlen)`` ids with 0 as padding, its ``length_name`` ``(batch_size, 1)``,
+``DenseFeat`` ``(batch_size, dimension)`` (or ``(batch_size,)`` when ``dimension == 1``).
+"""
+from collections import OrderedDict, namedtuple
+
+DEFAULT_GROUP_NAME = "default_group"
+
+
+class SparseFeat(namedtuple("SparseFeat", ["name", "vocabulary_size", "embedding_dim", "use_hash",
+                                           "vocabulary_path", "dtype", "embeddings_initializer",
+                                           "embedding_name", "group_name", "trainable"])):
+    """A categorical feature with one id per sample.
+
+    ``embedding_dim='auto'`` gives ``6 * int(vocabulary_size ** 0.25)`` as DeepCTR.
+    ``embeddings_initializer=None`` means DeepCTR's normal(0, 1e-4).
+    Features with the same ``embedding_name`` share one table.
+    """
+    __slots__ = ()
+
+    def __new__(cls, name, vocabulary_size, embedding_dim=4, use_hash=False, vocabulary_path=None,
+                dtype="int32", embeddings_initializer=None, embedding_name=None,
+                group_name=DEFAULT_GROUP_NAME, trainable=True):
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"name must be a non-empty str, got {name!r}")
+        if isinstance(vocabulary_size, bool) or not isinstance(vocabulary_size, int) or vocabulary_size <= 0:
+            raise ValueError(f"vocabulary_size of {name!r} must be a positive int, got {vocabulary_size!r}")
+        if embedding_dim == "auto":
+            embedding_dim = 6 * int(pow(vocabulary_size, 0.25))
+        if isinstance(embedding_dim, bool) or not isinstance(embedding_dim, int) or embedding_dim <= 0:
+            raise ValueError(f"embedding_dim of {name!r} must be a positive int or 'auto', got {embedding_dim!r}")
+        if use_hash:
+            raise ValueError(f"use_hash=True (feature {name!r}) is not supported by npctr: "
+                             "hash ids to [0, vocabulary_size) before calling the model")
+        if embedding_name is None:
+            embedding_name = name
+        return super().__new__(cls, name, vocabulary_size, embedding_dim, use_hash, vocabulary_path, dtype,
+                               embeddings_initializer, embedding_name, group_name, trainable)
+
+    def __hash__(self):
+        return self.name.__hash__()
+
+
+class VarLenSparseFeat(namedtuple("VarLenSparseFeat", ["sparsefeat", "maxlen", "combiner", "length_name",
+                                                       "weight_name", "weight_norm"])):
+    """A sequence of ids (a behaviour history), 0 as padding, pooled by ``combiner``."""
+    __slots__ = ()
+
+    def __new__(cls, sparsefeat, maxlen, combiner="mean", length_name=None, weight_name=None,
+                weight_norm=True):
+        if not isinstance(sparsefeat, SparseFeat):
+            raise TypeError(f"sparsefeat must be a SparseFeat, got {type(sparsefeat).__name__}")
+        if isinstance(maxlen, bool) or not isinstance(maxlen, int) or maxlen <= 0:
+            raise ValueError(f"maxlen of {sparsefeat.name!r} must be a positive int, got {maxlen!r}")
+        if combiner not in ("sum", "mean", "max"):
+            raise ValueError(f"combiner of {sparsefeat.name!r} must be 'sum', 'mean' or 'max', got {combiner!r}")
+        if weight_name is not None:
+            raise ValueError(f"weight_name (feature {sparsefeat.name!r}) is not supported by npctr yet")
+        return super().__new__(cls, sparsefeat, maxlen, combiner, length_name, weight_name, weight_norm)
+
+    name = property(lambda self: self.sparsefeat.name)
+    vocabulary_size = property(lambda self: self.sparsefeat.vocabulary_size)
+    embedding_dim = property(lambda self: self.sparsefeat.embedding_dim)
+    use_hash = property(lambda self: self.sparsefeat.use_hash)
+    vocabulary_path = property(lambda self: self.sparsefeat.vocabulary_path)
+    dtype = property(lambda self: self.sparsefeat.dtype)
+    embeddings_initializer = property(lambda self: self.sparsefeat.embeddings_initializer)
+    embedding_name = property(lambda self: self.sparsefeat.embedding_name)
+    group_name = property(lambda self: self.sparsefeat.group_name)
+    trainable = property(lambda self: self.sparsefeat.trainable)
+
+    def __hash__(self):
+        return self.name.__hash__()
+
+
+class DenseFeat(namedtuple("DenseFeat", ["name", "dimension", "dtype", "transform_fn"])):
+    """A real-valued feature of ``dimension`` values per sample."""
+    __slots__ = ()
+
+    def __new__(cls, name, dimension=1, dtype="float32", transform_fn=None):
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"name must be a non-empty str, got {name!r}")
+        if isinstance(dimension, bool) or not isinstance(dimension, int) or dimension <= 0:
+            raise ValueError(f"dimension of {name!r} must be a positive int, got {dimension!r}")
+        return super().__new__(cls, name, dimension, dtype, transform_fn)
+
+    def __hash__(self):
+        return self.name.__hash__()
+
+
+def build_input_features(feature_columns):
+    """Input name -> column, in DeepCTR's order (a VarLen's ``length_name`` follows it)."""
+    features = OrderedDict()
+    for fc in feature_columns:
+        if isinstance(fc, (SparseFeat, DenseFeat, VarLenSparseFeat)):
+            features[fc.name] = fc
+            if isinstance(fc, VarLenSparseFeat) and fc.length_name is not None:
+                features.setdefault(fc.length_name, fc)
+        else:
+            raise TypeError(f"Invalid feature column type, got {type(fc).__name__}")
+    return features
+
+
+def get_feature_names(feature_columns):
+    """The input names a model built from ``feature_columns`` expects, in DeepCTR's order."""
+    return list(build_input_features(feature_columns))
+
+
+def feature_columns_to_config(feature_columns):
+    """JSON-able description of feature columns (for model files)."""
+    out = []
+    for fc in feature_columns:
+        if isinstance(fc, VarLenSparseFeat):
+            cfg = fc._asdict()
+            cfg["sparsefeat"] = feature_columns_to_config([fc.sparsefeat])[0]
+        else:
+            cfg = fc._asdict()
+        for key in ("transform_fn", "embeddings_initializer"):
+            if cfg.get(key) is not None and not isinstance(cfg[key], str):
+                raise ValueError(f"feature {fc.name!r}: a callable {key} cannot be saved in a config")
+        out.append({"class": type(fc).__name__, "config": cfg})
+    return out
+
+
+def feature_columns_from_config(config):
+    """Inverse of ``feature_columns_to_config``."""
+    classes = {"SparseFeat": SparseFeat, "VarLenSparseFeat": VarLenSparseFeat, "DenseFeat": DenseFeat}
+    out = []
+    for item in config:
+        cls = classes.get(item.get("class"))
+        if cls is None:
+            raise ValueError(f"unknown feature column class {item.get('class')!r}")
+        cfg = dict(item["config"])
+        if cls is VarLenSparseFeat:
+            cfg["sparsefeat"] = feature_columns_from_config([cfg["sparsefeat"]])[0]
+        out.append(cls(**cfg))
+    return out
