@@ -205,6 +205,10 @@ class AttentionSequencePoolingLayer(Layer):
         return query, keys, valid[:, None, :]
 
     def forward(self, inputs, training=False, backprop=None, mask=None):
+        return self.forward_with_scores(inputs, training, backprop, mask)[0]
+
+    def forward_with_scores(self, inputs, training=False, backprop=None, mask=None):
+        """``forward`` that also returns the attention weights ``w`` ``(batch_size, 1, T)``."""
         query, keys, valid = self._split_inputs(inputs, mask)
         lau = self._layers["local_att"]
         score = lau.forward([query, keys], training=training, backprop=backprop)   # (B, T, 1)
@@ -218,7 +222,7 @@ class AttentionSequencePoolingLayer(Layer):
         y = w if self.return_score else w @ keys
         self._cache = AttentionCache(keys, valid, w) if self._keeps_cache(training, backprop) else None
         self._output_shape = y.shape
-        return y
+        return y, w
 
     def backward(self, grad_output):
         (keys, valid, w), dy = self._take_cache(grad_output)
