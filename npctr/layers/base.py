@@ -22,7 +22,9 @@ from .._validation import resolve_dtype, check_seed
 
 
 def _snake_case(name):
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+    """Keras's default layer names: ``DNN`` -> ``dnn``, ``BatchNormalization`` -> ``batch_normalization``."""
+    intermediate = re.sub(r"(.)([A-Z][a-z0-9]+)", r"\1_\2", name)
+    return re.sub(r"([a-z])([A-Z])", r"\1_\2", intermediate).lower()
 
 
 class Layer:

@@ -62,9 +62,10 @@ class DNN(Layer):
         self.output_activation = output_activation
         self.seed = check_seed(seed)
         # fail at construction, not at first call, on an unknown activation
-        for act in (activation, output_activation):
-            if act is not None:
-                activation_layer(act)
+        # (activation=None is refused as DeepCTR refuses it; only output_activation may be None)
+        activation_layer(activation)
+        if output_activation is not None:
+            activation_layer(output_activation)
 
     def build(self, input_shape):
         sizes = (input_shape[-1],) + self.hidden_units
