@@ -14,6 +14,10 @@ from npctr import (DNN, Activation, BatchNormalization, Dense, Dice, Dropout, Lo
                    PReLU, PredictionLayer, assert_gradients_ok, check_gradients)
 
 KINK_MARGIN = 1e-4   # |pre-activation| of a ReLU/PReLU must stay above this (eps is 1e-6)
+# Batch-statistics columns (BN, Dice's BN) need at least this variance: far above
+# what a 1e-6 step changes in it, so 1/sqrt(var + eps) stays smooth on the scale
+# of the finite difference (Dice's BN has eps 1e-9, so eps alone does not protect it).
+MIN_BN_VARIANCE = 1e-4
 
 
 def randomize(layer, seed=0, scale=0.5):
@@ -38,21 +42,26 @@ def build(layer, inputs, seed=0):
     return randomize(layer, seed)
 
 
-def kink_inputs(layer, inputs, training):
-    """Smallest |input| seen by any ReLU/PReLU inside ``layer`` during one forward.
+def spy_inputs(layer, inputs, training):
+    """Run one forward and report what the sensitive sub-layers saw.
 
-    Wraps the forward of every relu/prelu sub-layer (and Dense(activation='relu'),
-    whose pre-activation is recomputed), runs one forward, then restores state.
+    Returns ``(smallest |input| of any ReLU/PReLU, smallest column variance of any
+    BatchNormalization in training mode, including the one inside Dice)``; the
+    layer's state and generators are restored afterwards.
     """
-    seen = [np.inf]
+    kink, variance = [np.inf], [np.inf]
     wrapped = []
     for _, sub in layer.sublayers():
         is_relu = isinstance(sub, PReLU) or (isinstance(sub, Activation) and sub.activation == "relu")
-        if is_relu:
+        if is_relu or isinstance(sub, BatchNormalization):
             original = sub.forward
 
-            def spy(x, training=False, backprop=None, _orig=original):
-                seen[0] = min(seen[0], float(np.min(np.abs(x))))
+            def spy(x, training=False, backprop=None, _orig=original, _relu=is_relu, _sub=sub):
+                if _relu:
+                    kink[0] = min(kink[0], float(np.min(np.abs(x))))
+                elif training:
+                    axes = tuple(a for a in range(x.ndim) if a != _sub._feature_axis)
+                    variance[0] = min(variance[0], float(np.min(np.var(x, axis=axes))))
                 return _orig(x, training=training, backprop=backprop)
             sub.forward = spy
             wrapped.append(sub)
@@ -63,12 +72,15 @@ def kink_inputs(layer, inputs, training):
         layer.restore(snap)
         for sub in wrapped:
             del sub.forward
-    return seen[0]
+    return kink[0], variance[0]
 
 
 def check(layer, inputs, training=False, **kwargs):
-    """assert_gradients_ok after asserting the inputs are away from every kink."""
-    assert kink_inputs(layer, inputs, training) > KINK_MARGIN, "input too close to a ReLU kink: pick another seed"
+    """assert_gradients_ok after asserting the inputs are away from every kink and
+    every batch-normalised column has a clear spread."""
+    kink, variance = spy_inputs(layer, inputs, training)
+    assert kink > KINK_MARGIN, f"input within {kink:.2g} of a ReLU kink: pick another seed"
+    assert variance > MIN_BN_VARIANCE, f"a batch-normalised column has variance {variance:.2g}: pick another seed"
     results = assert_gradients_ok(layer, inputs, training=training, **kwargs)
     n_inputs = len(inputs) if isinstance(inputs, list) else 1
     assert len(results) == n_inputs + len(layer.params)   # every input and every parameter was checked
