@@ -29,8 +29,8 @@ def _cases():
         for case in index["cases"]:
             marks = []
             if case["name"].startswith("asp_"):
-                marks.append(pytest.mark.skip(reason="AttentionSequencePoolingLayer parity belongs to "
-                                                     "the sequence-layer issue, not the core layers"))
+                marks.append(pytest.mark.skip(reason="AttentionSequencePoolingLayer parity is tested in "
+                                                     "tests/test_golden_asp.py (sequence layers)"))
             out.append(pytest.param(folder, case["name"], id=f"{folder}-{case['name']}", marks=marks))
     return out
 
