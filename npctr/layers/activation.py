@@ -246,5 +246,8 @@ def activation_layer(activation, name=None, dtype=None):
 
 
 def activation_name(activation):
-    """How an activation argument is written into a config (a name, or a class's name)."""
-    return activation if isinstance(activation, str) or activation is None else activation.__name__
+    """How an activation argument is written into a config: a name where one exists
+    (strings, ``Dice``, ``PReLU``), otherwise the class itself."""
+    if isinstance(activation, type) and activation in (Dice, PReLU):
+        return activation.__name__
+    return activation

@@ -21,6 +21,10 @@ import numpy as np
 from .._validation import resolve_dtype, check_seed
 
 
+class NoCacheError(ValueError, RuntimeError):
+    """``backward`` without a forward that kept its cache (a ValueError, and a RuntimeError)."""
+
+
 def _snake_case(name):
     """Keras's default layer names: ``DNN`` -> ``dnn``, ``BatchNormalization`` -> ``batch_normalization``."""
     intermediate = re.sub(r"(.)([A-Z][a-z0-9]+)", r"\1_\2", name)
@@ -124,7 +128,7 @@ class Layer:
     def _take_cache(self, grad_output):
         """Return the cache of the last forward and check ``grad_output`` against it."""
         if self._cache is None:
-            raise RuntimeError(
+            raise NoCacheError(
                 f"{self.name}.backward called without a forward that kept its cache: "
                 "call forward(inputs, training=True) or forward(..., backprop=True) first")
         grad_output = np.asarray(grad_output)

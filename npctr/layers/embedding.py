@@ -12,7 +12,7 @@ import numbers
 
 import numpy as np
 
-from .base import Layer, make_rng
+from .base import Layer, make_rng, NoCacheError
 from .. import initializers
 from ..sparse import RowGrad, scatter_rows
 from .._validation import int_array, check_nonnegative, check_seed
@@ -94,7 +94,7 @@ class Embedding(Layer):
     def backward_many(self, grad_outputs):
         """Set the table's ``RowGrad`` from the gradients of every output of ``lookup``."""
         if self._cache is None:
-            raise RuntimeError(f"{self.name}.backward called without a forward that kept its cache: "
+            raise NoCacheError(f"{self.name}.backward called without a forward that kept its cache: "
                                "call forward(ids, training=True) or forward(..., backprop=True) first")
         if len(grad_outputs) != len(self._cache):
             raise ValueError(f"{self.name}: expected {len(self._cache)} gradients, got {len(grad_outputs)}")
