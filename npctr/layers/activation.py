@@ -127,7 +127,8 @@ class PReLU(Layer):
         alpha = self._params["alpha"]
         sum_axes = (0,) + tuple(self.shared_axes or ())
         self._grads["alpha"] = np.sum(dy * negative, axis=sum_axes, keepdims=True).reshape(alpha.shape)
-        return dy * np.where(x > 0, 1.0, alpha)
+        # slope 0 at exactly x == 0, as TensorFlow's relu(x) - alpha * relu(-x)
+        return dy * ((x > 0) + alpha * (x < 0))
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)

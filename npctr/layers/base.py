@@ -50,6 +50,8 @@ class Layer:
     # -- construction -----------------------------------------------------------------
     def add_weight(self, key, value, trainable=True, l2_reg=0.0):
         """Register a weight under ``key``; returns the stored array."""
+        if self.dtype is None:      # built by hand before any input fixed the dtype
+            self.dtype = np.dtype(np.float64)
         value = np.array(value, dtype=self.dtype)
         if trainable:
             self._params[key] = value

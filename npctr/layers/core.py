@@ -64,7 +64,7 @@ class DNN(Layer):
         # fail at construction, not at first call, on an unknown activation
         # (activation=None is refused as DeepCTR refuses it; only output_activation may be None)
         activation_layer(activation)
-        if output_activation is not None:
+        if output_activation:       # DeepCTR treats any falsy value as 'no override'
             activation_layer(output_activation)
 
     def build(self, input_shape):
@@ -85,7 +85,7 @@ class DNN(Layer):
             self.add_layer(f"dropout{i}", Dropout(self.dropout_rate, seed=seed, dtype=self.dtype,
                                                   name=f"dropout{i}"))
         for i in range(n):
-            act = self.output_activation if (i == n - 1 and self.output_activation is not None) \
+            act = self.output_activation if (i == n - 1 and self.output_activation) \
                 else self.activation
             self.add_layer(f"activation{i}", activation_layer(act, name=f"activation{i}", dtype=self.dtype))
         self._input_dim = input_shape[-1]
