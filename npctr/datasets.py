@@ -1,0 +1,139 @@
+r"""Synthetic click data in DeepCTR's DIN input format, seeded, any size.
+
+:func:`make_din_data` draws a catalogue of items, each in one category, and users
+with a few categories of interest; every sample is an impression: a user, a
+behaviour history of varying length (items mostly from the user's interests, some
+browsing noise), a candidate item, and a click. The click depends on the candidate
+*relative to the history*:
+
+.. math::
+    \Pr(\text{click}) = \sigma\bigl(b_0 + b_c\,[\text{candidate's category occurs in the history}]
+    + b_i\,[\text{candidate item occurs in the history}] + u_{\text{user}}
+    + b_p\,(\text{pay\_score} - \tfrac12)\bigr)
+
+Candidates are drawn half from the categories of the history and half uniformly, so
+the candidate alone says nothing (every category is a candidate equally often): what
+predicts the click is whether *some* behaviour matches it. Attention over the history
+(DIN) can pick that behaviour out; mean pooling dilutes it among the other behaviours
+of a varied history, which is why a mean-pooling DNN predicts these clicks worse.
+
+Id 0 is padding everywhere (histories are padded at the end, as DeepCTR's
+``pad_sequences(..., padding='post')``); real ids start at 1.
+"""
+import numpy as np
+
+from .feature_column import SparseFeat, VarLenSparseFeat, DenseFeat
+
+
+def make_din_data(n_samples, n_users=200, n_items=500, n_cates=50, maxlen=20, n_interests=(2, 6),
+                  noise=0.3, embedding_dim=8, base_logit=-1.5, cate_effect=3.0, item_effect=1.0,
+                  user_effect=0.3, pay_effect=0.5, seed=2024):
+    """Seeded synthetic DIN data.
+
+    Parameters
+    ----------
+    n_samples : int
+        Number of impressions.
+    n_users : int, default 200
+    n_items, n_cates : int, default 500, 50
+        Catalogue size and number of categories (items are spread evenly over categories).
+    maxlen : int, default 20
+        History length; each history has between 1 and ``maxlen`` behaviours.
+    n_interests : (int, int), default (2, 6)
+        Each user has between ``n_interests[0]`` and ``n_interests[1]`` categories of interest.
+    noise : float, default 0.3
+        Fraction of behaviours drawn uniformly from the catalogue instead of the interests.
+    embedding_dim : int, default 8
+        ``embedding_dim`` of the item and category feature columns.
+    base_logit, cate_effect, item_effect, user_effect, pay_effect : float
+        The click model above (``user_effect`` is the std of a per-user logit offset).
+    seed : int, default 2024
+
+    Returns
+    -------
+    x : dict of ndarray
+        ``user``, ``gender``, ``item_id``, ``cate_id`` ``(n_samples,)`` int32;
+        ``pay_score`` ``(n_samples,)`` float32; ``hist_item_id``, ``hist_cate_id``
+        ``(n_samples, maxlen)`` int32, 0-padded; ``seq_length`` ``(n_samples, 1)`` int32.
+    y : ndarray, ``(n_samples,)`` float64 of 0/1 clicks.
+    feature_columns : list
+        ``SparseFeat`` user/gender/item_id/cate_id, ``DenseFeat`` pay_score, and the two
+        ``VarLenSparseFeat`` histories sharing the item/category tables (``embedding_name``)
+        with ``length_name='seq_length'``, as DeepCTR's DIN example.
+    history_feature_list : list
+        ``['item_id', 'cate_id']``.
+    """
+    for name, value in (("n_samples", n_samples), ("n_items", n_items), ("n_cates", n_cates),
+                        ("maxlen", maxlen), ("embedding_dim", embedding_dim)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if isinstance(n_users, bool) or not isinstance(n_users, (int, np.integer)) or n_users <= 0:
+        raise ValueError(f"n_users must be a positive integer, got {n_users!r}")
+    lo_k, hi_k = n_interests
+    if not 1 <= lo_k <= hi_k <= n_cates:
+        raise ValueError(f"n_interests must be (lo, hi) with 1 <= lo <= hi <= n_cates, got {n_interests!r}")
+    if n_items < n_cates:
+        raise ValueError(f"n_items ({n_items}) must be >= n_cates ({n_cates}): every category needs an item")
+    if not 0 <= noise <= 1:
+        raise ValueError(f"noise must be in [0, 1], got {noise!r}")
+    rng = np.random.default_rng(seed)
+
+    # catalogue: item i (1..n_items) has category item_cate[i]; items grouped by category
+    item_cate = np.zeros(n_items + 1, dtype=np.int64)
+    item_cate[1:] = 1 + rng.permutation(n_items) % n_cates
+    by_cate = np.argsort(item_cate[1:], kind="stable") + 1          # item ids sorted by category
+    cate_count = np.bincount(item_cate[1:], minlength=n_cates + 1)
+    cate_start = np.concatenate([[0], np.cumsum(cate_count)[:-1]])
+
+    def item_in(cates):
+        """A uniform item of each given category (vectorized)."""
+        return by_cate[cate_start[cates] + (rng.random(cates.shape) * cate_count[cates]).astype(np.int64)]
+
+    # users: interests (first k_u of a random permutation of the categories), gender, bias
+    k_user = rng.integers(lo_k, hi_k + 1, size=n_users + 1)
+    interests = np.argsort(rng.random((n_users + 1, n_cates)), axis=1)[:, :hi_k] + 1
+    gender = rng.integers(1, 3, size=n_users + 1)
+    user_bias = rng.normal(0.0, user_effect, size=n_users + 1) if user_effect else np.zeros(n_users + 1)
+
+    # impressions
+    user = rng.integers(1, n_users + 1, size=n_samples)
+    length = rng.integers(1, maxlen + 1, size=n_samples)
+    valid = np.arange(maxlen)[None, :] < length[:, None]
+    pick = (rng.random((n_samples, maxlen)) * k_user[user][:, None]).astype(np.int64)
+    hist_cate = interests[user[:, None], pick]
+    is_noise = rng.random((n_samples, maxlen)) < noise
+    hist_cate = np.where(is_noise, rng.integers(1, n_cates + 1, size=(n_samples, maxlen)), hist_cate)
+    hist_item = item_in(hist_cate)
+    hist_item = np.where(valid, hist_item, 0)
+    hist_cate = np.where(valid, hist_cate, 0)
+
+    # candidates: half from a category of the history, half uniform over the catalogue
+    related = rng.random(n_samples) < 0.5
+    from_hist = hist_cate[np.arange(n_samples), (rng.random(n_samples) * length).astype(np.int64)]
+    cand_cate = np.where(related, from_hist, rng.integers(1, n_cates + 1, size=n_samples))
+    cand_item = item_in(cand_cate)
+
+    cate_match = np.any(hist_cate == cand_cate[:, None], axis=1)
+    item_match = np.any(hist_item == cand_item[:, None], axis=1)
+    pay_score = rng.random(n_samples)
+    logit = (base_logit + cate_effect * cate_match + item_effect * item_match + user_bias[user]
+             + pay_effect * (pay_score - 0.5))
+    y = (rng.random(n_samples) < 1.0 / (1.0 + np.exp(-logit))).astype(np.float64)
+
+    i32 = np.int32
+    x = {"user": user.astype(i32), "gender": gender[user].astype(i32), "item_id": cand_item.astype(i32),
+         "cate_id": cand_cate.astype(i32), "pay_score": pay_score.astype(np.float32),
+         "hist_item_id": hist_item.astype(i32), "hist_cate_id": hist_cate.astype(i32),
+         "seq_length": length.reshape(-1, 1).astype(i32)}
+    feature_columns = [
+        SparseFeat("user", n_users + 1, embedding_dim=embedding_dim),
+        SparseFeat("gender", 3, embedding_dim=4),
+        SparseFeat("item_id", n_items + 1, embedding_dim=embedding_dim),
+        SparseFeat("cate_id", n_cates + 1, embedding_dim=embedding_dim),
+        DenseFeat("pay_score", 1),
+        VarLenSparseFeat(SparseFeat("hist_item_id", n_items + 1, embedding_dim=embedding_dim,
+                                    embedding_name="item_id"), maxlen, length_name="seq_length"),
+        VarLenSparseFeat(SparseFeat("hist_cate_id", n_cates + 1, embedding_dim=embedding_dim,
+                                    embedding_name="cate_id"), maxlen, length_name="seq_length"),
+    ]
+    return x, y, feature_columns, ["item_id", "cate_id"]
