@@ -6,3 +6,7 @@ from .layers import __all__ as _layers_all
 from .gradcheck import numerical_gradient, check_gradients, assert_gradients_ok
 
 __all__ = list(_layers_all) + ["numerical_gradient", "check_gradients", "assert_gradients_ok"]
+from .io import load_model, save_model  # noqa: E402
+from . import training  # noqa: E402,F401
+
+__all__ += ["load_model", "save_model", "training"]
