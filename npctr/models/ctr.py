@@ -226,9 +226,9 @@ class FeatureModel(Model):
                 [query, keys], training, backprop, mask=mask)
             self.attention_scores = scores
             pieces.append(hist)
-        deep = np.concatenate(pieces, axis=-1).reshape(batch, -1)
-        if self.dense_columns:
-            deep = np.concatenate([deep] + [f[fc.name] for fc in self.dense_columns], axis=-1)
+        # DeepCTR's combined_dnn_input: flattened embeddings first, dense values after
+        flat = [np.concatenate(pieces, axis=-1).reshape(batch, -1)] if pieces else []
+        deep = np.concatenate(flat + [f[fc.name] for fc in self.dense_columns], axis=-1)
         # gradients w.r.t. dense features are returned in the shapes they came in
         self._dense_input_shapes = {fc.name: np.shape(x[fc.name]) for fc in self.dense_columns}
         h = self._layers["dnn"].forward(deep, training, backprop)
@@ -262,7 +262,7 @@ class FeatureModel(Model):
         d_deep = self._layers["dnn"].backward(d_h)
         n_emb = sum(self._emb_sizes)
         d_emb_flat, d_dense = d_deep[:, :n_emb], d_deep[:, n_emb:]
-        pieces = _split_last(d_emb_flat[:, None, :], self._emb_sizes)
+        pieces = _split_last(d_emb_flat[:, None, :], self._emb_sizes) if self._emb_sizes else []
         d_emb = {fc.name: p for fc, p in zip(self.sparse_columns, pieces)}
         for fc, p in zip(self.pooled_columns, pieces[len(self.sparse_columns):]):
             d = self._layers[f"sequence_pooling_{fc.name}"].backward(p)
