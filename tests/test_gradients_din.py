@@ -15,13 +15,13 @@ sigmoid/Dice in both modes, masking, split first layer). Models: ``DIN`` and
 ``DNNModel`` with shared tables, Dice in training, BN, dropout, pooled
 sequences and dense features.
 """
-import itertools
-
 import numpy as np
 import pytest
 
 from npctr import (AttentionSequencePoolingLayer, Embedding, SequencePoolingLayer, assert_gradients_ok,
                    check_gradients)
+from npctr.feature_column import DenseFeat, SparseFeat, VarLenSparseFeat
+from npctr.models import DIN, DNNModel
 from npctr.sparse import RowGrad
 
 from test_gradients_core import KINK_MARGIN, MIN_BN_VARIANCE, randomize, spy_inputs
@@ -387,9 +387,6 @@ def test_checker_catches_missing_keys_path():
 
 
 # --- DIN and DNNModel -----------------------------------------------------------------
-from npctr.feature_column import DenseFeat, SparseFeat, VarLenSparseFeat   # noqa: E402
-from npctr.models import DIN, DNNModel                                      # noqa: E402
-
 N = 5            # batch size of the model checks
 HIST = ["item_id", "cate_id"]
 
