@@ -372,7 +372,12 @@ def main(argv=None):
                "din": run_din_section, "memory": run_memory_section}
     for s in SECTIONS:
         if s in sections:
+            t0 = time.perf_counter()
             runners[s](args, rng)
+            load = os.getloadavg() if hasattr(os, "getloadavg") else None
+            print(f"\n_section time {time.perf_counter() - t0:.1f} s"
+                  + (f"; 1-min load average after it {load[0]:.2f} (this run itself adds about "
+                     f"{_openblas_threads() or 1} while a BLAS call runs)_" if load else "_"))
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
     print(f"\ntotal wall time {time.perf_counter() - t_start:.1f} s"
           + (f"; load average at end: {', '.join(f'{x:.2f}' for x in load)}" if load else ""))
