@@ -24,9 +24,15 @@ from .._validation import float_array, check_rank
 
 
 def sigmoid(x):
-    """Logistic function, exact in both tails (no overflow for large ``|x|``)."""
-    e = np.exp(-np.abs(x))
-    return np.where(x >= 0, 1.0, e) / (1.0 + e)
+    """Logistic function ``1 / (1 + exp(-x))``, as TensorFlow computes it in float64.
+
+    Accurate in both tails: for very negative ``x``, ``exp(-x)`` overflows to
+    inf and the result is exactly 0 (the overflow is expected, not reported).
+    """
+    with np.errstate(over="ignore"):
+        e = np.exp(-x)
+    e += 1.0
+    return np.reciprocal(e, out=e)
 
 
 def relu(x):
@@ -138,8 +144,9 @@ class PReLU(Layer):
 
 
 class DiceCache(NamedTuple):
-    x: np.ndarray   # the input
-    p: np.ndarray   # sigmoid(bn(x)), the gate
+    x: np.ndarray      # the input
+    p: np.ndarray      # sigmoid(bn(x))
+    gate: np.ndarray   # alpha + (1 - alpha) p, so that y = gate * x
 
 
 class Dice(Layer):
@@ -188,19 +195,27 @@ class Dice(Layer):
                              f"got shape {x.shape}")
         p = sigmoid(self._layers["bn"].forward(x, training=training, backprop=backprop))
         alpha = self._layers["bn"]._broadcast(alpha, x.ndim)
-        y = alpha * (1.0 - p) * x + p * x
-        self._cache = DiceCache(x, p) if self._keeps_cache(training, backprop) else None
+        # alpha (1 - p) x + p x, factored to save passes over (B, T, H)
+        gate = p * (1.0 - alpha)
+        gate += alpha
+        y = gate * x
+        self._cache = DiceCache(x, p, gate) if self._keeps_cache(training, backprop) else None
         self._output_shape = y.shape
         return y
 
     def backward(self, grad_output):
-        (x, p), dy = self._take_cache(grad_output)
+        (x, p, gate), dy = self._take_cache(grad_output)
         bn = self._layers["bn"]
         alpha = bn._broadcast(self._params["dice_alpha"], x.ndim)
         reduce_axes = tuple(a for a in range(x.ndim) if a != bn._feature_axis)
-        self._grads["dice_alpha"] = np.sum(dy * x * (1.0 - p), axis=reduce_axes)
-        d_gate = dy * x * (1.0 - alpha) * p * (1.0 - p)   # dL/d bn(x)
-        return dy * (alpha * (1.0 - p) + p) + bn.backward(d_gate)
+        u = dy * x
+        u *= 1.0 - p                                   # dy x (1 - p)
+        self._grads["dice_alpha"] = np.sum(u, axis=reduce_axes)
+        u *= p
+        u *= 1.0 - alpha                               # dL/d bn(x) = dy x (1 - alpha) p (1 - p)
+        dx = bn.backward(u)
+        dx += dy * gate
+        return dx
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)
