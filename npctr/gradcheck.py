@@ -24,20 +24,35 @@ class GradCheckResult(NamedTuple):
     passed: bool
 
 
-def numerical_gradient(f, x, eps=1e-6):
+# central-difference stencils: offsets (in steps) and weights, divided by the step
+_STENCILS = {
+    2: ((1, 0.5), (-1, -0.5)),                                          # error O(eps^2)
+    4: ((2, -1 / 12), (1, 8 / 12), (-1, -8 / 12), (-2, 1 / 12)),        # error O(eps^4)
+}
+
+
+def numerical_gradient(f, x, eps=1e-6, order=2):
     """Central-difference gradient of the scalar ``f()`` w.r.t. the array ``x``.
 
-    ``x`` is perturbed in place, one element at a time, and restored.
+    ``order=2``: ``(f(x+h) - f(x-h)) / 2h``; ``order=4``: the five-point stencil
+    ``(-f(x+2h) + 8 f(x+h) - 8 f(x-h) + f(x-2h)) / 12h``, whose truncation error
+    is small enough to allow a larger step (e.g. 1e-4) and so a round-off error
+    about a hundred times smaller: use it where a gradient is small next to the
+    scale of ``f`` (deep inside a model). ``x`` is perturbed in place, one
+    element at a time, and restored.
     """
+    if order not in _STENCILS:
+        raise ValueError(f"order must be 2 or 4, got {order!r}")
+    stencil = _STENCILS[order]
     grad = np.zeros(x.shape, dtype=np.float64)
     for idx in np.ndindex(*x.shape):
         original = x[idx]
-        x[idx] = original + eps
-        f_plus = f()
-        x[idx] = original - eps
-        f_minus = f()
+        total = 0.0
+        for steps, weight in stencil:
+            x[idx] = original + steps * eps
+            total += weight * f()
         x[idx] = original
-        grad[idx] = (f_plus - f_minus) / (2.0 * eps)
+        grad[idx] = total / eps
     return grad
 
 
@@ -83,7 +98,7 @@ def _compare(name, analytic, numeric, rtol, atol):
 
 
 def check_gradients(layer, inputs, training=False, upstream=None, eps=1e-6, rtol=1e-7, atol=None,
-                    seed=0, check_inputs=True, params=None):
+                    seed=0, check_inputs=True, params=None, order=2):
     """Compare ``layer.backward`` with central differences.
 
     Parameters
@@ -105,6 +120,8 @@ def check_gradients(layer, inputs, training=False, upstream=None, eps=1e-6, rtol
         in training mode) from noise.
     params : iterable of str, optional
         Parameter paths to check (default: all).
+    order : {2, 4}
+        The central-difference stencil (see ``numerical_gradient``).
 
     Returns
     -------
@@ -136,9 +153,9 @@ def check_gradients(layer, inputs, training=False, upstream=None, eps=1e-6, rtol
     results = {}
     if check_inputs:
         for name, x, g in _leaves(inputs, input_grads):
-            results[name] = _compare(name, g, numerical_gradient(loss, x, eps), rtol, atol)
+            results[name] = _compare(name, g, numerical_gradient(loss, x, eps, order), rtol, atol)
     for k in names:
-        results[k] = _compare(k, analytic[k], numerical_gradient(loss, all_params[k], eps), rtol, atol)
+        results[k] = _compare(k, analytic[k], numerical_gradient(loss, all_params[k], eps, order), rtol, atol)
     if snap is not None:
         layer.restore(snap)
     return results

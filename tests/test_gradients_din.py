@@ -92,6 +92,21 @@ def check_all(layer, inputs, training=False, zero=(), **kwargs):
     return results
 
 
+def check_model(model, inputs, training=False, zero=()):
+    """``check_all`` for a whole model, with the five-point stencil at step 1e-4.
+
+    Deep inside DIN the attention network's gradients are small (1e-6 to 1e-3: its
+    bias gradients sum terms of both signs over B*T positions) next to the scale of
+    the loss, so a two-point difference at step 1e-6 measures them only to its
+    round-off floor (~1e-11 absolute, a relative error of 1e-7..1e-5 depending on
+    the seed). The O(eps^4) stencil allows step 1e-4 and a floor ~100x lower; the
+    relative-error criterion itself is unchanged. The inputs are fixed by seeds, so
+    a ReLU kink within the stencil's reach would fail deterministically (an O(1)
+    error), never flakily; none is for these seeds.
+    """
+    return check_all(model, inputs, training=training, zero=zero, order=4, eps=1e-4)
+
+
 def _failed(results):
     return sorted(name for name, r in results.items() if not r.passed)
 
@@ -458,7 +473,7 @@ def test_din(activation, training, weight_normalization, use_bn, dropout, task):
     model = din(att_activation=activation, att_weight_normalization=weight_normalization, dnn_use_bn=use_bn,
                 dnn_dropout=dropout, task=task)
     x = din_features()
-    check_all(model, x, training=training, zero=model_zero(model, training))
+    check_model(model, x, training=training, zero=model_zero(model, training))
 
 
 @pytest.mark.parametrize("use_bn,dropout,task", DNN_OPTIONS[2:])
@@ -471,7 +486,7 @@ def test_din_dice_training_bn_dropout(use_bn, dropout, task, split):
         model.forward(x, training=True)
         assert any(np.any(sub._cache == 0) for p, sub in model.sublayers() if p.startswith("dnn/dropout"))
         model.restore(snap)
-    check_all(model, x, training=True, zero=model_zero(model, True))
+    check_model(model, x, training=True, zero=model_zero(model, True))
 
 
 def test_din_checks_every_parameter_and_shares_tables():
@@ -481,7 +496,7 @@ def test_din_checks_every_parameter_and_shares_tables():
     assert {n for n in names if n.startswith("sparse_emb_")} == {
         f"sparse_emb_{t}/embeddings" for t in ("user", "item_id", "cate_id", "tags", "genres")}
     x = din_features()
-    results = check_all(model, x, training=True)
+    results = check_model(model, x, training=True)
     assert set(results) == names | {"input['pay']", "input['score']"}
     model.forward(x, training=True)
     d_dense = model.backward(np.ones((N, 1)))
@@ -519,7 +534,7 @@ def test_din_padding_row_gets_zero_gradient_in_inference(weight_normalization):
     for g in _padding_row_grad(model, x, training=False).values():
         assert np.all(g == 0)
     # inference-mode check of the same model, to be sure the gradient itself is right
-    check_all(model, x, training=False, zero=model_zero(model, False))
+    check_model(model, x, training=False, zero=model_zero(model, False))
 
 
 def test_din_padding_row_gets_gradient_with_uniform_softmax_of_empty_row():
@@ -538,7 +553,7 @@ def test_din_padding_row_gets_gradient_from_dice_training_statistics():
     for g in _padding_row_grad(model, x, training=True).values():
         assert np.max(np.abs(g)) > 1e-6
     # and that gradient is the true one
-    check_all(model, x, training=True)
+    check_model(model, x, training=True)
 
 
 def dnn_model(seed=5, **kwargs):
@@ -551,7 +566,7 @@ def dnn_model(seed=5, **kwargs):
 def test_dnn_model(use_bn, dropout, task, training):
     model = dnn_model(dnn_use_bn=use_bn, dnn_dropout=dropout, task=task)
     assert not model.history_columns and len(model.pooled_columns) == 4   # the history is pooled by its mean
-    check_all(model, din_features(seed=2), training=training, zero=model_zero(model, training))
+    check_model(model, din_features(seed=2), training=training, zero=model_zero(model, training))
 
 
 @pytest.mark.parametrize("cls", [DIN, DNNModel])
@@ -569,5 +584,5 @@ def test_every_weight_exists_before_the_first_forward(cls):
         assert model.attention_scores is None
     randomize_model(model, 7)
     x = din_features()
-    check_all(model, x, training=True, zero=model_zero(model, True))    # snapshot/restore on a fresh model
+    check_model(model, x, training=True, zero=model_zero(model, True))    # snapshot/restore on a fresh model
     assert model.weight_names() == names
