@@ -149,16 +149,6 @@ def load_model(path):
 
     names = model.weight_names()
     stored = [k for k in arrays if k not in _META]
-    if set(stored) - set(names):
-        # sub-layers that create their weights on first call: one inference forward builds them
-        try:
-            example = model.example_inputs()
-            if example is not None:
-                model.forward(example, training=False, backprop=False)
-                names = model.weight_names()
-        except Exception as exc:
-            raise ValueError(f"{path!r}: could not build every weight of {cls_name} "
-                             f"({type(exc).__name__}: {exc})") from exc
     missing = [k for k in names if k not in arrays]
     extra = [k for k in stored if k not in set(names)]
     if missing or extra:

@@ -42,9 +42,6 @@ class ToyDNNModel(Model):
         pred._build_for(self.dtype, (None, 1))
         self.built = True
 
-    def example_inputs(self, batch_size=1):
-        return {n: np.zeros((batch_size, d)) for n, d in self.input_dims.items()}
-
     def _concat(self, x):
         return np.concatenate([np.asarray(x[n], dtype=self.dtype).reshape(len(x[n]), -1)
                                for n in self.feature_names], axis=1)

@@ -181,8 +181,9 @@ class Dice(Layer):
     def build(self, input_shape):
         self.add_weight("dice_alpha", np.zeros(input_shape[self.axis]))
         # center/scale off: Dice only needs the normalised input for its gate
-        self.add_layer("bn", BatchNormalization(axis=self.axis, epsilon=self.epsilon, center=False,
-                                                scale=False, dtype=self.dtype, name="bn"))
+        bn = self.add_layer("bn", BatchNormalization(axis=self.axis, epsilon=self.epsilon, center=False,
+                                                     scale=False, dtype=self.dtype, name="bn"))
+        bn._build_for(self.dtype, input_shape)
         super().build(input_shape)
 
     def forward(self, inputs, training=False, backprop=None):

@@ -9,7 +9,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .base import Layer, make_rng
-from .activation import activation_layer, activation_name, sigmoid, softmax, _softmax_backward
+from .activation import activation_layer, activation_name, sigmoid, softmax, _softmax_backward, PReLU
 from .dense import dense_forward, dense_backward
 from .dropout import Dropout
 from .normalization import BatchNormalization
@@ -89,6 +89,16 @@ class DNN(Layer):
                 else self.activation
             self.add_layer(f"activation{i}", activation_layer(act, name=f"activation{i}", dtype=self.dtype))
         self._input_dim = input_shape[-1]
+        # build the children now, so every weight exists after build (get_weights/set_weights
+        # before any call); only a PReLU needs every non-batch size and may have to wait
+        for i in range(n):
+            shape = tuple(input_shape[:-1]) + (sizes[i + 1],)
+            children = [self._layers[f"bn{i}"]] if self.use_bn else []
+            act = self._layers[f"activation{i}"]
+            if not (isinstance(act, PReLU) and None in shape[1:]):
+                children.append(act)
+            for child in children:
+                child._build_for(self.dtype, shape)
         super().build(input_shape)
 
     def forward(self, inputs, training=False, backprop=None):

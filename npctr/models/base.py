@@ -82,31 +82,6 @@ class Model(Layer):
     def build(self, input_shape=None):
         super().build(input_shape)
 
-    def example_inputs(self, batch_size=1):
-        """A valid input dict of zeros (ids 0, values 0), or None if the model cannot make one.
-
-        ``load_model`` runs one inference forward on it when ``build()`` left some
-        sub-layers unbuilt (layers that create their weights on first call, such as
-        BatchNormalization inside a DNN or Dice), so their weights exist before loading.
-        The default derives the inputs from ``self.dnn_feature_columns`` (or
-        ``self.feature_columns``) when the model has them.
-        """
-        columns = getattr(self, "dnn_feature_columns", None) or getattr(self, "feature_columns", None)
-        if not columns:
-            return None
-        from ..feature_column import SparseFeat, VarLenSparseFeat, DenseFeat
-        x = {}
-        for fc in columns:
-            if isinstance(fc, VarLenSparseFeat):
-                x[fc.name] = np.zeros((batch_size, fc.maxlen), dtype=np.int64)
-                if fc.length_name is not None:
-                    x.setdefault(fc.length_name, np.zeros((batch_size, 1), dtype=np.int64))
-            elif isinstance(fc, SparseFeat):
-                x[fc.name] = np.zeros((batch_size,), dtype=np.int64)
-            elif isinstance(fc, DenseFeat):
-                x[fc.name] = np.zeros((batch_size, fc.dimension), dtype=self.dtype or np.float64)
-        return {k: x[k] for k in self.feature_names if k in x}
-
     @classmethod
     def from_config(cls, config):
         return cls(**config)

@@ -146,22 +146,6 @@ class FeatureModel(Model):
         prediction._build_for(self.dtype, (None, 1))
         self.add_layer("prediction_layer", prediction)
         self.built = True
-        self._build_nested()
-
-    def _build_nested(self):
-        """Create the weights of nested layers that build on their first call (BN, Dice, ...),
-        so that every weight exists after ``build()``: one inference forward on a dummy
-        batch of one (ids 0, lengths 0, dense zeros), which changes no state or generator."""
-        dummy = {}
-        for n, fc in self._inputs.items():
-            if isinstance(fc, DenseFeat):
-                dummy[n] = np.zeros((1, fc.dimension), dtype=self.dtype)
-            elif isinstance(fc, VarLenSparseFeat) and n == fc.name:
-                dummy[n] = np.zeros((1, fc.maxlen), dtype=np.int64)
-            else:
-                dummy[n] = np.zeros((1, 1), dtype=np.int64)
-        self.forward(dummy, training=False, backprop=False)
-        self.attention_scores = None
 
     # -- inputs ---------------------------------------------------------------------------
     def check_features(self, x):
