@@ -327,3 +327,10 @@ def test_din_negative_length(model):
 def test_din_not_a_dict(model):
     with pytest.raises(TypeError, match=r"x must be a dict of arrays keyed by feature name, got list"):
         model.forward(list(din_features().values()))
+
+
+def test_din_refuses_multiclass_task():
+    from npctr.datasets import make_din_data
+    _, _, columns, history = make_din_data(10)
+    with pytest.raises(ValueError, match=r"task must be 'binary' or 'regression', got 'multiclass'"):
+        DIN(columns, history, task="multiclass")

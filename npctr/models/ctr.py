@@ -50,6 +50,9 @@ class FeatureModel(Model):
         self.l2_reg_embedding = check_nonnegative(l2_reg_embedding, "l2_reg_embedding")
         self.dnn_dropout = check_rate(dnn_dropout, "dnn_dropout")
         self.seed = check_seed(seed)
+        if task not in ("binary", "regression"):
+            raise ValueError(f"task must be 'binary' or 'regression', got {task!r} (DeepCTR's DIN graph ends "
+                             "in Dense(1): one output per sample, so 'multiclass' has no meaning here)")
         self.task = task
         self.split = bool(split)
         self.attention_scores = None
