@@ -1,5 +1,5 @@
 """npctr's layers, mirroring ``deepctr.layers``."""
-from .base import Layer
+from .base import Layer, NoCacheError
 from .activation import Activation, Dice, PReLU, activation_layer, sigmoid, softmax, relu, ACTIVATIONS
 from .normalization import BatchNormalization
 from .dense import Dense
@@ -8,7 +8,7 @@ from .core import DNN, LocalActivationUnit, PredictionLayer
 from .embedding import Embedding
 from .sequence import SequencePoolingLayer, AttentionSequencePoolingLayer, sequence_mask
 
-__all__ = ["Layer", "Activation", "Dice", "PReLU", "activation_layer", "BatchNormalization", "Dense",
+__all__ = ["Layer", "NoCacheError", "Activation", "Dice", "PReLU", "activation_layer", "BatchNormalization", "Dense",
            "Dropout", "DNN", "LocalActivationUnit", "PredictionLayer", "Embedding",
            "SequencePoolingLayer", "AttentionSequencePoolingLayer", "sequence_mask", "sigmoid", "softmax", "relu",
            "ACTIVATIONS"]
