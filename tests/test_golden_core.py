@@ -127,31 +127,37 @@ def _close(actual, expected, tol, what):
     np.testing.assert_allclose(actual, expected, err_msg=what, **tol)
 
 
-@pytest.mark.parametrize("folder,name", _cases())
-def test_golden(folder, name):
-    data, meta = _load(folder, name)
-    case = meta["case"]
+def load_golden_weights(layer, data, folder, paths):
+    """Set the recorded weights on a built ``layer``, checking npctr's names against ``paths``."""
+    if folder == "tf_legacy":
+        # DeepCTR's get_weights() order must be npctr's, name for name
+        assert layer.weight_names() == paths
+        layer.set_weights([data[f"w{i}"] for i in range(len(paths))])
+    else:
+        assert sorted(layer.weight_names()) == sorted(paths)
+        layer.set_weights({p: data[f"w{i}"] for i, p in enumerate(paths)})
+
+
+def check_golden(layer, data, meta, folder, inputs, input_names, to_path=canon_to_path):
+    """The golden comparison of one recorded case on a fresh (unbuilt) ``layer``.
+
+    ``input_names``: the recording's name of each input's gradient (``grad_<mode>_in_<name>``),
+    in ``backward``'s order; ``None`` marks an integer input, whose gradient must be None.
+    ``to_path`` maps the recording's neutral weight names to npctr's paths.
+    Returns the number of moving statistics checked (all of ``layer.state``).
+    """
     dtype = np.dtype(meta["dtype"])
     tol = F64 if dtype == np.float64 else F32
     legacy64 = folder == "tf_legacy" and dtype == np.float64
     moving_tol = F32 if dtype == np.float32 else MOVING_KERAS3_F64
 
-    layer = _build_layer(case, dtype.name)
-    inputs, input_names = _inputs(data, case)
-    n_w = len(data["weight_canon"])
     canon = [str(c) for c in data["weight_canon"]]
     trainable = [bool(t) for t in data["weight_trainable"]]
-    paths = [canon_to_path(c) for c in canon]
+    paths = [to_path(c) for c in canon]
 
     layer.forward(inputs, training=False)      # build (inference: no state changes)
     assert layer.dtype == dtype
-    if folder == "tf_legacy":
-        # DeepCTR's get_weights() order must be npctr's, name for name
-        assert layer.weight_names() == paths
-        layer.set_weights([data[f"w{i}"] for i in range(n_w)])
-    else:
-        assert sorted(layer.weight_names()) == sorted(paths)
-        layer.set_weights({p: data[f"w{i}"] for i, p in enumerate(paths)})
+    load_golden_weights(layer, data, folder, paths)
     for i, p in enumerate(paths):
         assert (p in layer.params) == trainable[i], p
     upstream = data["upstream"]
@@ -164,7 +170,11 @@ def test_golden(folder, name):
         grads = layer.backward(upstream.astype(dtype))
         if not isinstance(grads, list):
             grads = [grads]
+        assert len(grads) == len(input_names), (len(grads), input_names)
         for g, n in zip(grads, input_names):
+            if n is None:
+                assert g is None                   # integer inputs (ids, lengths) have no gradient
+                continue
             assert g.dtype == dtype
             _close(g, data[f"grad_{mode}_in_{n}"], tol, f"grad_{mode}_in_{n}")
         layer_grads = layer.grads
@@ -198,6 +208,15 @@ def test_golden(folder, name):
             _close(state[p], recorded, moving_tol, what)
         checked += 1
     assert checked == len(state)
+    return checked
+
+
+@pytest.mark.parametrize("folder,name", _cases())
+def test_golden(folder, name):
+    data, meta = _load(folder, name)
+    case = meta["case"]
+    inputs, input_names = _inputs(data, case)
+    check_golden(_build_layer(case, np.dtype(meta["dtype"]).name), data, meta, folder, inputs, input_names)
 
 
 def test_canon_mapping():

@@ -30,23 +30,35 @@ RTOL = 1e-7            # assert_gradients_ok's default rtol
 ZERO = 1e-12           # |analytic gradient| of an array that is exactly zero mathematically
 
 
-class WithMask:
+class Wrapped:
+    """What the gradient checker sees of a wrapper around ``self.inner``: its
+    ``built``, ``params``, ``grads``, ``snapshot()`` and ``restore()``. (Nothing
+    more: ``state`` and ``sublayers`` are added by the wrappers that want them,
+    since ``check_all`` treats a layer with ``sublayers`` differently.)"""
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    built = property(lambda self: self.inner.built)
+    params = property(lambda self: self.inner.params)
+    grads = property(lambda self: self.inner.grads)
+
+    def snapshot(self):
+        return self.inner.snapshot()
+
+    def restore(self, snap):
+        self.inner.restore(snap)
+
+
+class WithMask(Wrapped):
     """Bind a keys mask to a ``supports_masking`` layer so the checker can call
     ``forward(inputs, training, backprop)``; everything else is the layer's."""
 
     def __init__(self, layer, mask):
+        super().__init__(layer)
         self.layer, self.mask = layer, mask
 
-    built = property(lambda self: self.layer.built)
-    params = property(lambda self: self.layer.params)
-    grads = property(lambda self: self.layer.grads)
     state = property(lambda self: self.layer.state)
-
-    def snapshot(self):
-        return self.layer.snapshot()
-
-    def restore(self, snap):
-        self.layer.restore(snap)
 
     def sublayers(self):
         return self.layer.sublayers()
@@ -149,21 +161,12 @@ def test_rowgrad_sum_and_dense():
     np.testing.assert_array_equal((a + b).indices, [0, 1, 3])
 
 
-class SharedLookup:
+class SharedLookup(Wrapped):
     """One table looked up by two id arrays (a query and its history): outputs stacked."""
 
     def __init__(self, table):
+        super().__init__(table)
         self.table = table
-
-    built = property(lambda self: self.table.built)
-    params = property(lambda self: self.table.params)
-    grads = property(lambda self: self.table.grads)
-
-    def snapshot(self):
-        return self.table.snapshot()
-
-    def restore(self, snap):
-        self.table.restore(snap)
 
     def forward(self, inputs, training=False, backprop=None):
         ids_query, ids_hist = inputs

@@ -104,16 +104,22 @@ def test_elementwise_layers_keep_shape(lead, c, training, seed):
 ACTS_POSITIONLESS = [a for a in ACTS if a != "prelu"]
 
 
+def nd_and_flat_dnns(kwargs, x, seed):
+    """Two DNN(**kwargs) with the same random weights, built for ``x`` and for ``x`` flattened to 2D."""
+    nd, flat = DNN(**kwargs), DNN(**kwargs)
+    nd.forward(x)
+    nd.set_weights(random_weights(nd, seed))
+    flat.forward(x.reshape(-1, x.shape[-1]))
+    flat.set_weights(nd.get_weights())
+    return nd, flat
+
+
 @given(dnn_case(min_rank=3, max_rank=4, acts=ACTS_POSITIONLESS))
 def test_dnn_nd_equals_flattened_inference(case):
     shape, kwargs, seed = case
     x = normal(seed, shape)
-    nd, flat = DNN(**kwargs), DNN(**kwargs)
-    nd.forward(x)
-    nd.set_weights(random_weights(nd, seed))
+    nd, flat = nd_and_flat_dnns(kwargs, x, seed)
     out = nd.forward(x)
-    flat.forward(x.reshape(-1, shape[-1]))
-    flat.set_weights(nd.get_weights())
     np.testing.assert_allclose(out.reshape(-1, out.shape[-1]), flat.forward(x.reshape(-1, shape[-1])),
                                rtol=1e-12, atol=1e-14)
 
@@ -125,11 +131,7 @@ def test_dnn_nd_equals_flattened_training(case):
     # from the same generator, so they match too.
     shape, kwargs, seed = case
     x = normal(seed, shape)
-    nd, flat = DNN(**kwargs), DNN(**kwargs)
-    nd.forward(x)
-    nd.set_weights(random_weights(nd, seed))
-    flat.forward(x.reshape(-1, shape[-1]))
-    flat.set_weights(nd.get_weights())
+    nd, flat = nd_and_flat_dnns(kwargs, x, seed)
     out = nd.forward(x, training=True)
     out2 = flat.forward(x.reshape(-1, shape[-1]), training=True)
     if not kwargs["use_bn"] and kwargs["activation"] != "dice" and kwargs["output_activation"] is None:
