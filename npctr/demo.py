@@ -16,7 +16,6 @@ import argparse
 import sys
 import time
 
-import numpy as np
 
 from .datasets import make_din_data
 from .models import DIN, DNNModel

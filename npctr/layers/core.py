@@ -202,14 +202,12 @@ class LocalActivationUnit(Layer):
     def __init__(self, hidden_units=(64, 32), activation="sigmoid", l2_reg=0, dropout_rate=0,
                  use_bn=False, seed=1024, split=True, **kwargs):
         super().__init__(**kwargs)
-        self.hidden_units = check_units(hidden_units, "hidden_units")
-        self.activation = activation
-        self.l2_reg = check_nonnegative(l2_reg, "l2_reg")
-        self.dropout_rate = check_rate(dropout_rate, "dropout_rate")
-        self.use_bn = bool(use_bn)
-        self.seed = check_seed(seed)
+        # the DNN validates the shared arguments; its weights come after this layer's own
+        dnn = self.add_layer("dnn", DNN(hidden_units, activation, l2_reg, dropout_rate, use_bn, seed=seed,
+                                        dtype=self.dtype, name="dnn"))
+        self.hidden_units, self.activation, self.l2_reg = dnn.hidden_units, dnn.activation, dnn.l2_reg
+        self.dropout_rate, self.use_bn, self.seed = dnn.dropout_rate, dnn.use_bn, dnn.seed
         self.split = bool(split)
-        activation_layer(activation)
 
     def _check_inputs(self, inputs):
         check_list(inputs, "inputs", 2)
@@ -233,10 +231,7 @@ class LocalActivationUnit(Layer):
         rng = make_rng(self.seed)
         self.add_weight("kernel", initializers.glorot_normal(rng, (size, 1)))
         self.add_weight("bias", np.zeros(1))
-        dnn = DNN(self.hidden_units, self.activation, self.l2_reg, self.dropout_rate, self.use_bn,
-                  seed=self.seed, dtype=self.dtype, name="dnn")
-        self.add_layer("dnn", dnn)
-        dnn._build_for(self.dtype, tuple(keys_shape[:-1]) + (4 * keys_shape[-1],))
+        self._layers["dnn"]._build_for(self.dtype, tuple(keys_shape[:-1]) + (4 * keys_shape[-1],))
         self._embedding_size = keys_shape[-1]
         super().build(input_shape)
 

@@ -6,7 +6,6 @@ r"""Inverted dropout: ``rate`` is the fraction of units dropped.
 The mask drawn by a training-mode forward is the one its backward uses.
 Inference mode (and ``rate == 0``) is the identity.
 """
-import numpy as np
 
 from .base import Layer, make_rng
 from .._validation import float_array, check_rate, check_seed
