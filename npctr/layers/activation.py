@@ -20,7 +20,6 @@ import numpy as np
 
 from .base import Layer
 from .normalization import BatchNormalization
-from .._validation import float_array, check_rank
 
 
 def sigmoid(x):
@@ -69,8 +68,7 @@ class Activation(Layer):
         self._f, self._df = ACTIVATIONS[activation]
 
     def forward(self, inputs, training=False, backprop=None):
-        x = float_array(inputs, "inputs", self.dtype)
-        self._build_for(x.dtype, x.shape)
+        x = self._input(inputs)
         y = self._f(x)
         self._cache = y if self._keeps_cache(training, backprop) else None
         self._output_shape = y.shape
@@ -116,9 +114,7 @@ class PReLU(Layer):
         super().build(input_shape)
 
     def forward(self, inputs, training=False, backprop=None):
-        x = float_array(inputs, "inputs", self.dtype)
-        check_rank(x, "inputs", min_rank=2)
-        self._build_for(x.dtype, x.shape)
+        x = self._input(inputs, min_rank=2)
         if x.shape[1:] != self._input_tail:
             raise ValueError(f"inputs must have shape (batch_size, {', '.join(map(str, self._input_tail))}) "
                              f"as when the layer was built, got {x.shape}")
@@ -187,9 +183,7 @@ class Dice(Layer):
         super().build(input_shape)
 
     def forward(self, inputs, training=False, backprop=None):
-        x = float_array(inputs, "inputs", self.dtype)
-        check_rank(x, "inputs", min_rank=2)
-        self._build_for(x.dtype, x.shape)
+        x = self._input(inputs, min_rank=2)
         alpha = self._params["dice_alpha"]
         if x.shape[self.axis] != alpha.shape[0]:
             raise ValueError(f"inputs must have {alpha.shape[0]} features on axis {self.axis}, "

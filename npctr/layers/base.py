@@ -18,7 +18,7 @@ import re
 
 import numpy as np
 
-from .._validation import resolve_dtype, check_seed
+from .._validation import resolve_dtype, check_seed, float_array, check_rank
 
 
 class NoCacheError(ValueError, RuntimeError):
@@ -70,6 +70,14 @@ class Layer:
     def build(self, input_shape):
         """Create the weights for ``input_shape``. Subclasses extend this."""
         self.built = True
+
+    def _input(self, inputs, min_rank=None, name="inputs"):
+        """The one-array input as a float array of the layer's dtype, checked, the layer built."""
+        x = float_array(inputs, name, self.dtype)
+        if min_rank is not None:
+            check_rank(x, name, min_rank=min_rank)
+        self._build_for(x.dtype, x.shape)
+        return x
 
     def _build_for(self, dtype, input_shape):
         """Fix the dtype from the first input (float32 stays float32) and build once."""

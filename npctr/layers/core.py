@@ -102,9 +102,7 @@ class DNN(Layer):
         super().build(input_shape)
 
     def forward(self, inputs, training=False, backprop=None):
-        x = float_array(inputs, "inputs", self.dtype)
-        check_rank(x, "inputs", min_rank=2)
-        self._build_for(x.dtype, x.shape)
+        x = self._input(inputs, min_rank=2)
         check_last_dim(x, "inputs", self._input_dim)
         return self._forward_from(x, None, training, backprop)
 

@@ -13,7 +13,7 @@ import numpy as np
 from .base import Layer, make_rng
 from .activation import ACTIVATIONS
 from .. import initializers
-from .._validation import float_array, check_rank, check_last_dim, check_nonnegative, check_seed
+from .._validation import check_last_dim, check_nonnegative, check_seed
 
 
 def dense_forward(x, kernel, bias=None):
@@ -75,9 +75,7 @@ class Dense(Layer):
         super().build(input_shape)
 
     def forward(self, inputs, training=False, backprop=None):
-        x = float_array(inputs, "inputs", self.dtype)
-        check_rank(x, "inputs", min_rank=2)
-        self._build_for(x.dtype, x.shape)
+        x = self._input(inputs, min_rank=2)
         check_last_dim(x, "inputs", self._params["kernel"].shape[0])
         y = dense_forward(x, self._params["kernel"], self._params.get("bias"))
         if self.activation is not None:

@@ -8,7 +8,7 @@ Inference mode (and ``rate == 0``) is the identity.
 """
 
 from .base import Layer, make_rng
-from .._validation import float_array, check_rate, check_seed
+from .._validation import check_rate, check_seed
 
 
 class Dropout(Layer):
@@ -33,8 +33,7 @@ class Dropout(Layer):
         return tuple(s if n is None else n for n, s in zip(self.noise_shape, shape))
 
     def forward(self, inputs, training=False, backprop=None):
-        x = float_array(inputs, "inputs", self.dtype)
-        self._build_for(x.dtype, x.shape)
+        x = self._input(inputs)
         self._output_shape = x.shape
         if not training or self.rate == 0.0:
             self._cache = 1.0 if self._keeps_cache(training, backprop) else None

@@ -22,7 +22,6 @@ from typing import NamedTuple, Optional
 import numpy as np
 
 from .base import Layer
-from .._validation import float_array, check_rank
 
 
 class BatchNormCache(NamedTuple):
@@ -131,9 +130,7 @@ class BatchNormalization(Layer):
         return v.reshape(shape)
 
     def forward(self, inputs, training=False, backprop=None):
-        x = float_array(inputs, "inputs", self.dtype)
-        check_rank(x, "inputs", min_rank=1)
-        self._build_for(x.dtype, x.shape)
+        x = self._input(inputs, min_rank=1)
         if x.ndim != self._ndim or x.shape[self._feature_axis] != self._state["moving_mean"].shape[0]:
             raise ValueError(f"inputs must have rank {self._ndim} and {self._state['moving_mean'].shape[0]} "
                              f"features on axis {self.axis}, got shape {x.shape}")
