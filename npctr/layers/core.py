@@ -262,7 +262,10 @@ class LocalActivationUnit(Layer):
     def _first_layer_split(query, keys, kernel, bias):
         """``[q, k, q-k, q*k] @ W + b`` without forming the (B, T, 4E) input."""
         w_a, w_b, w_c, w_d = np.split(kernel, 4, axis=0)
-        return (query @ (w_a + w_c) + bias) + keys @ (w_b - w_c) + (query * keys) @ w_d
+        z = keys @ (w_b - w_c)                 # (B, T, H); accumulated in place: no more
+        z += (query * keys) @ w_d              # (B, T, H) temporaries than needed
+        z += query @ (w_a + w_c) + bias        # (B, 1, H), once per row, broadcast over T
+        return z
 
     def backward(self, grad_output):
         (query, keys, u, h), d_score = self._take_cache(grad_output)
