@@ -62,9 +62,14 @@ class Layer:
             self._state[key] = value
         return value
 
-    def add_layer(self, key, layer):
-        """Register a child layer; its weights appear under ``key/...``."""
+    def add_layer(self, key, layer, input_shape=None):
+        """Register a child layer; its weights appear under ``key/...``.
+
+        With ``input_shape``, the child is built now, in this layer's dtype.
+        """
         self._layers[key] = layer
+        if input_shape is not None:
+            layer._build_for(self.dtype, input_shape)
         return layer
 
     def build(self, input_shape):

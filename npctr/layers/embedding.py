@@ -60,8 +60,6 @@ class Embedding(Layer):
         self.seed = check_seed(seed)
 
     def build(self, input_shape=None):
-        if self.dtype is None:
-            self.dtype = np.dtype(np.float64)
         shape = (self.input_dim, self.output_dim)
         self.add_weight("embeddings", self._init(make_rng(self.seed), shape, dtype=self.dtype),
                         l2_reg=self.l2_reg)
@@ -80,8 +78,7 @@ class Embedding(Layer):
 
         One ``backward_many`` then accumulates all their gradients into one ``RowGrad``.
         """
-        if not self.built:
-            self._build_for(self.dtype or np.dtype(np.float64), None)
+        self._build_for(self.dtype or np.dtype(np.float64), None)     # ids carry no float dtype
         names = names or [f"ids[{i}]" for i in range(len(ids_list))]
         ids_list = [self._check_ids(ids, n) for ids, n in zip(ids_list, names)]
         table = self._params["embeddings"]

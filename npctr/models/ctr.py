@@ -119,8 +119,7 @@ class FeatureModel(Model):
                               seed=None if self.seed is None else self.seed + 2020 + i, dtype=self.dtype,
                               name=f"sparse_emb_{emb_name}")
             table.trainable = fc.trainable
-            table.build()
-            self.add_layer(f"sparse_emb_{emb_name}", table)
+            self.add_layer(f"sparse_emb_{emb_name}", table, input_shape=(None,))
         for fc in self.pooled_columns:
             self.add_layer(f"sequence_pooling_{fc.name}", SequencePoolingLayer(
                 fc.combiner, supports_masking=fc.length_name is None, dtype=self.dtype))
@@ -131,23 +130,20 @@ class FeatureModel(Model):
                                                 supports_masking=True, split=self.split, dtype=self.dtype,
                                                 name="attention_sequence_pooling_layer")
             maxlen = self.history_columns[0].maxlen
-            att._layers["local_att"]._build_for(self.dtype, [(None, 1, query_dim), (None, maxlen, query_dim)])
             self.add_layer("attention_sequence_pooling_layer", att)
+            att._layers["local_att"]._build_for(self.dtype, [(None, 1, query_dim), (None, maxlen, query_dim)])
         self._emb_sizes = ([fc.embedding_dim for fc in self.sparse_columns]
                            + [fc.embedding_dim for fc in self.pooled_columns]
                            + ([query_dim] if self.history_columns else []))
         self._dense_sizes = [fc.dimension for fc in self.dense_columns]
         dnn_input_dim = sum(self._emb_sizes) + sum(self._dense_sizes)
-        dnn = DNN(self.dnn_hidden_units, self.dnn_activation, self.l2_reg_dnn, self.dnn_dropout, self.dnn_use_bn,
-                  seed=self.seed, dtype=self.dtype, name="dnn")
-        dnn._build_for(self.dtype, (None, dnn_input_dim))
-        self.add_layer("dnn", dnn)
-        dense = Dense(1, use_bias=False, seed=self.seed, dtype=self.dtype, name="dense")
-        dense._build_for(self.dtype, (None, self.dnn_hidden_units[-1] if self.dnn_hidden_units else dnn_input_dim))
-        self.add_layer("dense", dense)
-        prediction = PredictionLayer(self.task, dtype=self.dtype, name="prediction_layer")
-        prediction._build_for(self.dtype, (None, 1))
-        self.add_layer("prediction_layer", prediction)
+        self.add_layer("dnn", DNN(self.dnn_hidden_units, self.dnn_activation, self.l2_reg_dnn, self.dnn_dropout,
+                                  self.dnn_use_bn, seed=self.seed, dtype=self.dtype, name="dnn"),
+                       input_shape=(None, dnn_input_dim))
+        self.add_layer("dense", Dense(1, use_bias=False, seed=self.seed, dtype=self.dtype, name="dense"),
+                       input_shape=(None, self.dnn_hidden_units[-1] if self.dnn_hidden_units else dnn_input_dim))
+        self.add_layer("prediction_layer", PredictionLayer(self.task, dtype=self.dtype, name="prediction_layer"),
+                       input_shape=(None, 1))
         self.built = True
 
     # -- inputs ---------------------------------------------------------------------------
