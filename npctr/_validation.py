@@ -86,6 +86,13 @@ def check_units(units, name):
     return tuple(int(u) for u in units)
 
 
+def check_positive_int(value, name):
+    """A positive integer (Python or NumPy, not bool), returned as a plain ``int``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
 def check_rate(rate, name):
     if isinstance(rate, bool) or not isinstance(rate, numbers.Real):
         raise TypeError(f"{name} must be a number in [0, 1), got {rate!r}")

@@ -23,6 +23,7 @@ Id 0 is padding everywhere (histories are padded at the end, as DeepCTR's
 import numpy as np
 
 from .feature_column import SparseFeat, VarLenSparseFeat, DenseFeat
+from ._validation import check_positive_int
 
 
 def make_din_data(n_samples, n_users=200, n_items=500, n_cates=50, maxlen=20, n_interests=(2, 6),
@@ -63,12 +64,9 @@ def make_din_data(n_samples, n_users=200, n_items=500, n_cates=50, maxlen=20, n_
     history_feature_list : list
         ``['item_id', 'cate_id']``.
     """
-    for name, value in (("n_samples", n_samples), ("n_items", n_items), ("n_cates", n_cates),
-                        ("maxlen", maxlen), ("embedding_dim", embedding_dim)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    if isinstance(n_users, bool) or not isinstance(n_users, (int, np.integer)) or n_users <= 0:
-        raise ValueError(f"n_users must be a positive integer, got {n_users!r}")
+    for name, value in (("n_samples", n_samples), ("n_users", n_users), ("n_items", n_items),
+                        ("n_cates", n_cates), ("maxlen", maxlen), ("embedding_dim", embedding_dim)):
+        check_positive_int(value, name)
     lo_k, hi_k = n_interests
     if not 1 <= lo_k <= hi_k <= n_cates:
         raise ValueError(f"n_interests must be (lo, hi) with 1 <= lo <= hi <= n_cates, got {n_interests!r}")

@@ -8,6 +8,8 @@ Inputs to a model are a dict of NumPy arrays keyed by feature name:
 """
 from collections import OrderedDict, namedtuple
 
+from ._validation import check_positive_int
+
 DEFAULT_GROUP_NAME = "default_group"
 
 
@@ -27,12 +29,10 @@ class SparseFeat(namedtuple("SparseFeat", ["name", "vocabulary_size", "embedding
                 group_name=DEFAULT_GROUP_NAME, trainable=True):
         if not isinstance(name, str) or not name:
             raise TypeError(f"name must be a non-empty str, got {name!r}")
-        if isinstance(vocabulary_size, bool) or not isinstance(vocabulary_size, int) or vocabulary_size <= 0:
-            raise ValueError(f"vocabulary_size of {name!r} must be a positive int, got {vocabulary_size!r}")
+        vocabulary_size = check_positive_int(vocabulary_size, f"vocabulary_size of {name!r}")
         if embedding_dim == "auto":
             embedding_dim = 6 * int(pow(vocabulary_size, 0.25))
-        if isinstance(embedding_dim, bool) or not isinstance(embedding_dim, int) or embedding_dim <= 0:
-            raise ValueError(f"embedding_dim of {name!r} must be a positive int or 'auto', got {embedding_dim!r}")
+        embedding_dim = check_positive_int(embedding_dim, f"embedding_dim of {name!r} (or 'auto')")
         if use_hash:
             raise ValueError(f"use_hash=True (feature {name!r}) is not supported by npctr: "
                              "hash ids to [0, vocabulary_size) before calling the model")
@@ -54,8 +54,7 @@ class VarLenSparseFeat(namedtuple("VarLenSparseFeat", ["sparsefeat", "maxlen", "
                 weight_norm=True):
         if not isinstance(sparsefeat, SparseFeat):
             raise TypeError(f"sparsefeat must be a SparseFeat, got {type(sparsefeat).__name__}")
-        if isinstance(maxlen, bool) or not isinstance(maxlen, int) or maxlen <= 0:
-            raise ValueError(f"maxlen of {sparsefeat.name!r} must be a positive int, got {maxlen!r}")
+        maxlen = check_positive_int(maxlen, f"maxlen of {sparsefeat.name!r}")
         if combiner not in ("sum", "mean", "max"):
             raise ValueError(f"combiner of {sparsefeat.name!r} must be 'sum', 'mean' or 'max', got {combiner!r}")
         if weight_name is not None:
@@ -84,8 +83,7 @@ class DenseFeat(namedtuple("DenseFeat", ["name", "dimension", "dtype", "transfor
     def __new__(cls, name, dimension=1, dtype="float32", transform_fn=None):
         if not isinstance(name, str) or not name:
             raise TypeError(f"name must be a non-empty str, got {name!r}")
-        if isinstance(dimension, bool) or not isinstance(dimension, int) or dimension <= 0:
-            raise ValueError(f"dimension of {name!r} must be a positive int, got {dimension!r}")
+        dimension = check_positive_int(dimension, f"dimension of {name!r}")
         return super().__new__(cls, name, dimension, dtype, transform_fn)
 
     def __hash__(self):
@@ -114,11 +112,9 @@ def feature_columns_to_config(feature_columns):
     """JSON-able description of feature columns (for model files)."""
     out = []
     for fc in feature_columns:
+        cfg = fc._asdict()
         if isinstance(fc, VarLenSparseFeat):
-            cfg = fc._asdict()
             cfg["sparsefeat"] = feature_columns_to_config([fc.sparsefeat])[0]
-        else:
-            cfg = fc._asdict()
         for key in ("transform_fn", "embeddings_initializer"):
             if cfg.get(key) is not None and not isinstance(cfg[key], str):
                 raise ValueError(f"feature {fc.name!r}: a callable {key} cannot be saved in a config")

@@ -27,6 +27,7 @@ import warnings
 import numpy as np
 
 from ..layers.base import Layer
+from .._validation import check_positive_int
 from ..layers.activation import sigmoid, softmax
 from ..training import losses as losses_mod, optimizers as optimizers_mod, metrics as metrics_mod
 from ..training.callbacks import Callback, History
@@ -58,12 +59,6 @@ class NonFiniteLossError(FloatingPointError):
 
 
 _LINKS = {"binary": "sigmoid", "multiclass": "softmax"}
-
-
-def _positive_int(value, name):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
 
 
 class Model(Layer):
@@ -272,7 +267,7 @@ class Model(Layer):
         loss turns NaN or infinite.
         """
         self._check_compiled("fit")
-        batch_size = _positive_int(batch_size, "batch_size")
+        batch_size = check_positive_int(batch_size, "batch_size")
         if isinstance(epochs, bool) or not isinstance(epochs, numbers.Integral) or epochs < 0:
             raise ValueError(f"epochs must be a non-negative integer, got {epochs!r}")
         if verbose not in (0, 1, 2):
@@ -370,7 +365,7 @@ class Model(Layer):
     def predict(self, x, batch_size=256):
         """Predictions ``(n_samples, 1)`` in inference mode (no dropout, moving statistics,
         nothing cached), computed ``batch_size`` samples at a time. NumPy only."""
-        batch_size = _positive_int(batch_size, "batch_size")
+        batch_size = check_positive_int(batch_size, "batch_size")
         x, n = self._check_x(x)
         if n == 0:
             raise ValueError("x holds no samples")
@@ -383,7 +378,7 @@ class Model(Layer):
         ``[loss, *metrics]`` in ``metrics_names`` order, as Keras.
         """
         self._check_compiled("evaluate")
-        batch_size = _positive_int(batch_size, "batch_size")
+        batch_size = check_positive_int(batch_size, "batch_size")
         x, y, _ = self._check_xy(x, y)
         loss, pred = self._evaluate_arrays(x, y, batch_size)
         logs = {"loss": loss, **self._metric_logs(y, pred)}
