@@ -65,9 +65,12 @@ class Layer:
     def add_layer(self, key, layer, input_shape=None):
         """Register a child layer; its weights appear under ``key/...``.
 
+        A child whose dtype is open takes this layer's (now, or when it is fixed).
         With ``input_shape``, the child is built now, in this layer's dtype.
         """
         self._layers[key] = layer
+        if self.dtype is not None:
+            layer._set_dtype(self.dtype)
         if input_shape is not None:
             layer._build_for(self.dtype, input_shape)
         return layer
@@ -84,10 +87,16 @@ class Layer:
         self._build_for(x.dtype, x.shape)
         return x
 
+    def _set_dtype(self, dtype):
+        """Fix this layer's dtype if still open, and pass it on to children still open."""
+        if self.dtype is None:
+            self.dtype = np.dtype(dtype)
+        for child in self._layers.values():
+            child._set_dtype(self.dtype)
+
     def _build_for(self, dtype, input_shape):
         """Fix the dtype from the first input (float32 stays float32) and build once."""
-        if self.dtype is None:
-            self.dtype = dtype
+        self._set_dtype(dtype)
         if not self.built:
             self.build(input_shape)
             self.built = True

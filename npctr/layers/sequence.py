@@ -210,10 +210,9 @@ class AttentionSequencePoolingLayer(Layer):
     def forward_with_scores(self, inputs, training=False, backprop=None, mask=None):
         """``forward`` that also returns the attention weights ``w`` ``(batch_size, 1, T)``."""
         query, keys, valid = self._split_inputs(inputs, mask)
-        lau = self._layers["local_att"]
-        score = lau.forward([query, keys], training=training, backprop=backprop)   # (B, T, 1)
-        self._build_for(lau.dtype, None)
+        self._build_for(keys.dtype, None)            # the dtype (keys' if open) reaches local_att too
         keys = keys.astype(self.dtype, copy=False)
+        score = self._layers["local_att"].forward([query, keys], training=training, backprop=backprop)
         s = np.swapaxes(score, 1, 2)                                             # (B, 1, T)
         if self.weight_normalization:
             w = softmax(np.where(valid, s, self.dtype.type(_SOFTMAX_PAD)))
