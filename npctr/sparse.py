@@ -35,7 +35,7 @@ class RowGrad(NamedTuple):
 def scatter_rows(ids, rows, dense_shape):
     """Sum ``rows[j]`` into row ``ids[j]``: repeated ids accumulate. Vectorized (sort + reduceat)."""
     ids = ids.reshape(-1)
-    rows = rows.reshape(ids.shape[0], -1)
+    rows = rows.reshape(ids.shape[0], rows.shape[-1])   # -1 cannot be inferred for an empty batch
     if ids.size == 0:
         return RowGrad(np.zeros(0, np.int64), rows[:0], tuple(dense_shape))
     order = np.argsort(ids, kind="stable")

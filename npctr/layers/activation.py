@@ -14,6 +14,7 @@ tanh       :math:`y = \tanh x`         :math:`dy\,(1-y^2)`
 softmax    :math:`y_j = e^{x_j}/\sum_k e^{x_k}`  :math:`y \odot (dy - \langle dy, y\rangle)`
 =========  ==========================  ======================================
 """
+import numbers
 from typing import NamedTuple
 
 import numpy as np
@@ -100,7 +101,15 @@ class PReLU(Layer):
         if shared_axes is None:
             self.shared_axes = None
         else:
-            axes = [shared_axes] if isinstance(shared_axes, int) else list(shared_axes)
+            if isinstance(shared_axes, (numbers.Integral, bool)) or not hasattr(shared_axes, "__iter__") \
+                    or isinstance(shared_axes, (str, bytes)):
+                axes = [shared_axes]
+            else:
+                axes = list(shared_axes)
+            for a in axes:
+                if isinstance(a, bool) or not isinstance(a, numbers.Integral):
+                    raise TypeError(f"shared_axes must be None, an int or a sequence of ints (1-based axes), "
+                                    f"got {shared_axes!r} (entry {a!r} of type {type(a).__name__})")
             self.shared_axes = tuple(int(a) for a in axes)
 
     def build(self, input_shape):
@@ -171,10 +180,20 @@ class Dice(Layer):
 
     def __init__(self, axis=-1, epsilon=1e-9, **kwargs):
         super().__init__(**kwargs)
-        self.axis = axis
-        self.epsilon = epsilon
+        if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):
+            raise TypeError(f"axis must be an int, got {axis!r} of type {type(axis).__name__}")
+        if isinstance(epsilon, bool) or not isinstance(epsilon, numbers.Real):
+            raise TypeError(f"epsilon must be a positive number, got {epsilon!r} of type {type(epsilon).__name__}")
+        if not np.isfinite(epsilon) or epsilon <= 0:
+            raise ValueError(f"epsilon must be a positive finite number, got {epsilon!r}")
+        self.axis = int(axis)
+        self.epsilon = float(epsilon)
 
     def build(self, input_shape):
+        rank = len(input_shape)
+        if not -rank <= self.axis < rank:
+            raise ValueError(f"axis {self.axis} is out of range for input shape {tuple(input_shape)} "
+                             f"(expected an axis in [{-rank}, {rank - 1}])")
         self.add_weight("dice_alpha", np.zeros(input_shape[self.axis]))
         # center/scale off: Dice only needs the normalised input for its gate
         bn = self.add_layer("bn", BatchNormalization(axis=self.axis, epsilon=self.epsilon, center=False,

@@ -16,6 +16,23 @@ from .. import initializers
 from .._validation import check_last_dim, check_nonnegative, check_seed
 
 
+def initializer_config_name(initializer, arg):
+    """How an initializer argument is written into a layer config: its name.
+
+    ``None`` and names pass through; a callable registered in
+    :data:`npctr.initializers.INITIALIZERS` is written as its registered name. Any
+    other callable cannot be saved (``from_config`` would silently build a
+    different layer), so it raises a ValueError naming ``arg``.
+    """
+    if initializer is None or isinstance(initializer, str):
+        return initializer
+    for name, fn in initializers.INITIALIZERS.items():
+        if initializer is fn:
+            return name
+    raise ValueError(f"{arg} {initializer!r} is a callable with no registered initializer name, so it "
+                     f"cannot be saved in a config; expected a name, one of {sorted(initializers.INITIALIZERS)}")
+
+
 def dense_forward(x, kernel, bias=None):
     """``x @ kernel + bias`` on the last axis."""
     y = x @ kernel
@@ -98,7 +115,7 @@ class Dense(Layer):
         return tuple(input_shape[:-1]) + (self.units,)
 
     def get_config(self):
-        init = self.kernel_initializer if isinstance(self.kernel_initializer, str) else None
         return {**super().get_config(), "units": self.units, "activation": self.activation,
-                "use_bias": self.use_bias, "kernel_initializer": init or "glorot_uniform",
+                "use_bias": self.use_bias,
+                "kernel_initializer": initializer_config_name(self.kernel_initializer, "kernel_initializer"),
                 "l2_reg": self.l2_reg, "seed": self.seed}

@@ -14,6 +14,7 @@ import numpy as np
 
 from .base import Layer, make_rng, NoCacheError
 from .. import initializers
+from .dense import initializer_config_name
 from ..sparse import RowGrad, scatter_rows
 from .._validation import int_array, check_nonnegative, check_seed
 
@@ -131,7 +132,9 @@ class Embedding(Layer):
         return tuple(input_shape) + (self.output_dim,)
 
     def get_config(self):
-        init = self.embeddings_initializer if isinstance(self.embeddings_initializer, str) else None
+        init = self.embeddings_initializer
+        init = None if init is default_embeddings_initializer else initializer_config_name(
+            init, "embeddings_initializer")
         return {**super().get_config(), "input_dim": self.input_dim, "output_dim": self.output_dim,
                 "embeddings_initializer": init, "l2_reg": self.l2_reg, "mask_zero": self.mask_zero,
                 "seed": self.seed}

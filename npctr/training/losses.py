@@ -43,6 +43,11 @@ def binary_crossentropy_per_sample(y_true, y_pred):
     return -(y_true * np.log(p + eps) + (1 - y_true) * np.log(1 - p + eps))
 
 
+def _n_rows(y_pred):
+    """How many per-sample values a loss reduced over the last axis averages: all axes but the last."""
+    return y_pred.size // y_pred.shape[-1] if y_pred.ndim and y_pred.shape[-1] else 1
+
+
 class Loss:
     """Base class: ``name``, ``link``, ``value``, ``grad``, ``logit_grad``."""
     name = None
@@ -75,12 +80,14 @@ class BinaryCrossentropy(Loss):
     -----
     Value: mean over the batch of :func:`binary_crossentropy_per_sample`.
 
-    Fused gradient with respect to the logit :math:`z` (:math:`p = \sigma(z)`, batch size :math:`B`):
+    Fused gradient with respect to the logit :math:`z` (:math:`p = \sigma(z)`; :math:`N` is the
+    number of elements of ``y_pred``, :math:`B` times the number of outputs, since the value is
+    a mean over all of them):
 
-    .. math:: \frac{\partial L}{\partial z} = \frac{\sigma(z) - y}{B}
+    .. math:: \frac{\partial L}{\partial z} = \frac{\sigma(z) - y}{N}
 
     which is the exact derivative of the *unclipped* BCE
-    :math:`-[y\log\sigma(z) + (1-y)\log(1-\sigma(z))]/B`. TensorFlow's autodiff of the
+    :math:`-[y\log\sigma(z) + (1-y)\log(1-\sigma(z))]/N`. TensorFlow's autodiff of the
     clipped value differs from it by a relative :math:`O(10^{-7})` inside the clip range and
     is exactly 0 outside it (:math:`|z| \gtrsim 16.1`), where this gradient keeps pulling
     mis-classified saturated logits back. ``grad`` (with respect to probabilities, used
@@ -98,12 +105,12 @@ class BinaryCrossentropy(Loss):
         eps = y_pred.dtype.type(EPSILON)
         inside = (y_pred >= eps) & (y_pred <= 1 - eps)  # tf.clip_by_value passes the gradient on ties
         p = np.clip(y_pred, eps, 1 - eps)
-        d = (-y_true / (p + eps) + (1 - y_true) / (1 - p + eps)) / y_pred.shape[0]
+        d = (-y_true / (p + eps) + (1 - y_true) / (1 - p + eps)) / y_pred.size
         return np.where(inside, d, 0).astype(y_pred.dtype, copy=False)
 
     def logit_grad(self, y_true, logits):
         y_true, logits = _as_pair(y_true, logits)
-        return (sigmoid(logits) - y_true) / logits.shape[0]
+        return (sigmoid(logits) - y_true) / logits.size
 
 
 class MeanSquaredError(Loss):
@@ -134,7 +141,8 @@ class CategoricalCrossentropy(Loss):
     Notes
     -----
     Fused with the softmax: :math:`\partial L / \partial z = (\mathrm{softmax}(z) - y) / B`
-    for one-hot (or any row-stochastic) :math:`y`.
+    for one-hot (or any row-stochastic) :math:`y`, where :math:`B` is the number of rows the
+    value averages over (``y_pred.size // n_classes``: the batch size for a 2D ``y_pred``).
     """
     name = "categorical_crossentropy"
     link = "softmax"
@@ -155,11 +163,11 @@ class CategoricalCrossentropy(Loss):
         dq = np.where(inside, -y_true / np.clip(q, eps, 1 - eps), 0)
         # q = p / s: dL/dp_j = (dq_j - sum_c dq_c q_c) / s
         dp = (dq - np.sum(dq * q, axis=-1, keepdims=True)) / s
-        return dp / y_pred.shape[0]
+        return dp / _n_rows(y_pred)
 
     def logit_grad(self, y_true, logits):
         y_true, logits = _as_pair(y_true, logits)
-        return (softmax(logits) - y_true) / logits.shape[0]
+        return (softmax(logits) - y_true) / _n_rows(logits)
 
 
 _LOSSES = {
