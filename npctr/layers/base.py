@@ -138,12 +138,13 @@ class Layer:
     def backward(self, grad_output):
         raise NotImplementedError
 
-    def __call__(self, inputs, training=False, backprop=None):
-        return self.forward(inputs, training=training, backprop=backprop)
+    def __call__(self, inputs, training=False, backprop=None, **kwargs):
+        """``forward``; keyword arguments (e.g. ``mask=``) go to it unchanged."""
+        return self.forward(inputs, training=training, backprop=backprop, **kwargs)
 
-    def call(self, inputs, training=None):
+    def call(self, inputs, training=None, **kwargs):
         """DeepCTR/Keras spelling of ``forward``; ``training=None`` means inference."""
-        return self.forward(inputs, training=bool(training))
+        return self.forward(inputs, training=bool(training), **kwargs)
 
     @staticmethod
     def _keeps_cache(training, backprop):

@@ -162,7 +162,8 @@ class DNN(Layer):
 class LocalActivationUnitCache(NamedTuple):
     query: np.ndarray        # (B, 1, E)
     keys: np.ndarray         # (B, T, E)
-    attention_input: object  # (B, T, 4E) when the DNN is empty or split is off, else None
+    attention_input: object  # (B, T, 4E) [q, k, q-k, q*k] without the split first layer, else None
+    query_keys: object       # (B, T, E) q * k with the split first layer, else None
     dnn_output: np.ndarray   # (B, T, H) input of the final projection
 
 
@@ -240,16 +241,17 @@ class LocalActivationUnit(Layer):
         keys = keys.astype(self.dtype, copy=False)
         check_last_dim(keys, "keys", self._embedding_size)
         dnn = self._layers["dnn"]
+        u = qk = None
         if self.split and self.hidden_units:
-            z0 = self._first_layer_split(query, keys, dnn._params["kernel0"], dnn._params["bias0"])
+            qk = query * keys
+            z0 = self._first_layer_split(query, keys, qk, dnn._params["kernel0"], dnn._params["bias0"])
             h = dnn._forward_from(None, z0, training, backprop)
-            u = None
         else:
             u = self._attention_input(query, keys)
             h = dnn._forward_from(u, None, training, backprop)
         score = dense_forward(h, self._params["kernel"], self._params["bias"])
         keep = self._keeps_cache(training, backprop)
-        self._cache = LocalActivationUnitCache(query, keys, u, h) if keep else None
+        self._cache = LocalActivationUnitCache(query, keys, u, qk, h) if keep else None
         self._output_shape = score.shape
         return score
 
@@ -259,35 +261,35 @@ class LocalActivationUnit(Layer):
         return np.concatenate([q, keys, q - keys, q * keys], axis=-1)
 
     @staticmethod
-    def _first_layer_split(query, keys, kernel, bias):
-        """``[q, k, q-k, q*k] @ W + b`` without forming the (B, T, 4E) input."""
+    def _first_layer_split(query, keys, query_keys, kernel, bias):
+        """``[q, k, q-k, q*k] @ W + b`` without forming the (B, T, 4E) input (``query_keys = q*k``)."""
         w_a, w_b, w_c, w_d = np.split(kernel, 4, axis=0)
         z = keys @ (w_b - w_c)                 # (B, T, H); accumulated in place: no more
-        z += (query * keys) @ w_d              # (B, T, H) temporaries than needed
+        z += query_keys @ w_d                  # (B, T, H) temporaries than needed
         z += query @ (w_a + w_c) + bias        # (B, 1, H), once per row, broadcast over T
         return z
 
     def backward(self, grad_output):
-        (query, keys, u, h), d_score = self._take_cache(grad_output)
+        (query, keys, u, qk, h), d_score = self._take_cache(grad_output)
         dnn = self._layers["dnn"]
         d_h, self._grads["kernel"], self._grads["bias"] = dense_backward(d_score, h, self._params["kernel"])
-        if u is None:
+        if qk is not None:
             # split first layer: dz0 reaches q, k and q*k through the kernel blocks
-            d_z0 = dnn._backward_to(d_h, stop_at_z0=True)
+            d_z0 = dnn._backward_to(d_h, stop_at_z0=True)                 # (B, T, H)
             w_a, w_b, w_c, w_d = np.split(dnn._params["kernel0"], 4, axis=0)
-            e = query.shape[-1]
-            d_qk = d_z0 @ w_d.T                                   # dL/d(q*k), (B, T, E)
-            d_kernel0 = np.empty_like(dnn._params["kernel0"])
-            z2 = d_z0.reshape(-1, d_z0.shape[-1])
-            d_w_ac = query.reshape(-1, e).T @ d_z0.sum(axis=1)    # q is the same for every t
+            e, n_hidden = query.shape[-1], d_z0.shape[-1]
+            d_z0_sum_t = d_z0.sum(axis=1, keepdims=True)                   # (B, 1, H): q is the same for every t
+            d_qk = d_z0 @ w_d.T                                            # dL/d(q*k), (B, T, E)
+            z2 = d_z0.reshape(-1, n_hidden)
+            d_w_ac = query.reshape(-1, e).T @ d_z0_sum_t.reshape(-1, n_hidden)
             d_w_bc = keys.reshape(-1, e).T @ z2
+            d_kernel0 = np.empty_like(dnn._params["kernel0"])
             d_kernel0[:e] = d_w_ac
             d_kernel0[e:2 * e] = d_w_bc
             d_kernel0[2 * e:3 * e] = d_w_ac - d_w_bc
-            d_kernel0[3 * e:] = (query * keys).reshape(-1, e).T @ z2
+            d_kernel0[3 * e:] = qk.reshape(-1, e).T @ z2
             dnn._grads["kernel0"] = d_kernel0
-            d_query = d_z0.sum(axis=1, keepdims=True) @ (w_a + w_c).T \
-                + np.sum(d_qk * keys, axis=1, keepdims=True)
+            d_query = d_z0_sum_t @ (w_a + w_c).T + np.sum(d_qk * keys, axis=1, keepdims=True)
             d_keys = d_z0 @ (w_b - w_c).T + d_qk * query
         else:
             d_u = dnn._backward_to(d_h, stop_at_z0=False) if self.hidden_units else d_h

@@ -17,7 +17,7 @@ from ..layers.core import DNN, PredictionLayer
 from ..layers.dense import Dense
 from ..layers.embedding import Embedding
 from ..layers.sequence import SequencePoolingLayer, AttentionSequencePoolingLayer
-from .._validation import check_units, check_rate, check_nonnegative, check_seed, resolve_dtype
+from .._validation import check_units, check_rate, check_nonnegative, check_seed, resolve_dtype, check_shape
 
 
 def _split_last(d, sizes):
@@ -236,6 +236,7 @@ class FeatureModel(Model):
         """Backward from ``d L / d(logit + global_bias)`` (pairs with ``forward_logits``)."""
         prediction = self._layers["prediction_layer"]
         d_logits = np.asarray(d_logits, dtype=self.dtype)
+        check_shape(d_logits, "d_logits", self._layers["dense"]._output_shape)   # the logits' (B, 1)
         if prediction.use_bias:
             prediction._grads["global_bias"] = d_logits.sum(axis=0)
         return self._backward_logit(d_logits)
