@@ -222,3 +222,14 @@ def test_names_and_defaults_unchanged_in_config():
     assert Dense(2, kernel_initializer="glorot_normal").get_config()["kernel_initializer"] == "glorot_normal"
     assert Embedding(5, 2).get_config()["embeddings_initializer"] is None
     assert Embedding(5, 2, embeddings_initializer="zeros").get_config()["embeddings_initializer"] == "zeros"
+
+
+@pytest.mark.parametrize("shape", [(5,), (5, 1), (5, 3)])
+def test_mse_grad_matches_its_value_for_every_shape(shape):
+    from npctr.gradcheck import numerical_gradient
+    from npctr.training.losses import MeanSquaredError
+    rng = np.random.default_rng(1)
+    y_true, y_pred = rng.random(shape), rng.random(shape)
+    loss = MeanSquaredError()
+    numeric = numerical_gradient(lambda: loss.value(y_true, y_pred), y_pred)
+    np.testing.assert_allclose(loss.grad(y_true, y_pred), numeric, rtol=1e-7, atol=1e-10)

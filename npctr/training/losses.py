@@ -129,7 +129,7 @@ class MeanSquaredError(Loss):
 
     def grad(self, y_true, y_pred):
         y_true, y_pred = _as_pair(y_true, y_pred)
-        return 2.0 * (y_pred - y_true) / (y_pred.shape[0] * y_pred.shape[-1])
+        return 2.0 * (y_pred - y_true) / y_pred.size        # value is the mean over every element
 
 
 class CategoricalCrossentropy(Loss):
