@@ -169,7 +169,8 @@ class Layer:
     # -- regularization ---------------------------------------------------------------
     def regularization_loss(self):
         """Sum of ``c * sum(w**2)`` over every regularized weight (Keras's ``l2(c)``)."""
-        total = sum(c * float(np.sum(self._params[k] ** 2)) for k, c in self._l2.items())
+        # vdot: the sum of squares without a weight-sized temporary (embedding tables are large)
+        total = sum(c * float(np.vdot(self._params[k], self._params[k])) for k, c in self._l2.items())
         return total + sum(child.regularization_loss() for child in self._layers.values())
 
     def add_regularization_grads(self):

@@ -33,17 +33,24 @@ class BatchNormCache(NamedTuple):
 
 
 def batch_moments(x, axes):
-    """Batch mean and biased variance over ``axes`` (keepdims), as ``tf.nn.moments``."""
+    """Batch mean and biased variance over ``axes`` (keepdims), as ``tf.nn.moments``,
+    and ``x - mean``, which the forward can reuse."""
     mean = x.mean(axis=axes, keepdims=True)
     centred = x - mean
     variance = np.mean(centred * centred, axis=axes, keepdims=True)
-    return mean, variance
+    return mean, variance, centred
 
 
-def batch_norm_forward(x, mean, variance, gamma, beta, epsilon, axes, batch_stats):
-    """``y = gamma * (x - mean) / sqrt(variance + epsilon) + beta``; gamma/beta may be None."""
+def batch_norm_forward(x, mean, variance, gamma, beta, epsilon, axes, batch_stats, centred=None):
+    """``y = gamma * (x - mean) / sqrt(variance + epsilon) + beta``; gamma/beta may be None.
+
+    ``centred`` (``x - mean``, e.g. from ``batch_moments``) is used, and overwritten, if given.
+    """
     inv_std = 1.0 / np.sqrt(variance + epsilon)
-    x_hat = (x - mean) * inv_std
+    if centred is None:
+        centred = x - mean
+    x_hat = centred
+    x_hat *= inv_std
     y = x_hat
     if gamma is not None:
         y = y * gamma
@@ -52,14 +59,11 @@ def batch_norm_forward(x, mean, variance, gamma, beta, epsilon, axes, batch_stat
     return y, BatchNormCache(x_hat, inv_std, gamma, batch_stats, axes)
 
 
-def batch_norm_backward(dy, cache):
-    """Return ``dx, dgamma, dbeta`` (dgamma/dbeta None where there is no gamma/beta).
-
-    dbeta is returned as long as the caller wants it; it is just ``sum(dy)``.
-    """
+def batch_norm_backward(dy, cache, with_beta=True):
+    """Return ``dx, dgamma, dbeta``; dgamma is None without gamma, dbeta None unless ``with_beta``."""
     x_hat, inv_std, gamma, batch_stats, axes = cache
     dgamma = np.sum(dy * x_hat, axis=axes) if gamma is not None else None
-    dbeta = np.sum(dy, axis=axes)
+    dbeta = np.sum(dy, axis=axes) if with_beta else None
     g = dy * gamma if gamma is not None else dy
     if batch_stats:
         # mean and variance depend on every x in the reduction set
@@ -137,14 +141,15 @@ class BatchNormalization(Layer):
         axes = tuple(a for a in range(x.ndim) if a != self._feature_axis)
         gamma = self._broadcast(self._params.get("gamma"), x.ndim)
         beta = self._broadcast(self._params.get("beta"), x.ndim)
+        centred = None
         if training:
-            mean, variance = batch_moments(x, axes)
+            mean, variance, centred = batch_moments(x, axes)
             self._update_moving(mean.reshape(-1), variance.reshape(-1))
         else:
             mean = self._broadcast(self._state["moving_mean"], x.ndim)
             variance = self._broadcast(self._state["moving_variance"], x.ndim)
         y, cache = batch_norm_forward(x, mean, variance, gamma, beta, self.epsilon, axes,
-                                      batch_stats=bool(training))
+                                      batch_stats=bool(training), centred=centred)
         self._cache = cache if self._keeps_cache(training, backprop) else None
         self._output_shape = y.shape
         return y
@@ -157,7 +162,7 @@ class BatchNormalization(Layer):
 
     def backward(self, grad_output):
         cache, dy = self._take_cache(grad_output)
-        dx, dgamma, dbeta = batch_norm_backward(dy, cache)
+        dx, dgamma, dbeta = batch_norm_backward(dy, cache, with_beta=self.center)
         if self.scale:
             self._grads["gamma"] = dgamma
         if self.center:

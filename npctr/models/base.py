@@ -197,7 +197,8 @@ class Model(Layer):
 
     def _train_step(self, xb, yb, where):
         """Forward, loss, backward, L2 gradients, optimizer update. Returns (total loss, predictions)."""
-        if self._uses_logits():
+        uses_logits = self._uses_logits()
+        if uses_logits:
             z = self.forward_logits(xb, training=True, backprop=True)
             pred = sigmoid(z) if self.task == "binary" else softmax(z)
         else:
@@ -209,7 +210,7 @@ class Model(Layer):
                 f"the training loss became {total} at epoch {epoch}, batch {batch}; the weights "
                 "were not updated with this batch (lower the learning rate, check the inputs)",
                 epoch=epoch, batch=batch, loss=total)
-        if self._uses_logits():
+        if uses_logits:
             self.backward_logits(self.loss.logit_grad(yb, z))
         else:
             self.backward(self.loss.grad(yb, pred))
