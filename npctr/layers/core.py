@@ -9,7 +9,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .base import Layer, make_rng
-from .activation import activation_layer, activation_name, sigmoid, softmax, _softmax_backward, PReLU
+from .activation import activation_layer, activation_name, PReLU, ACTIVATIONS
 from .dense import dense_forward, dense_backward
 from .dropout import Dropout
 from .normalization import BatchNormalization
@@ -343,6 +343,7 @@ class PredictionLayer(Layer):
             raise ValueError(f"task must be binary, multiclass or regression, got {task!r}")
         self.task = task
         self.use_bias = bool(use_bias)
+        self._link = {"binary": "sigmoid", "multiclass": "softmax", "regression": "linear"}[task]
 
     def _check_input(self, inputs):
         x = float_array(inputs, "inputs", self.dtype)
@@ -363,30 +364,22 @@ class PredictionLayer(Layer):
     def forward(self, inputs, training=False, backprop=None):
         x = self._check_input(inputs)
         self._build_for(x.dtype, x.shape)
+        input_shape = x.shape
         if self.task == "multiclass":
-            check_last_dim(x, "inputs", self._params["global_bias"].shape[0]) if self.use_bias else None
+            if self.use_bias:
+                check_last_dim(x, "inputs", self._params["global_bias"].shape[0])
         else:
             x = x.reshape(-1, 1)
         if self.use_bias:
             x = x + self._params["global_bias"]
-        if self.task == "binary":
-            y = sigmoid(x)
-        elif self.task == "multiclass":
-            y = softmax(x)
-        else:
-            y = x
-        self._cache = (y, inputs_shape(inputs)) if self._keeps_cache(training, backprop) else None
+        y = ACTIVATIONS[self._link][0](x)
+        self._cache = (y, input_shape) if self._keeps_cache(training, backprop) else None
         self._output_shape = y.shape
         return y
 
     def backward(self, grad_output):
         (y, input_shape), dy = self._take_cache(grad_output)
-        if self.task == "binary":
-            dx = dy * y * (1.0 - y)
-        elif self.task == "multiclass":
-            dx = _softmax_backward(dy, y)
-        else:
-            dx = dy
+        dx = ACTIVATIONS[self._link][1](dy, y)
         if self.use_bias:
             self._grads["global_bias"] = dx.sum(axis=0)
         return dx.reshape(input_shape)
@@ -397,6 +390,3 @@ class PredictionLayer(Layer):
     def get_config(self):
         return {**super().get_config(), "task": self.task, "use_bias": self.use_bias}
 
-
-def inputs_shape(inputs):
-    return np.shape(inputs)
