@@ -40,6 +40,20 @@ def _mask(mask, shape, name="mask"):
     return mask.astype(bool, copy=False)
 
 
+def _sequence_and_valid(dtype, seq, seq_name, mask=None, lengths=None, lengths_name=None):
+    """The sequence as a checked ``(B, T, E)`` float array, its ``(B, T)`` valid positions and
+    ``(B, 1)`` lengths, from ``lengths`` if given, else from the (required) ``mask``."""
+    x = float_array(seq, seq_name, dtype)
+    check_rank(x, seq_name, rank=3)
+    if lengths is not None:
+        length = _lengths(lengths, x.shape[0], lengths_name)
+        return x, sequence_mask(length, x.shape[1]), length
+    if mask is None:
+        raise ValueError(f"mask is required when supports_masking=True (the (batch_size, T) mask of {seq_name})")
+    valid = _mask(mask, x.shape[:2])
+    return x, valid, valid.sum(axis=1, keepdims=True)
+
+
 class SequencePoolingCache(NamedTuple):
     mask: np.ndarray          # (B, T, 1) float, 1 at valid positions
     scale: object             # (B, 1, 1) 1 / (length + 1e-8) for mean, else None
@@ -83,18 +97,11 @@ class SequencePoolingLayer(Layer):
 
     def forward(self, inputs, training=False, backprop=None, mask=None):
         if self.supports_masking:
-            if mask is None:
-                raise ValueError("mask is required when supports_masking=True (a (batch_size, T) bool array)")
-            x = float_array(inputs, "seq_value", self.dtype)
-            check_rank(x, "seq_value", rank=3)
-            valid = _mask(mask, x.shape[:2])
-            length = valid.sum(axis=1, keepdims=True)
+            x, valid, length = _sequence_and_valid(self.dtype, inputs, "seq_value", mask=mask)
         else:
             check_list(inputs, "inputs", 2)
-            x = float_array(inputs[0], "seq_value", self.dtype)
-            check_rank(x, "seq_value", rank=3)
-            length = _lengths(inputs[1], x.shape[0], "seq_len")
-            valid = sequence_mask(length, x.shape[1])
+            x, valid, length = _sequence_and_valid(self.dtype, inputs[0], "seq_value", lengths=inputs[1],
+                                                   lengths_name="seq_len")
         self._build_for(x.dtype, x.shape)
         m = valid[:, :, None].astype(self.dtype)
         scale = max_weights = None
@@ -189,19 +196,14 @@ class AttentionSequencePoolingLayer(Layer):
 
     def _split_inputs(self, inputs, mask):
         if self.supports_masking:
-            if mask is None:
-                raise ValueError("mask is required when supports_masking=True (the keys' (batch_size, T) mask)")
             check_list(inputs, "inputs", 2)
             query, keys = inputs
-            keys = float_array(keys, "keys", self.dtype)
-            check_rank(keys, "keys", rank=3)
-            valid = _mask(mask, keys.shape[:2])
+            keys, valid, _ = _sequence_and_valid(self.dtype, keys, "keys", mask=mask)
         else:
             check_list(inputs, "inputs", 3)
             query, keys, keys_length = inputs
-            keys = float_array(keys, "keys", self.dtype)
-            check_rank(keys, "keys", rank=3)
-            valid = sequence_mask(_lengths(keys_length, keys.shape[0], "keys_length"), keys.shape[1])
+            keys, valid, _ = _sequence_and_valid(self.dtype, keys, "keys", lengths=keys_length,
+                                                 lengths_name="keys_length")
         return query, keys, valid[:, None, :]
 
     def forward(self, inputs, training=False, backprop=None, mask=None):
