@@ -150,18 +150,23 @@ class Layer:
     def _keeps_cache(training, backprop):
         return bool(training) if backprop is None else bool(backprop)
 
-    def _take_cache(self, grad_output):
-        """Return the cache of the last forward and check ``grad_output`` against it."""
+    def _require_cache(self):
+        """The cache of the last forward; ``NoCacheError`` if that forward kept none."""
         if self._cache is None:
             raise NoCacheError(
                 f"{self.name}.backward called without a forward that kept its cache: "
                 "call forward(inputs, training=True) or forward(..., backprop=True) first")
+        return self._cache
+
+    def _take_cache(self, grad_output):
+        """Return the cache of the last forward and check ``grad_output`` against it."""
+        cache = self._require_cache()
         grad_output = np.asarray(grad_output)
         if grad_output.shape != self._output_shape:
             raise ValueError(
                 f"grad_output of {self.name}.backward must have the output's shape "
                 f"{self._output_shape}, got {grad_output.shape}")
-        return self._cache, grad_output.astype(self.dtype, copy=False)
+        return cache, grad_output.astype(self.dtype, copy=False)
 
     def compute_output_shape(self, input_shape):
         raise NotImplementedError

@@ -12,7 +12,7 @@ import numbers
 
 import numpy as np
 
-from .base import Layer, make_rng, NoCacheError
+from .base import Layer, make_rng
 from .. import initializers
 from .dense import initializer_config_name
 from ..sparse import RowGrad, scatter_rows
@@ -91,16 +91,14 @@ class Embedding(Layer):
 
     def backward_many(self, grad_outputs):
         """Set the table's ``RowGrad`` from the gradients of every output of ``lookup``."""
-        if self._cache is None:
-            raise NoCacheError(f"{self.name}.backward called without a forward that kept its cache: "
-                               "call forward(ids, training=True) or forward(..., backprop=True) first")
-        if len(grad_outputs) != len(self._cache):
-            raise ValueError(f"{self.name}: expected {len(self._cache)} gradients, got {len(grad_outputs)}")
+        ids_list = self._require_cache()
+        if len(grad_outputs) != len(ids_list):
+            raise ValueError(f"{self.name}: expected {len(ids_list)} gradients, got {len(grad_outputs)}")
         for g, shape in zip(grad_outputs, self._output_shapes):
             if np.shape(g) != shape:
                 raise ValueError(f"grad_output of {self.name}.backward must have shape {shape}, "
                                  f"got {np.shape(g)}")
-        ids = np.concatenate([i.reshape(-1) for i in self._cache])
+        ids = np.concatenate([i.reshape(-1) for i in ids_list])
         rows = np.concatenate([np.asarray(g, dtype=self.dtype).reshape(-1, self.output_dim)
                                for g in grad_outputs])
         self._grads["embeddings"] = scatter_rows(ids, rows, (self.input_dim, self.output_dim))
