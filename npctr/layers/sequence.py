@@ -104,11 +104,12 @@ class SequencePoolingLayer(Layer):
                                                    lengths_name="seq_len")
         self._build_for(x.dtype, x.shape)
         m = valid[:, :, None].astype(self.dtype)
+        keep = self._keeps_cache(training, backprop)
         scale = max_weights = None
         if self.mode == "max":
             shifted = x - (1.0 - m) * 1e9
             y = shifted.max(axis=1, keepdims=True)
-            if self._keeps_cache(training, backprop):
+            if keep:
                 ties = (shifted == y).astype(self.dtype)
                 max_weights = ties / ties.sum(axis=1, keepdims=True)
         else:
@@ -116,7 +117,6 @@ class SequencePoolingLayer(Layer):
             if self.mode == "mean":
                 scale = (1.0 / (length.astype(self.dtype) + self.dtype.type(1e-8)))[:, :, None]
                 y = y * scale
-        keep = self._keeps_cache(training, backprop)
         self._cache = SequencePoolingCache(m, scale, max_weights) if keep else None
         self._output_shape = y.shape
         return y

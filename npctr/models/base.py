@@ -77,10 +77,6 @@ class Model(Layer):
     def build(self, input_shape=None):
         super().build(input_shape)
 
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
-
     # -- compile --------------------------------------------------------------------------
     def compile(self, optimizer="adam", loss=None, metrics=None):
         """Choose the optimizer, the loss and the metrics, by Keras name or instance.
