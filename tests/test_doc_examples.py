@@ -1,0 +1,36 @@
+"""The Python examples of the README and of docs/ run as written (so they cannot drift from the code).
+
+README blocks run in order, each after the ones before it (later blocks use earlier names).
+In docs/, the complete examples (blocks that import what they use) run; the other blocks
+there are signature listings and fragments, not programs.
+"""
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+README_BLOCKS = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S)
+DOC_EXAMPLES = [(page.name, block)
+                for page in sorted((ROOT / "docs").glob("*.md"))
+                for block in re.findall(r"```python\n(.*?)```", page.read_text(), flags=re.S)
+                if re.search(r"^(import|from) \S+", block, flags=re.M)]
+
+
+def test_there_are_examples():
+    assert len(README_BLOCKS) >= 3
+    assert {"training.md", "gradient_checking.md"} <= {name for name, _ in DOC_EXAMPLES}
+
+
+@pytest.mark.parametrize("index", range(len(README_BLOCKS)))
+def test_readme_example_runs(index, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)            # examples may write files (model.save)
+    namespace = {}
+    for i, block in enumerate(README_BLOCKS[:index + 1]):
+        exec(compile(block, f"README.md python block {i}", "exec"), namespace)
+
+
+@pytest.mark.parametrize("name,block", DOC_EXAMPLES, ids=[n for n, _ in DOC_EXAMPLES])
+def test_docs_example_runs(name, block, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    exec(compile(block, f"docs/{name} example", "exec"), {})
