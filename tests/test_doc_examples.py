@@ -2,8 +2,10 @@
 
 README blocks run in order, each after the ones before it (later blocks use earlier names).
 In docs/, the complete examples (blocks that import what they use) run; the other blocks
-there are signature listings and fragments, not programs.
+there are signature listings and fragments, not programs. A docs example that imports an optional
+package which is not installed (PyTorch in docs/verifying_backends.md) is skipped.
 """
+import importlib.util
 import re
 from pathlib import Path
 
@@ -15,6 +17,16 @@ DOC_EXAMPLES = [(page.name, block)
                 for page in sorted((ROOT / "docs").glob("*.md"))
                 for block in re.findall(r"```python\n(.*?)```", page.read_text(), flags=re.S)
                 if re.search(r"^(import|from) \S+", block, flags=re.M)]
+
+
+# optional packages a docs example may import; any other missing import is a failure, not a skip
+OPTIONAL_PACKAGES = {"torch"}
+
+
+def missing_optional_packages(block):
+    """The optional packages the block imports (at the start of a line) that are not installed."""
+    packages = set(re.findall(r"^(?:import|from) (\w+)", block, flags=re.M)) & OPTIONAL_PACKAGES
+    return sorted(p for p in packages if importlib.util.find_spec(p) is None)
 
 
 def test_there_are_examples():
@@ -32,5 +44,8 @@ def test_readme_example_runs(index, tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("name,block", DOC_EXAMPLES, ids=[n for n, _ in DOC_EXAMPLES])
 def test_docs_example_runs(name, block, tmp_path, monkeypatch):
+    missing = missing_optional_packages(block)
+    if missing:
+        pytest.skip(f"docs/{name} example needs {missing}, not installed")
     monkeypatch.chdir(tmp_path)
     exec(compile(block, f"docs/{name} example", "exec"), {})
