@@ -93,6 +93,15 @@ def check_positive_int(value, name):
     return int(value)
 
 
+def check_positive(value, name):
+    """A positive, finite real number (not bool), returned as ``float``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a positive number, got {value!r} of type {type(value).__name__}")
+    if not (np.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+    return float(value)
+
+
 def check_rate(rate, name):
     if isinstance(rate, bool) or not isinstance(rate, numbers.Real):
         raise TypeError(f"{name} must be a number in [0, 1), got {rate!r}")

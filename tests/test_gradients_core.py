@@ -308,7 +308,7 @@ class LAUMissingProductPath(LocalActivationUnit):
 
     def backward(self, grad_output):
         cache, d_score = self._take_cache(grad_output)
-        query, keys, h = cache.query, cache.keys, cache.dnn_output
+        query, h = cache.query, cache.dnn_output
         dnn = self._layers["dnn"]
         d_h, self._grads["kernel"], self._grads["bias"] = \
             __import__("npctr").layers.dense.dense_backward(d_score, h, self._params["kernel"])

@@ -233,3 +233,24 @@ def test_mse_grad_matches_its_value_for_every_shape(shape):
     loss = MeanSquaredError()
     numeric = numerical_gradient(lambda: loss.value(y_true, y_pred), y_pred)
     np.testing.assert_allclose(loss.grad(y_true, y_pred), numeric, rtol=1e-7, atol=1e-10)
+
+
+@pytest.mark.parametrize("kwargs,exc,message", [
+    ({"momentum": "0.9"}, TypeError, "momentum must be a number in [0, 1], got '0.9'"),
+    ({"momentum": 1.5}, ValueError, "momentum must be in [0, 1], got 1.5"),
+    ({"epsilon": None}, TypeError, "epsilon must be a positive number, got None"),
+    ({"epsilon": 0.0}, ValueError, "epsilon must be a positive finite number, got 0.0"),
+])
+def test_batch_normalization_arguments_are_named(kwargs, exc, message):
+    from npctr.layers import BatchNormalization
+    with pytest.raises(exc) as info:
+        BatchNormalization(**kwargs)
+    assert message in str(info.value)
+
+
+def test_optimizer_arguments_share_the_library_checks():
+    from npctr.training.optimizers import Adagrad, SGD
+    with pytest.raises(TypeError, match="learning_rate must be a positive number, got 'x'"):
+        SGD("x")
+    with pytest.raises(ValueError, match="initial_accumulator_value must be >= 0, got -1"):
+        Adagrad(initial_accumulator_value=-1)

@@ -21,6 +21,7 @@ import numpy as np
 
 from .base import Layer
 from .normalization import BatchNormalization
+from .._validation import check_positive
 
 
 def sigmoid(x):
@@ -182,10 +183,7 @@ class Dice(Layer):
         super().__init__(**kwargs)
         if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):
             raise TypeError(f"axis must be an int, got {axis!r} of type {type(axis).__name__}")
-        if isinstance(epsilon, bool) or not isinstance(epsilon, numbers.Real):
-            raise TypeError(f"epsilon must be a positive number, got {epsilon!r} of type {type(epsilon).__name__}")
-        if not np.isfinite(epsilon) or epsilon <= 0:
-            raise ValueError(f"epsilon must be a positive finite number, got {epsilon!r}")
+        epsilon = check_positive(epsilon, "epsilon")
         self.axis = int(axis)
         self.epsilon = float(epsilon)
 

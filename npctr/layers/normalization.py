@@ -17,11 +17,13 @@ where the bar is the mean over :math:`R`. With moving statistics (inference)
 :math:`\mu, \sigma^2` are constants and :math:`dx = g / \sqrt{\sigma^2+\epsilon}`.
 The derivation is in ``docs/batch_normalization.md``.
 """
+import numbers
 from typing import NamedTuple, Optional
 
 import numpy as np
 
 from .base import Layer
+from .._validation import check_positive
 
 
 class BatchNormCache(NamedTuple):
@@ -101,10 +103,11 @@ class BatchNormalization(Layer):
         super().__init__(**kwargs)
         if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
             raise TypeError(f"axis must be an int, got {axis!r}")
+        if isinstance(momentum, bool) or not isinstance(momentum, numbers.Real):
+            raise TypeError(f"momentum must be a number in [0, 1], got {momentum!r}")
         if not 0.0 <= momentum <= 1.0:
             raise ValueError(f"momentum must be in [0, 1], got {momentum!r}")
-        if not epsilon > 0:
-            raise ValueError(f"epsilon must be > 0, got {epsilon!r}")
+        epsilon = check_positive(epsilon, "epsilon")
         self.axis = int(axis)
         self.momentum = float(momentum)
         self.epsilon = float(epsilon)

@@ -26,25 +26,11 @@ effective values are float32-rounded; npctr uses the exact values: identical for
 float32 models, a ~1e-8 relative difference for float64 ones.) The equations are in
 each class's Notes and in ``docs/training.md``.
 """
-import numbers
 
 import numpy as np
 
 from ..sparse import RowGrad
-
-
-def _check_positive(value, name):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value > 0:
-        raise ValueError(f"{name} must be a positive number, got {value!r}")
-    return float(value)
-
-
-def _check_unit_interval(value, name, closed_low=True):
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and \
-        (0 <= value < 1 if closed_low else 0 < value < 1)
-    if not ok:
-        raise ValueError(f"{name} must be in {'[' if closed_low else '('}0, 1), got {value!r}")
-    return float(value)
+from .._validation import check_positive, check_rate, check_nonnegative
 
 
 class Optimizer:
@@ -142,8 +128,8 @@ class SGD(Optimizer):
     """
 
     def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, name="SGD"):
-        self.learning_rate = _check_positive(learning_rate, "learning_rate")
-        self.momentum = _check_unit_interval(momentum, "momentum")
+        self.learning_rate = check_positive(learning_rate, "learning_rate")
+        self.momentum = check_rate(momentum, "momentum")
         self.nesterov = bool(nesterov)
         self.slot_names = ("momentum",) if self.momentum > 0 else ()
         super().__init__(name)
@@ -197,13 +183,10 @@ class Adagrad(Optimizer):
     slot_names = ("accumulator",)
 
     def __init__(self, learning_rate=0.001, initial_accumulator_value=0.1, epsilon=1e-7, name="Adagrad"):
-        self.learning_rate = _check_positive(learning_rate, "learning_rate")
-        if isinstance(initial_accumulator_value, bool) or \
-                not isinstance(initial_accumulator_value, numbers.Real) or initial_accumulator_value < 0:
-            raise ValueError("initial_accumulator_value must be a non-negative number, "
-                             f"got {initial_accumulator_value!r}")
-        self.initial_accumulator_value = float(initial_accumulator_value)
-        self.epsilon = _check_positive(epsilon, "epsilon")
+        self.learning_rate = check_positive(learning_rate, "learning_rate")
+        self.initial_accumulator_value = check_nonnegative(initial_accumulator_value,
+                                                           "initial_accumulator_value")
+        self.epsilon = check_positive(epsilon, "epsilon")
         super().__init__(name)
 
     def _accumulator(self, key, param):
@@ -262,10 +245,10 @@ class Adam(Optimizer):
 
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, amsgrad=False,
                  name="Adam"):
-        self.learning_rate = _check_positive(learning_rate, "learning_rate")
-        self.beta_1 = _check_unit_interval(beta_1, "beta_1")
-        self.beta_2 = _check_unit_interval(beta_2, "beta_2")
-        self.epsilon = _check_positive(epsilon, "epsilon")
+        self.learning_rate = check_positive(learning_rate, "learning_rate")
+        self.beta_1 = check_rate(beta_1, "beta_1")
+        self.beta_2 = check_rate(beta_2, "beta_2")
+        self.epsilon = check_positive(epsilon, "epsilon")
         self.amsgrad = bool(amsgrad)
         if not self.amsgrad:
             self.slot_names = ("m", "v")
