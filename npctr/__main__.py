@@ -1,12 +1,34 @@
-"""``python -m npctr demo``: see ``npctr.demo``."""
+"""``python -m npctr COMMAND [...]``: the command-line entry point.
+
+Each command lives in its own module, imported only when it is run (so ``python -m npctr demo``
+never imports, say, pyarrow). A module listed here exposes ``main(argv) -> int``.
+"""
+import importlib
 import sys
 
-from .demo import main
+#: command name -> (module, one-line description)
+COMMANDS = {
+    "demo": ("npctr.demo", "train DIN and a mean-pooling baseline on synthetic clicks"),
+}
 
-USAGE = "usage: python -m npctr demo [--help] [--samples N] [--epochs N] ..."
+
+def usage():
+    lines = ["usage: python -m npctr COMMAND [--help] [...]", "", "commands:"]
+    lines += [f"  {name:<10} {about}" for name, (_, about) in COMMANDS.items()]
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(usage(), file=sys.stderr if not argv else sys.stdout)
+        return 2 if not argv else 0
+    if argv[0] not in COMMANDS:
+        print(f"unknown command {argv[0]!r}\n\n{usage()}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(COMMANDS[argv[0]][0])
+    return module.main(argv[1:])
+
 
 if __name__ == "__main__":
-    if len(sys.argv) < 2 or sys.argv[1] != "demo":
-        print(USAGE, file=sys.stderr)
-        sys.exit(2)
-    sys.exit(main(sys.argv[2:]))
+    sys.exit(main())
