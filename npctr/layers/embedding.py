@@ -68,7 +68,9 @@ class Embedding(Layer):
 
     def _check_ids(self, ids, name):
         ids = int_array(ids, name)
-        if ids.size and (ids.min() < 0 or ids.max() >= self.input_dim):
+        # one reduction: viewed as unsigned, a negative id is larger than any vocabulary
+        unsigned = ids.view(ids.dtype.str.replace("i", "u")) if ids.dtype.kind == "i" else ids
+        if ids.size and unsigned.max() >= self.input_dim:
             bad = ids[(ids < 0) | (ids >= self.input_dim)].reshape(-1)[0]
             raise ValueError(f"{name} must lie in [0, {self.input_dim}) (vocabulary_size of {self.name}), "
                              f"got id {bad}")

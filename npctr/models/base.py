@@ -66,6 +66,17 @@ class Model(Layer):
 
     task = "binary"
     feature_names = ()
+    #: bumped whenever the weights or moving statistics change (training steps, training-mode
+    #: forwards, ``set_weights``); a ``Predictor`` re-derives its prepared weights when it moves
+    _weights_version = 0
+
+    def weights_changed(self):
+        """Tell holders of ``inference()`` that weight arrays were edited in place by hand."""
+        self._weights_version += 1
+
+    def set_weights(self, weights, strict=True):
+        super().set_weights(weights, strict)
+        self.weights_changed()
 
     # -- subclass contract --------------------------------------------------------------
     def forward_logits(self, x, training=False, backprop=None):
@@ -212,6 +223,7 @@ class Model(Layer):
             self.backward(self.loss.grad(yb, pred))
         self.add_regularization_grads()
         self.optimizer.apply_gradients(self._trainable_params(), self.grads)
+        self.weights_changed()
         return total, pred
 
     def train_on_batch(self, x, y):
@@ -359,13 +371,32 @@ class Model(Layer):
         pred = self._predict_arrays(x, y.shape[0], batch_size)
         return self.loss.value(y, pred) + self.regularization_loss(), pred
 
+    def inference(self, **options):
+        """The object a server holds to score requests; ``None`` if this model has no fast
+        inference path (``predict`` then runs ``forward``). See ``npctr.inference.Predictor``."""
+        return None
+
+    def _predictor(self):
+        """The predictor ``predict`` uses, created once (``inference()`` with default options)."""
+        predictor = self.__dict__.get("_default_predictor", False)
+        if predictor is False:
+            predictor = self._default_predictor = self.inference()
+        return predictor
+
     def predict(self, x, batch_size=256):
         """Predictions ``(n_samples, 1)`` in inference mode (no dropout, moving statistics,
-        nothing cached), computed ``batch_size`` samples at a time. NumPy only."""
+        nothing cached), computed ``batch_size`` samples at a time. NumPy only.
+
+        Models with a fast inference path (``inference()``) use it: the same values as
+        ``forward(x, training=False)`` to round-off, in bounded memory.
+        """
         batch_size = check_positive_int(batch_size, "batch_size")
         x, n = self._check_x(x)
         if n == 0:
             raise ValueError("x holds no samples")
+        predictor = self._predictor()
+        if predictor is not None:
+            return predictor.predict(x, batch_size=batch_size)
         return self._predict_arrays(x, n, batch_size)
 
     def evaluate(self, x, y, batch_size=256, verbose=0):

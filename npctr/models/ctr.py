@@ -189,6 +189,8 @@ class FeatureModel(Model):
     # -- forward / backward ---------------------------------------------------------------
     def _forward_logit(self, x, training, backprop):
         batch, f = self.check_features(x)
+        if training:
+            self.weights_changed()          # moving statistics move
         emb = {}
         for emb_name, names in self._uses.items():
             outs = self._layers[f"sparse_emb_{emb_name}"].lookup([f[n] for n in names], training, backprop,
@@ -216,6 +218,15 @@ class FeatureModel(Model):
         self._dense_input_shapes = {fc.name: np.shape(x[fc.name]) for fc in self.dense_columns}
         h = self._layers["dnn"].forward(deep, training, backprop)
         return self._layers["dense"].forward(h, training, backprop)
+
+    def inference(self, threads=None, chunk_rows=None):
+        """A ``npctr.inference.Predictor`` for this model: what a server holds.
+
+        Same values as ``forward(x, training=False)`` to round-off, prepared weights,
+        valid-position attention, chunked and threaded (see ``docs/inference.md``).
+        """
+        from ..inference import Predictor
+        return Predictor(self, threads=threads, chunk_rows=chunk_rows)
 
     def forward(self, x, training=False, backprop=None):
         """Predictions ``(batch_size, 1)`` for the feature dict ``x``."""
