@@ -24,6 +24,7 @@ weights version changes, which ``fit``, ``train_on_batch``, ``set_weights`` on t
 model and training-mode forwards do. After editing weight arrays in place by hand,
 call ``model.weights_changed()`` (or ``predictor.refresh()``).
 """
+import math
 import os
 import threading
 
@@ -54,10 +55,10 @@ def _usable_cores():
 
 # -- prepared activations (each applied in place to a 2-D (rows, H) array) -----------------
 def _sigmoid_(z):
-    """In-place ``1 / (1 + exp(-z))``: the same operations as ``npctr.layers.activation.sigmoid``."""
+    """In-place ``1 / (1 + exp(-z))``: the same operations as ``npctr.layers.activation.sigmoid``
+    (callers ignore the overflow of ``exp`` to inf for very negative ``z``: the result is 0)."""
     np.negative(z, out=z)
-    with np.errstate(over="ignore"):
-        np.exp(z, out=z)
+    np.exp(z, out=z)
     z += 1.0
     np.reciprocal(z, out=z)
     return z
@@ -82,26 +83,32 @@ class _Plain:
 
 
 class _FoldedDice:
-    r"""Dice at inference: :math:`y = x\,(\alpha + (1-\alpha)\,\sigma(x s + c))` with
-    :math:`s = 1/\sqrt{\mathrm{var}+\epsilon}`, :math:`c = -\mathrm{mean}\,s` (moving statistics)."""
+    r"""Dice at inference, in seven passes over ``z``:
+
+    .. math:: y = x\,\Big(\alpha + \frac{1-\alpha}{1 + e^{\,x s' + c'}}\Big), \quad
+              s' = -1/\sqrt{\mathrm{var}+\epsilon}, \quad c' = \mathrm{mean} / \sqrt{\mathrm{var}+\epsilon}
+
+    (moving statistics; :math:`x s' + c' = -\mathrm{BN}(x)`, so the fraction is :math:`(1-\alpha)\,p`).
+    """
 
     def __init__(self, dice):
         bn = dice._layers["bn"]
         inv_std = 1.0 / np.sqrt(bn._state["moving_variance"] + bn.epsilon)
-        self.scale = inv_std
-        self.shift = -bn._state["moving_mean"] * inv_std
+        self.neg_scale = -inv_std
+        self.neg_shift = bn._state["moving_mean"] * inv_std
         alpha = dice._params["dice_alpha"]
         self.alpha = alpha.copy()
         self.one_minus_alpha = 1.0 - alpha
 
     def __call__(self, z, ws, t_index=None):
-        p = ws.get("dice_gate", z.shape, z.dtype)
-        np.multiply(z, self.scale, out=p)
-        p += self.shift
-        _sigmoid_(p)
-        p *= self.one_minus_alpha          # alpha (1 - p) x + p x = x (alpha + (1 - alpha) p)
-        p += self.alpha
-        z *= p
+        gate = ws.get("dice_gate", z.shape, z.dtype)
+        np.multiply(z, self.neg_scale, out=gate)
+        gate += self.neg_shift                       # -BN(x)
+        np.exp(gate, out=gate)
+        gate += 1.0
+        np.divide(self.one_minus_alpha, gate, out=gate)   # (1 - alpha) p
+        gate += self.alpha
+        z *= gate
         return z
 
 
@@ -182,7 +189,7 @@ class _Workspace(threading.local):
         self.buffers = {}
 
     def get(self, name, shape, dtype):
-        size = int(np.prod(shape))
+        size = math.prod(shape)
         buf = self.buffers.get(name)
         if buf is None or buf.size < size or buf.dtype != dtype:
             buf = np.empty(max(size, 1), dtype=dtype)
@@ -217,12 +224,28 @@ class _Prepared:
                 first_kernel, first_bias = lau._params["kernel"], lau._params["bias"]
             w_a, w_b, w_c, w_d = np.split(first_kernel, 4, axis=0)
             self.w_query = np.ascontiguousarray(w_a + w_c)     # (E, H1), applied once per row
-            self.w_keys = np.ascontiguousarray(w_b - w_c)      # (E, H1), per valid position
-            self.w_product = np.ascontiguousarray(w_d)         # (E, H1), per valid position
+            # [k, q*k] (V, 2E) @ [Wb - Wc; Wd] (2E, H1): one GEMM per chunk for both per-position terms
+            self.w_key_product = np.ascontiguousarray(np.concatenate([w_b - w_c, w_d], axis=0))
             self.first_bias = first_bias
             self.has_hidden = bool(lau.hidden_units)
             self.score_kernel, self.score_bias = lau._params["kernel"], lau._params["bias"]
             self.attention = True
+            # DIN's usual column order puts the query's fields side by side at the start of the
+            # DNN input: then the concatenated query is a view of it (no copy)
+            offsets, col = {}, 0
+            for fc in model.sparse_columns:
+                offsets[fc.name] = (col, col + fc.embedding_dim)
+                col += fc.embedding_dim
+            spans = [offsets[fc.name] for fc in model.query_columns]
+            contiguous = all(a[1] == b[0] for a, b in zip(spans, spans[1:]))
+            self.query_slice = slice(spans[0][0], spans[-1][1]) if contiguous else None
+            self.query_spans = spans
+
+    def query(self, deep):
+        """The concatenated query fields ``(b, E)``, read from the embedded DNN input."""
+        if self.query_slice is not None:
+            return deep[:, self.query_slice]
+        return np.concatenate([deep[:, a:b] for a, b in self.query_spans], axis=1)
 
 
 class Predictor:
@@ -337,16 +360,18 @@ class Predictor:
 
     def _chunk(self, prep, f, lo, hi, out):
         """Rows ``lo:hi``: embeddings, pooling, attention, DNN, output; writes ``out[lo:hi]``."""
+        with np.errstate(over="ignore"):    # exp(-x) -> inf in a sigmoid is exact (gives 0)
+            self._chunk_rows(prep, f, lo, hi, out)
+
+    def _chunk_rows(self, prep, f, lo, hi, out):
         model, ws, dtype = self.model, self._workspace, prep.dtype
         b = hi - lo
         deep = ws.get("deep", (b, model._layers["dnn"]._input_dim), dtype)
-        emb = {}
         col = 0
         for fc in model.sparse_columns:
             e = fc.embedding_dim
-            np.take(prep.tables[fc.embedding_name], f[fc.name][lo:hi, 0], axis=0, out=deep[:, col:col + e],
-                    mode="clip")       # ids checked once, in predict
-            emb[fc.name] = deep[:, col:col + e]
+            prep.tables[fc.embedding_name].take(f[fc.name][lo:hi, 0], axis=0, out=deep[:, col:col + e],
+                                                mode="clip")       # ids checked once, in predict
             col += e
         for fc in model.pooled_columns:
             e = fc.embedding_dim
@@ -354,7 +379,7 @@ class Predictor:
             col += e
         if prep.attention:
             e = sum(c.embedding_dim for c in model.query_columns)
-            self._attention(prep, model, f, lo, hi, emb, deep[:, col:col + e], ws)
+            self._attention(prep, model, f, lo, hi, deep, deep[:, col:col + e], ws)
             col += e
         for fc in model.dense_columns:
             deep[:, col:col + fc.dimension] = f[fc.name][lo:hi]
@@ -387,7 +412,7 @@ class Predictor:
         return y
 
     @staticmethod
-    def _attention(prep, model, f, lo, hi, emb, out, ws):
+    def _attention(prep, model, f, lo, hi, deep, out, ws):
         """DIN's attention pooling for rows ``lo:hi`` into ``out`` ``(b, E)``, on valid positions only."""
         dtype = prep.dtype
         hist = [f[fc.name][lo:hi] for fc in model.history_columns]
@@ -396,28 +421,25 @@ class Predictor:
         keys = ws.get("keys", (b, t, e), dtype)                          # (b, T, E)
         col = 0
         for fc, ids in zip(model.history_columns, hist):
-            np.take(prep.tables[fc.embedding_name], ids, axis=0, out=keys[:, :, col:col + fc.embedding_dim],
-                    mode="clip")
+            prep.tables[fc.embedding_name].take(ids, axis=0, out=keys[:, :, col:col + fc.embedding_dim],
+                                                mode="clip")
             col += fc.embedding_dim
-        if len(model.query_columns) == 1:
-            query = emb[model.query_columns[0].name]                     # (b, E), a view of deep
-        else:
-            query = np.concatenate([emb[fc.name] for fc in model.query_columns], axis=1)
+        query = prep.query(deep)                                         # (b, E)
         valid = hist[0] != 0
         for ids in hist[1:]:
             valid &= ids != 0
         flat = np.flatnonzero(valid)                                     # valid (row, t), row-major
-        rows, ts = np.divmod(flat, t)
         v = flat.size
-        keys_v = keys.reshape(b * t, e)[flat]                            # (V, E)
-        # first layer: q (Wa + Wc) + b once per row; k (Wb - Wc) + (q*k) Wd per valid position
+        rows, ts = (np.zeros(v, np.intp), flat) if b == 1 else np.divmod(flat, t)
+        # first layer: q (Wa + Wc) + b once per row; [k, q*k] [Wb - Wc; Wd] per valid position
         q_part = query @ prep.w_query
-        q_part += prep.first_bias
-        z = ws.get("att_z0", (v, prep.w_keys.shape[1]), dtype)
-        np.matmul(keys_v, prep.w_keys, out=z)
-        qk = np.multiply(query[rows], keys_v)
-        z += qk @ prep.w_product
-        z += q_part[rows]
+        q_part += prep.first_bias                                        # (b, H1)
+        kp = ws.get("att_key_product", (v, 2 * e), dtype)                # [k, q*k], (V, 2E)
+        keys.reshape(b * t, e).take(flat, axis=0, out=kp[:, :e], mode="clip")
+        np.multiply(kp[:, :e], query if b == 1 else query[rows], out=kp[:, e:])
+        z = ws.get("att_z0", (v, q_part.shape[1]), dtype)
+        np.matmul(kp, prep.w_key_product, out=z)
+        z += q_part if b == 1 else q_part[rows]
         if prep.has_hidden:
             first_act = prep.att_stack.layers[0][2]
             h = prep.att_stack.run(first_act(z, ws, ts), ws, start=1, t_index=ts)

@@ -247,3 +247,12 @@ def test_bad_arguments():
         model.inference(chunk_rows=-1)
     with pytest.raises(ValueError, match="batch_size"):
         model.inference().predict(features(cols, 3, np.random.default_rng(0)), batch_size=0)
+
+
+def test_query_fields_apart_in_the_column_order():
+    """The query is a view of the DNN input when its fields are adjacent, a copy otherwise."""
+    cols, hist = columns()
+    cols = [cols[1], cols[0], cols[2]] + cols[3:]              # item, user, cate
+    model = randomize(DIN(cols, hist, dnn_hidden_units=(8,), att_hidden_size=(4,)), np.random.default_rng(12))
+    assert model.inference()._weights().query_slice is None
+    assert_matches(model, features(cols, 15, np.random.default_rng(13)), model.inference(chunk_rows=4))

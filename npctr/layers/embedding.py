@@ -19,6 +19,9 @@ from ..sparse import RowGrad, scatter_rows
 from .._validation import int_array, check_nonnegative, check_seed
 
 
+_UNSIGNED = {np.dtype(t): np.dtype(t).str.replace("i", "u") for t in (np.int8, np.int16, np.int32, np.int64)}
+
+
 def default_embeddings_initializer(rng, shape, dtype=np.float64):
     """DeepCTR's feature-column default: ``RandomNormal(mean=0, stddev=1e-4)``."""
     return initializers.random_normal(rng, shape, stddev=1e-4, dtype=dtype)
@@ -69,8 +72,8 @@ class Embedding(Layer):
     def _check_ids(self, ids, name):
         ids = int_array(ids, name)
         # one reduction: viewed as unsigned, a negative id is larger than any vocabulary
-        unsigned = ids.view(ids.dtype.str.replace("i", "u")) if ids.dtype.kind == "i" else ids
-        if ids.size and unsigned.max() >= self.input_dim:
+        unsigned = ids.view(_UNSIGNED[ids.dtype]) if ids.dtype.kind == "i" else ids
+        if ids.size and np.maximum.reduce(unsigned, axis=None) >= self.input_dim:
             bad = ids[(ids < 0) | (ids >= self.input_dim)].reshape(-1)[0]
             raise ValueError(f"{name} must lie in [0, {self.input_dim}) (vocabulary_size of {self.name}), "
                              f"got id {bad}")
