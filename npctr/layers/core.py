@@ -10,7 +10,7 @@ import numpy as np
 
 from .base import Layer, make_rng
 from .activation import activation_layer, activation_name, PReLU, ACTIVATIONS
-from .dense import dense_forward, dense_backward
+from .dense import dense_forward, dense_backward, matmul_last
 from .dropout import Dropout
 from .normalization import BatchNormalization
 from .. import initializers
@@ -264,8 +264,8 @@ class LocalActivationUnit(Layer):
     def _first_layer_split(query, keys, query_keys, kernel, bias):
         """``[q, k, q-k, q*k] @ W + b`` without forming the (B, T, 4E) input (``query_keys = q*k``)."""
         w_a, w_b, w_c, w_d = np.split(kernel, 4, axis=0)
-        z = keys @ (w_b - w_c)                 # (B, T, H); accumulated in place: no more
-        z += query_keys @ w_d                  # (B, T, H) temporaries than needed
+        z = matmul_last(keys, w_b - w_c)       # (B, T, H); accumulated in place: no more
+        z += matmul_last(query_keys, w_d)      # (B, T, H) temporaries than needed
         z += query @ (w_a + w_c) + bias        # (B, 1, H), once per row, broadcast over T
         return z
 
@@ -279,7 +279,7 @@ class LocalActivationUnit(Layer):
             w_a, w_b, w_c, w_d = np.split(dnn._params["kernel0"], 4, axis=0)
             e, n_hidden = query.shape[-1], d_z0.shape[-1]
             d_z0_sum_t = d_z0.sum(axis=1, keepdims=True)                   # (B, 1, H): q is the same for every t
-            d_qk = d_z0 @ w_d.T                                            # dL/d(q*k), (B, T, E)
+            d_qk = matmul_last(d_z0, w_d.T)                                # dL/d(q*k), (B, T, E)
             z2 = d_z0.reshape(-1, n_hidden)
             d_w_ac = query.reshape(-1, e).T @ d_z0_sum_t.reshape(-1, n_hidden)
             d_w_bc = keys.reshape(-1, e).T @ z2
@@ -290,7 +290,8 @@ class LocalActivationUnit(Layer):
             d_kernel0[3 * e:] = qk.reshape(-1, e).T @ z2
             dnn._grads["kernel0"] = d_kernel0
             d_query = d_z0_sum_t @ (w_a + w_c).T + np.sum(d_qk * keys, axis=1, keepdims=True)
-            d_keys = d_z0 @ (w_b - w_c).T + d_qk * query
+            d_keys = matmul_last(d_z0, (w_b - w_c).T)
+            d_keys += d_qk * query
         else:
             d_u = dnn._backward_to(d_h, stop_at_z0=False) if self.hidden_units else d_h
             d_q, d_k, d_diff, d_prod = np.split(d_u, 4, axis=-1)

@@ -33,9 +33,20 @@ def initializer_config_name(initializer, arg):
                      f"cannot be saved in a config; expected a name, one of {sorted(initializers.INITIALIZERS)}")
 
 
+def matmul_last(x, kernel):
+    """``x @ kernel`` on the last axis as ONE 2-D GEMM: ``(..., n) @ (n, m) -> (..., m)``.
+
+    NumPy runs ``(B, T, n) @ (n, m)`` as B small GEMMs; flattening the leading axes to
+    ``(B*T, n)`` gives BLAS one large product instead (same values up to round-off).
+    """
+    if x.ndim <= 2:
+        return x @ kernel
+    return (x.reshape(-1, x.shape[-1]) @ kernel).reshape(x.shape[:-1] + (kernel.shape[-1],))
+
+
 def dense_forward(x, kernel, bias=None):
     """``x @ kernel + bias`` on the last axis."""
-    y = x @ kernel
+    y = matmul_last(x, kernel)
     if bias is not None:
         y += bias
     return y
@@ -46,7 +57,7 @@ def dense_backward(dy, x, kernel, use_bias=True):
     dy2 = dy.reshape(-1, dy.shape[-1])
     dkernel = x.reshape(-1, x.shape[-1]).T @ dy2
     dbias = dy2.sum(axis=0) if use_bias else None
-    return dy @ kernel.T, dkernel, dbias
+    return matmul_last(dy, kernel.T), dkernel, dbias
 
 
 class Dense(Layer):
