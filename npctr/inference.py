@@ -86,18 +86,25 @@ class _FoldedDice:
     r"""Dice at inference, in seven passes over ``z``:
 
     .. math:: y = x\,\Big(\alpha + \frac{1-\alpha}{1 + e^{\,x s' + c'}}\Big), \quad
-              s' = -1/\sqrt{\mathrm{var}+\epsilon}, \quad c' = \mathrm{mean} / \sqrt{\mathrm{var}+\epsilon}
+              s' = -g, \quad c' = \mathrm{mean}\,g - \beta, \quad g = \gamma/\sqrt{\mathrm{var}+\epsilon}
 
-    (moving statistics; :math:`x s' + c' = -\mathrm{BN}(x)`, so the fraction is :math:`(1-\alpha)\,p`).
+    (moving statistics, :math:`\gamma = 1, \beta = 0` for DeepCTR's non-affine BN;
+    :math:`x s' + c' = -\mathrm{BN}(x)`, so the fraction is :math:`(1-\alpha)\,p`).
     """
 
-    def __init__(self, dice):
+    def __init__(self, dice, dtype):
         bn = dice._layers["bn"]
-        inv_std = 1.0 / np.sqrt(bn._state["moving_variance"] + bn.epsilon)
-        self.neg_scale = -inv_std
-        self.neg_shift = bn._state["moving_mean"] * inv_std
-        alpha = dice._params["dice_alpha"]
-        self.alpha = alpha.copy()
+        # BN(x) = gamma (x - mean) / sqrt(var + eps) + beta = x g - (mean g - beta)
+        g = 1.0 / np.sqrt(bn._state["moving_variance"] + bn.epsilon)
+        if bn.scale:                            # an affine Dice BN (conventions='torch')
+            g = g * bn._params["gamma"]
+        shift = bn._state["moving_mean"] * g
+        if bn.center:
+            shift = shift - bn._params["beta"]
+        self.neg_scale = -g
+        self.neg_shift = shift
+        alpha = dice._params["dice_alpha"].astype(dtype)   # a float32 alpha is read in the layer's dtype
+        self.alpha = alpha
         self.one_minus_alpha = 1.0 - alpha
 
     def __call__(self, z, ws, t_index=None):
@@ -135,7 +142,7 @@ def _prepare_activation(layer):
     if type(layer) is Activation:
         return _Plain(layer.activation)
     if type(layer) is Dice and layer.axis in (-1, layer._layers["bn"]._ndim - 1):
-        return _FoldedDice(layer)
+        return _FoldedDice(layer, layer.dtype)
     if type(layer) is PReLU and not layer.shared_axes:
         return _PReLU(layer)
     return None
@@ -425,9 +432,7 @@ class Predictor:
                                                 mode="clip")
             col += fc.embedding_dim
         query = prep.query(deep)                                         # (b, E)
-        valid = hist[0] != 0
-        for ids in hist[1:]:
-            valid &= ids != 0
+        valid = model.history_mask(f, slice(lo, hi))
         flat = np.flatnonzero(valid)                                     # valid (row, t), row-major
         v = flat.size
         rows, ts = (np.zeros(v, np.intp), flat) if b == 1 else np.divmod(flat, t)

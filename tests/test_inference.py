@@ -256,3 +256,18 @@ def test_query_fields_apart_in_the_column_order():
     model = randomize(DIN(cols, hist, dnn_hidden_units=(8,), att_hidden_size=(4,)), np.random.default_rng(12))
     assert model.inference()._weights().query_slice is None
     assert_matches(model, features(cols, 15, np.random.default_rng(13)), model.inference(chunk_rows=4))
+
+
+@pytest.mark.parametrize("conventions", ["tf_keras", "keras3", "torch"])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_conventions_profiles(conventions, dtype):
+    """Length-masked history (torch), affine Dice BN (torch), float32 dice_alpha (keras3)."""
+    cols, hist = columns(pooled=False)
+    cols = [VarLenSparseFeat(fc.sparsefeat, fc.maxlen, length_name="hist_len") if fc.name == "hist_item" else fc
+            for fc in cols]
+    model = randomize(DIN(cols, hist, dnn_hidden_units=(8, 5), att_hidden_size=(6, 4), dnn_use_bn=True,
+                          dnn_activation="dice", dtype=dtype, conventions=conventions), np.random.default_rng(14))
+    rng = np.random.default_rng(15)
+    x = features(cols, 33, rng)
+    x["hist_len"] = rng.integers(0, 7, size=(33, 1))
+    assert_matches(model, x, model.inference(chunk_rows=7))

@@ -195,6 +195,16 @@ class FeatureModel(Model):
                 out[n] = a.reshape(batch, 1)
         return batch, out
 
+    def history_mask(self, f, rows=slice(None)):
+        """Valid history positions ``(batch_size, T)`` of the checked features ``f`` (``rows`` of them)."""
+        if self.conventions.history_mask == "length":          # DeepCTR-Torch: t < keys_length
+            maxlen = self.history_columns[0].maxlen
+            return np.arange(maxlen) < f[self._history_length_name][rows].reshape(-1, 1)
+        mask = f[self.history_columns[0].name][rows] != 0       # Keras mask_zero: AND over fields
+        for fc in self.history_columns[1:]:
+            mask &= f[fc.name][rows] != 0
+        return mask
+
     # -- forward / backward ---------------------------------------------------------------
     def _forward_logit(self, x, training, backprop):
         batch, f = self.check_features(x)
@@ -215,10 +225,7 @@ class FeatureModel(Model):
         if self.history_columns:
             query = np.concatenate([emb[fc.name] for fc in self.query_columns], axis=-1)
             keys = np.concatenate([emb[fc.name] for fc in self.history_columns], axis=-1)
-            if self.conventions.history_mask == "length":      # DeepCTR-Torch: t < keys_length
-                mask = np.arange(keys.shape[1]) < f[self._history_length_name].reshape(-1, 1)
-            else:                                                # Keras mask_zero: AND over fields
-                mask = np.logical_and.reduce([f[fc.name] != 0 for fc in self.history_columns])
+            mask = self.history_mask(f)
             hist, scores = self._layers["attention_sequence_pooling_layer"].forward_with_scores(
                 [query, keys], training, backprop, mask=mask)
             self.attention_scores = scores
