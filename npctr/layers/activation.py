@@ -212,12 +212,19 @@ class Dice(Layer):
         super().build(input_shape)
 
     def forward(self, inputs, training=False, backprop=None):
+        return self.forward_counted(inputs, training, backprop)
+
+    def forward_counted(self, inputs, training=False, backprop=None, counts=None):
+        """``forward`` with row multiplicities for the batch statistics
+        (``BatchNormalization.forward_counted``); ``counts=None`` is ``forward``."""
         x = self._input(inputs, min_rank=2)
         alpha = self._params["dice_alpha"]
         if x.shape[self.axis] != alpha.shape[0]:
             raise ValueError(f"inputs must have {alpha.shape[0]} features on axis {self.axis}, "
                              f"got shape {x.shape}")
-        p = sigmoid(self._layers["bn"].forward(x, training=training, backprop=backprop))
+        bn = self._layers["bn"]
+        p = sigmoid(bn.forward(x, training=training, backprop=backprop) if counts is None
+                    else bn.forward_counted(x, training=training, backprop=backprop, counts=counts))
         # a float32 alpha (Keras 3) is read in the layer's dtype, as Keras's autocast does
         alpha = self._layers["bn"]._broadcast(alpha.astype(x.dtype, copy=False), x.ndim)
         # alpha (1 - p) x + p x, factored to save passes over (B, T, H)

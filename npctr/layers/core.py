@@ -9,13 +9,18 @@ from typing import NamedTuple
 import numpy as np
 
 from .base import Layer, make_rng
-from .activation import activation_layer, activation_name, PReLU, ACTIVATIONS
+from .activation import activation_layer, activation_name, PReLU, ACTIVATIONS, Activation, Dice
 from .dense import dense_forward, dense_backward, matmul_last
 from .dropout import Dropout
 from .normalization import BatchNormalization
 from .. import initializers
 from .._validation import (float_array, check_rank, check_last_dim, check_list, check_units,
                            check_rate, check_nonnegative, check_seed)
+
+
+#: compute the LocalActivationUnit once per row on shared (all-padding) positions; False
+#: gives the plain path (for benchmarks and tests comparing the two)
+SHARE_PADDING = True
 
 
 class DNN(Layer):
@@ -107,11 +112,13 @@ class DNN(Layer):
         check_last_dim(x, "inputs", self._input_dim)
         return self._forward_from(x, None, training, backprop)
 
-    def _forward_from(self, x, z0, training, backprop):
+    def _forward_from(self, x, z0, training, backprop, counts=None):
         """Run the stack; ``z0`` (optional) is the first layer's pre-activation, already computed.
 
         ``LocalActivationUnit`` passes ``z0`` when it computes the first layer
-        more cheaply than ``x @ kernel0``; ``x`` is then None.
+        more cheaply than ``x @ kernel0``; ``x`` is then None. ``counts`` (rows
+        standing for several identical rows, see ``shares_rows``) reach the batch
+        statistics of BatchNormalization and Dice.
         """
         keep = self._keeps_cache(training, backprop)
         layer_inputs = []
@@ -122,13 +129,29 @@ class DNN(Layer):
                 z = z0
             else:
                 z = dense_forward(a, self._params[f"kernel{i}"], self._params[f"bias{i}"])
-            if self.use_bn:
-                z = self._layers[f"bn{i}"].forward(z, training, backprop)
-            a = self._layers[f"activation{i}"].forward(z, training, backprop)
+            bn, act = self._layers.get(f"bn{i}"), self._layers[f"activation{i}"]
+            if counts is None:
+                if self.use_bn:
+                    z = bn.forward(z, training, backprop)
+                a = act.forward(z, training, backprop)
+            else:                               # rows standing for several: counted statistics
+                if self.use_bn:
+                    z = bn.forward_counted(z, training, backprop, counts)
+                a = act.forward_counted(z, training, backprop, counts) if type(act) is Dice \
+                    else act.forward(z, training, backprop)
             a = self._layers[f"dropout{i}"].forward(a, training, backprop)
         self._cache = layer_inputs if keep else None
         self._output_shape = a.shape
         return a
+
+    def shares_rows(self, training):
+        """Whether identical input rows may be computed once with ``counts``: every layer is
+        row-wise except the batch statistics, which take the counts (no dropout drawing
+        different masks per row, no PReLU with a per-position alpha)."""
+        if training and self.dropout_rate:
+            return False
+        return all(type(self._layers[f"activation{i}"]) in (Activation, Dice)
+                   for i in range(len(self.hidden_units)))
 
     def backward(self, grad_output):
         return self._backward_to(grad_output, stop_at_z0=False)
@@ -166,6 +189,19 @@ class LocalActivationUnitCache(NamedTuple):
     attention_input: object  # (B, T, 4E) [q, k, q-k, q*k] without the split first layer, else None
     query_keys: object       # (B, T, E) q * k with the split first layer, else None
     dnn_output: np.ndarray   # (B, T, H) input of the final projection
+
+
+class SharedPaddingCache(NamedTuple):
+    """The LAU computed once per distinct position (``docs/local_activation_unit.md``)."""
+    query_u: np.ndarray      # (U, E) the query of each unit's row
+    keys_u: np.ndarray       # (U, E)
+    query_keys_u: np.ndarray  # (U, E)
+    dnn_output: np.ndarray   # (1, U, H)
+    rows_u: np.ndarray       # (U,) row of each unit, sorted
+    row_starts: np.ndarray   # (B,) first unit of each row
+    unit_of: np.ndarray      # (B*T,) unit of every position
+    counts: np.ndarray       # (1, U, 1) positions per unit
+    shape: tuple             # (B, T, E)
 
 
 class LocalActivationUnit(Layer):
@@ -235,7 +271,10 @@ class LocalActivationUnit(Layer):
         self._embedding_size = keys_shape[-1]
         super().build(input_shape)
 
-    def forward(self, inputs, training=False, backprop=None):
+    def forward(self, inputs, training=False, backprop=None, shared=None):
+        """``shared`` (optional, ``(B, T)`` bool): positions whose keys are equal within each
+        row and whose scores get no gradient (DIN's all-padding positions, masked): they are
+        computed once per row (``docs/local_activation_unit.md``), with the same results."""
         query, keys = self._check_inputs(inputs)
         self._build_for(query.dtype, [query.shape, keys.shape])
         query = query.astype(self.dtype, copy=False)
@@ -243,6 +282,9 @@ class LocalActivationUnit(Layer):
         check_last_dim(keys, "keys", self._embedding_size)
         dnn = self._layers["dnn"]
         u = qk = None
+        if shared is not None and SHARE_PADDING and self.split and self.hidden_units \
+                and dnn.shares_rows(training) and shared.any():
+            return self._forward_shared(query, keys, shared, training, backprop)
         if self.split and self.hidden_units:
             qk = query * keys
             z0 = self._first_layer_split(query, keys, qk, dnn._params["kernel0"], dnn._params["bias0"])
@@ -255,6 +297,66 @@ class LocalActivationUnit(Layer):
         self._cache = LocalActivationUnitCache(query, keys, u, qk, h) if keep else None
         self._output_shape = score.shape
         return score
+
+    def _forward_shared(self, query, keys, shared, training, backprop):
+        """The forward on units: every non-shared position, plus one per row for its shared ones."""
+        b, t, e = keys.shape
+        dnn = self._layers["dnn"]
+        shared = shared.reshape(b, t)
+        first_shared = shared & (np.cumsum(shared, axis=1) == 1)
+        is_unit = (~shared | first_shared).reshape(-1)
+        pos_u = np.flatnonzero(is_unit)                               # sorted: units in row order
+        unit_id = np.cumsum(is_unit) - 1                              # unit at or before each position
+        rows_u = pos_u // t
+        rep_of_row = np.zeros(b, np.intp)
+        has_shared = first_shared.any(axis=1)
+        rep_of_row[has_shared] = unit_id[np.flatnonzero(first_shared.reshape(-1))]
+        unit_of = np.where(shared.reshape(-1), np.repeat(rep_of_row, t), unit_id)
+        counts = np.ones((1, pos_u.size, 1), dtype=self.dtype)       # (1, U, 1): the MLP was built 3-D
+        counts[0, rep_of_row[has_shared], 0] = shared.sum(axis=1)[has_shared]
+        row_starts = np.searchsorted(rows_u, np.arange(b))
+        keys_u = keys.reshape(-1, e)[pos_u]
+        query_u = query.reshape(b, e)[rows_u]
+        qk_u = query_u * keys_u
+        w_a, w_b, w_c, w_d = np.split(dnn._params["kernel0"], 4, axis=0)
+        z0 = keys_u @ (w_b - w_c)
+        z0 += qk_u @ w_d
+        z0 += (query.reshape(b, e) @ (w_a + w_c) + dnn._params["bias0"])[rows_u]
+        h = dnn._forward_from(None, z0[None], training, backprop, counts=counts)    # (1, U, H)
+        score_u = dense_forward(h, self._params["kernel"], self._params["bias"])     # (1, U, 1)
+        score = score_u.reshape(-1)[unit_of].reshape(b, t, 1)
+        keep = self._keeps_cache(training, backprop)
+        self._cache = SharedPaddingCache(query_u, keys_u, qk_u, h, rows_u, row_starts, unit_of, counts,
+                                         keys.shape) if keep else None
+        self._output_shape = score.shape
+        return score
+
+    def _backward_shared(self, cache, d_score):
+        """Backward on units: each unit gets the summed gradient of its positions; a shared
+        position's key gradient is its unit's divided by the count (they are all equal)."""
+        query_u, keys_u, qk_u, h, rows_u, row_starts, unit_of, counts, (b, t, e) = cache
+        dnn = self._layers["dnn"]
+        d_score_u = np.bincount(unit_of, weights=d_score.reshape(-1), minlength=h.shape[0])
+        d_score_u = d_score_u.astype(self.dtype).reshape(1, -1, 1)
+        d_h, self._grads["kernel"], self._grads["bias"] = dense_backward(d_score_u, h, self._params["kernel"])
+        d_z0 = dnn._backward_to(d_h, stop_at_z0=True)[0]               # (U, H1), summed per unit
+        w_a, w_b, w_c, w_d = np.split(dnn._params["kernel0"], 4, axis=0)
+        d_w_ac = query_u.T @ d_z0
+        d_w_bc = keys_u.T @ d_z0
+        d_kernel0 = np.empty_like(dnn._params["kernel0"])
+        d_kernel0[:e] = d_w_ac
+        d_kernel0[e:2 * e] = d_w_bc
+        d_kernel0[2 * e:3 * e] = d_w_ac - d_w_bc
+        d_kernel0[3 * e:] = qk_u.T @ d_z0
+        dnn._grads["kernel0"] = d_kernel0
+        d_qk = d_z0 @ w_d.T                                             # (U, E)
+        d_query_u = d_z0 @ (w_a + w_c).T
+        d_query_u += d_qk * keys_u
+        d_query = np.add.reduceat(d_query_u, row_starts, axis=0).reshape(b, 1, e)
+        d_keys_u = d_z0 @ (w_b - w_c).T
+        d_keys_u += d_qk * query_u
+        d_keys_u /= counts[0]
+        return [d_query, d_keys_u[unit_of].reshape(b, t, e)]
 
     @staticmethod
     def _attention_input(query, keys):
@@ -271,7 +373,10 @@ class LocalActivationUnit(Layer):
         return z
 
     def backward(self, grad_output):
-        (query, keys, u, qk, h), d_score = self._take_cache(grad_output)
+        cache, d_score = self._take_cache(grad_output)
+        if isinstance(cache, SharedPaddingCache):
+            return self._backward_shared(cache, d_score)
+        query, keys, u, qk, h = cache
         dnn = self._layers["dnn"]
         d_h, self._grads["kernel"], self._grads["bias"] = dense_backward(d_score, h, self._params["kernel"])
         if qk is not None:

@@ -32,18 +32,30 @@ class BatchNormCache(NamedTuple):
     gamma: Optional[np.ndarray]   # broadcastable scale, None when scale=False
     batch_stats: bool             # True: mean/var came from this batch (training)
     axes: tuple                   # reduction axes
+    counts: object = None         # multiplicities of the rows (see batch_moments), or None
 
 
-def batch_moments(x, axes):
+def batch_moments(x, axes, counts=None):
     """Batch mean and biased variance over ``axes`` (keepdims), as ``tf.nn.moments``,
-    and ``x - mean``, which the forward can reuse."""
-    mean = x.mean(axis=axes, keepdims=True)
+    and ``x - mean``, which the forward can reuse.
+
+    ``counts`` (broadcastable to ``x``, 1 on the feature axis): each row of ``x`` stands
+    for ``counts`` identical rows of the batch (``docs/local_activation_unit.md``, shared
+    padding), so the moments are the count-weighted ones, ``m = sum(counts)``.
+    """
+    if counts is None:
+        mean = x.mean(axis=axes, keepdims=True)
+        centred = x - mean
+        variance = np.mean(centred * centred, axis=axes, keepdims=True)
+        return mean, variance, centred
+    m = counts.sum()
+    mean = np.sum(x * counts, axis=axes, keepdims=True) / m
     centred = x - mean
-    variance = np.mean(centred * centred, axis=axes, keepdims=True)
+    variance = np.sum(centred * centred * counts, axis=axes, keepdims=True) / m
     return mean, variance, centred
 
 
-def batch_norm_forward(x, mean, variance, gamma, beta, epsilon, axes, batch_stats, centred=None):
+def batch_norm_forward(x, mean, variance, gamma, beta, epsilon, axes, batch_stats, centred=None, counts=None):
     """``y = gamma * (x - mean) / sqrt(variance + epsilon) + beta``; gamma/beta may be None.
 
     ``centred`` (``x - mean``, e.g. from ``batch_moments``) is used, and overwritten, if given.
@@ -58,16 +70,23 @@ def batch_norm_forward(x, mean, variance, gamma, beta, epsilon, axes, batch_stat
         y = y * gamma
     if beta is not None:
         y = y + beta
-    return y, BatchNormCache(x_hat, inv_std, gamma, batch_stats, axes)
+    return y, BatchNormCache(x_hat, inv_std, gamma, batch_stats, axes, counts)
 
 
 def batch_norm_backward(dy, cache, with_beta=True):
     """Return ``dx, dgamma, dbeta``; dgamma is None without gamma, dbeta None unless ``with_beta``."""
-    x_hat, inv_std, gamma, batch_stats, axes = cache
+    x_hat, inv_std, gamma, batch_stats, axes, counts = cache
     dgamma = np.sum(dy * x_hat, axis=axes) if gamma is not None else None
     dbeta = np.sum(dy, axis=axes) if with_beta else None
     g = dy * gamma if gamma is not None else dy
-    if batch_stats:
+    if batch_stats and counts is not None:
+        # rows standing for `counts` identical rows: dy holds each group's summed gradient,
+        # the means are over all m rows and each group's dx is the sum of its members'
+        m = counts.sum()
+        g_mean = np.sum(g, axis=axes, keepdims=True) / m
+        gx_mean = np.sum(g * x_hat, axis=axes, keepdims=True) / m
+        dx = inv_std * (g - counts * (g_mean + x_hat * gx_mean))
+    elif batch_stats:
         # mean and variance depend on every x in the reduction set
         g_mean = g.mean(axis=axes, keepdims=True)
         gx_mean = np.mean(g * x_hat, axis=axes, keepdims=True)
@@ -174,6 +193,12 @@ class BatchNormalization(Layer):
         return v.reshape(shape)
 
     def forward(self, inputs, training=False, backprop=None):
+        return self.forward_counted(inputs, training, backprop)
+
+    def forward_counted(self, inputs, training=False, backprop=None, counts=None):
+        """``forward`` where row ``i`` stands for ``counts[i]`` identical rows of the batch
+        (training: count-weighted statistics, see ``batch_moments``; the backward then takes
+        each group's summed gradient). ``counts=None`` is ``forward``."""
         x = self._input(inputs, min_rank=1)
         if x.ndim != self._ndim or x.shape[self._feature_axis] != self._state["moving_mean"].shape[0]:
             raise ValueError(f"inputs must have rank {self._ndim} and {self._state['moving_mean'].shape[0]} "
@@ -182,14 +207,17 @@ class BatchNormalization(Layer):
         gamma = self._broadcast(self._params.get("gamma"), x.ndim)
         beta = self._broadcast(self._params.get("beta"), x.ndim)
         centred = None
+        if not training:
+            counts = None
         if training:
-            mean, variance, centred = batch_moments(x, axes)
-            self._update_moving(mean.reshape(-1), variance.reshape(-1), x.size // x.shape[self._feature_axis])
+            mean, variance, centred = batch_moments(x, axes, counts)
+            count = x.size // x.shape[self._feature_axis] if counts is None else int(counts.sum())
+            self._update_moving(mean.reshape(-1), variance.reshape(-1), count)
         else:
             mean = self._broadcast(self._state["moving_mean"], x.ndim)
             variance = self._broadcast(self._state["moving_variance"], x.ndim)
         y, cache = batch_norm_forward(x, mean, variance, gamma, beta, self.epsilon, axes,
-                                      batch_stats=bool(training), centred=centred)
+                                      batch_stats=bool(training), centred=centred, counts=counts)
         self._cache = cache if self._keeps_cache(training, backprop) else None
         self._output_shape = y.shape
         return y

@@ -209,12 +209,21 @@ class AttentionSequencePoolingLayer(Layer):
     def forward(self, inputs, training=False, backprop=None, mask=None):
         return self.forward_with_scores(inputs, training, backprop, mask)[0]
 
-    def forward_with_scores(self, inputs, training=False, backprop=None, mask=None):
-        """``forward`` that also returns the attention weights ``w`` ``(batch_size, 1, T)``."""
+    def forward_with_scores(self, inputs, training=False, backprop=None, mask=None, shared_keys=None):
+        """``forward`` that also returns the attention weights ``w`` ``(batch_size, 1, T)``.
+
+        ``shared_keys`` (optional ``(batch_size, T)`` bool, e.g. DIN's all-padding positions):
+        positions whose keys are equal within each row. Those that are masked are computed
+        once per row by the LocalActivationUnit (same results, less work).
+        """
         query, keys, valid = self._split_inputs(inputs, mask)
         self._build_for(keys.dtype, None)            # the dtype (keys' if open) reaches local_att too
         keys = keys.astype(self.dtype, copy=False)
-        score = self._layers["local_att"].forward([query, keys], training=training, backprop=backprop)
+        shared = None
+        if shared_keys is not None:
+            shared = _mask(shared_keys, keys.shape[:2], "shared_keys") & ~valid[:, 0, :]
+        score = self._layers["local_att"].forward([query, keys], training=training, backprop=backprop,
+                                                  shared=shared)
         s = np.swapaxes(score, 1, 2)                                             # (B, 1, T)
         if self.weight_normalization:
             w = softmax(np.where(valid, s, self.dtype.type(_SOFTMAX_PAD)))

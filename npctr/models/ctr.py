@@ -226,8 +226,12 @@ class FeatureModel(Model):
             query = np.concatenate([emb[fc.name] for fc in self.query_columns], axis=-1)
             keys = np.concatenate([emb[fc.name] for fc in self.history_columns], axis=-1)
             mask = self.history_mask(f)
+            # every position whose ids are all padding looks up the same key (row 0 of each table)
+            all_padding = f[self.history_columns[0].name] == 0
+            for fc in self.history_columns[1:]:
+                all_padding &= f[fc.name] == 0
             hist, scores = self._layers["attention_sequence_pooling_layer"].forward_with_scores(
-                [query, keys], training, backprop, mask=mask)
+                [query, keys], training, backprop, mask=mask, shared_keys=all_padding)
             self.attention_scores = scores
             pieces.append(hist)
         # DeepCTR's combined_dnn_input: flattened embeddings first, dense values after
