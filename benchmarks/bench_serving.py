@@ -35,6 +35,7 @@ import gc
 import json
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -360,6 +361,7 @@ TRAIN_SCRIPT = textwrap.dedent("""
     from bench import din_data
     import npctr
     from npctr.models import DIN
+    {setup}
     rng = np.random.default_rng(0)
     columns, x = din_data({rows}, 50, rng)
     y = (rng.random({rows}) < 0.3).astype(np.float32)
@@ -387,33 +389,45 @@ def tree_of(commit):
 
 
 def run_train_section(args):
+    """Each change separately: the baseline commit(s), then this tree without and with shared
+    padding, and this tree with one BLAS thread."""
     rows = 1024 if args.quick else args.train_rows
-    trees = [("this tree", ROOT)] + [(c, tree_of(c)) for c in args.train_commits]
+    off = "import npctr.layers.core as core; core.SHARE_PADDING = False"
+    one = {"OPENBLAS_NUM_THREADS": "1"}
+    base, *others = args.train_commits
+    trees = {c: tree_of(c) for c in args.train_commits}
+    variants = [(f"{base} (main before #10), BLAS threads as the environment has them", trees[base], "", {}),
+                (f"{base}, OPENBLAS_NUM_THREADS=1", trees[base], "", one)]
+    variants += [(f"{c}, OPENBLAS_NUM_THREADS=1", trees[c], "", one) for c in others]
+    variants += [("this tree, shared padding off, OPENBLAS_NUM_THREADS=1", ROOT, off, one),
+                 ("this tree, OPENBLAS_NUM_THREADS=1 (+ shared padding)", ROOT, "", one),
+                 ("this tree as it runs (one BLAS thread inside each training step)", ROOT, "", {})]
     print(f"\n## DIN training throughput, float32, fit(batch_size=256) on {rows} rows\n")
-    print("Each tree in a fresh subprocess (its own `npctr`), rounds alternate between trees; "
-          f"best and median of {args.train_repeat} epochs per round.\n")
-    print("| code | rows/s (best) | rows/s (median) | vs first baseline | load |")
+    print("Each variant in a fresh subprocess (its own `npctr`), rounds alternate between variants "
+          f"(order flipped each round); best and median of {args.train_repeat} epochs per round, "
+          f"{args.train_rounds} rounds, after a warm-up epoch.\n")
+    print("| code | rows/s (best) | rows/s (median) | vs first row | load |")
     print("|---|---:|---:|---:|---|")
-    results = {name: [] for name, _ in trees}
+    results = {v[0]: [] for v in variants}
     for r in range(args.train_rounds):
-        for name, path in (trees if r % 2 == 0 else trees[::-1]):
-            script = TRAIN_SCRIPT.format(bench=HERE, rows=rows, repeat=args.train_repeat)
-            env = dict(os.environ, PYTHONPATH=path)
+        for name, path, setup, env_extra in (variants if r % 2 == 0 else variants[::-1]):
+            script = TRAIN_SCRIPT.format(bench=HERE, rows=rows, repeat=args.train_repeat, setup=setup)
+            env = dict(os.environ, PYTHONPATH=path, **env_extra)
             out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, cwd=HERE)
             if out.returncode:
                 print(f"| {name} | failed: {out.stderr.strip().splitlines()[-1]} | | | |")
                 continue
             results[name].append(json.loads(out.stdout.strip().splitlines()[-1]))
-    base = None
-    for name, _ in reversed(trees):
-        if results[name]:
-            base = max(r["rows_per_s"] for r in results[name]) if base is None else base
-    for name, _ in trees:
+    first = None
+    for name, *_ in variants:
         if not results[name]:
             continue
         best = max(r["rows_per_s"] for r in results[name])
         med = statistics.median(r["median_rows_per_s"] for r in results[name])
-        print(f"| {name} | {best:,.0f} | {med:,.0f} | {best / base:.2f}x | {load_line()} |")
+        first = first or best
+        print(f"| {name} | {best:,.0f} | {med:,.0f} | {best / first:.2f}x | {load_line()} |", flush=True)
+    for path in trees.values():
+        shutil.rmtree(path, ignore_errors=True)
 
 
 COLD_SCRIPT = textwrap.dedent("""
@@ -506,9 +520,9 @@ def main(argv=None):
     parser.add_argument("--batches", default="1,256,4096")
     parser.add_argument("--export-onnx", action="store_true",
                         help="use npctr.export_onnx for the ONNX model if this tree has it")
-    parser.add_argument("--train-commits", default=BASELINE_COMMIT,
-                        help=f"comma-separated commits to compare training with (default {BASELINE_COMMIT}, "
-                             "main before issue #10)")
+    parser.add_argument("--train-commits", default=f"{BASELINE_COMMIT},a97ce4e",
+                        help=f"comma-separated commits to compare training with (default {BASELINE_COMMIT}: "
+                             "main before issue #10, and a97ce4e: + 2-D GEMMs)")
     parser.add_argument("--train-rows", type=int, default=8192)
     parser.add_argument("--train-rounds", type=int, default=2)
     parser.add_argument("--train-repeat", type=int, default=2)

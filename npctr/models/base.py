@@ -27,6 +27,7 @@ import warnings
 import numpy as np
 
 from ..layers.base import Layer
+from .._blas import single_threaded_blas
 from .._validation import check_positive_int
 from ..layers.activation import sigmoid, softmax
 from ..training import losses as losses_mod, optimizers as optimizers_mod, metrics as metrics_mod
@@ -203,7 +204,16 @@ class Model(Layer):
         return {k: v for k, v in params.items() if not any(k.startswith(p) for p in frozen)}
 
     def _train_step(self, xb, yb, where):
-        """Forward, loss, backward, L2 gradients, optimizer update. Returns (total loss, predictions)."""
+        """Forward, loss, backward, L2 gradients, optimizer update. Returns (total loss, predictions).
+
+        OpenBLAS runs single-threaded inside (``npctr._blas``): DIN's GEMMs gain nothing from a
+        second BLAS thread on a quiet 2-core machine and stall many times over on a loaded one
+        (``docs/performance.md``, training throughput).
+        """
+        with single_threaded_blas():
+            return self._train_step_blas(xb, yb, where)
+
+    def _train_step_blas(self, xb, yb, where):
         uses_logits = self._uses_logits()
         if uses_logits:
             z = self.forward_logits(xb, training=True, backprop=True)
