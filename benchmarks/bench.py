@@ -24,7 +24,6 @@ Usage::
     python benchmarks/bench.py --repeat 50 --only lau,din
 """
 import argparse
-import ctypes
 import gc
 import os
 import platform
@@ -45,23 +44,8 @@ SECTIONS = ("dtype", "lau", "asp", "din", "memory")
 # -- environment -----------------------------------------------------------------------------
 def _openblas_threads():
     """Threads OpenBLAS will use, read from the loaded library itself (None if unknown)."""
-    try:
-        with open("/proc/self/maps") as f:
-            libs = {line.split()[-1] for line in f if "openblas" in line.lower() and "/" in line}
-    except OSError:
-        return None
-    for path in libs:
-        try:
-            lib = ctypes.CDLL(path)
-        except OSError:
-            continue
-        for sym in ("scipy_openblas_get_num_threads64_", "openblas_get_num_threads64_",
-                    "scipy_openblas_get_num_threads", "openblas_get_num_threads"):
-            fn = getattr(lib, sym, None)
-            if fn is not None:
-                fn.restype = ctypes.c_int
-                return fn()
-    return None
+    from npctr._blas import blas_threads
+    return blas_threads()
 
 
 def _blas_description():
