@@ -276,8 +276,9 @@ def optimizer_report(opt):
     lr = getattr(opt, "_learning_rate", None)
     if lr is not None and hasattr(lr, "dtype"):
         rep["learning_rate_variable_dtype"] = getattr(lr.dtype, "name", str(lr.dtype))
+    variables = opt.variables() if callable(opt.variables) else opt.variables   # legacy: a method
     rep["variables"] = [[getattr(v, "path", None) or v.name, getattr(v.dtype, "name", str(v.dtype)),
-                         list(v.shape)] for v in opt.variables[:3]]
+                         list(v.shape)] for v in variables[:3]]
     return rep
 
 
