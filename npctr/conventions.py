@@ -66,7 +66,8 @@ class Conventions:
     loss_reduction : {'mean', 'sum'}
         Batch reduction of the data loss (DeepCTR-Torch's fit: ``reduction='sum'``).
     l2_float32 : bool
-        The L2 coefficient is rounded to float32 (tf.keras 2's ``cast_to_floatx``).
+        The L2 coefficient enters rounded to float32 in float64 models (measured on Keras 3;
+        tf.keras 2 casts it to ``floatx``, which a float64 DeepCTR model sets to float64).
     l2_on_dnn : bool
         ``l2_reg_dnn`` / a DNN's ``l2_reg`` enters the loss. DeepCTR-Torch's DNN stores
         ``l2_reg`` but never registers it, so its DIN ignores ``l2_reg_dnn``.
@@ -75,7 +76,9 @@ class Conventions:
         positions ``t < length`` from the first ``VarLenSparseFeat.length_name``
         (DeepCTR-Torch).
     optimizer_flavor : {'keras', 'keras_legacy', 'torch'}
-        Flavour of ``compile``'s optimizers (``npctr.training.optimizers``).
+        Flavour of ``compile``'s optimizers (``npctr.training.optimizers``); the profile's
+        name refines it where two frameworks of one flavour round differently (Keras 3's
+        Adagrad starts its accumulator at float32(0.1)).
     kernel_layout : {'(in, out)', '(out, in)'}
         How the framework stores dense kernels (for importers; npctr always stores ``(in, out)``).
     """
@@ -108,14 +111,14 @@ TF_KERAS = Conventions(
     name="tf_keras", framework="DeepCTR 0.9.4 on tf.keras 2 (tf-keras 2.21, TF_USE_LEGACY_KERAS=1)",
     bn_momentum=0.99, bn_momentum_convention="keras", bn_epsilon=1e-3, bn_moving_update="subtract", bn_decay_float32=True,
     bn_moving_variance="biased", dice_epsilon=1e-9, dice_bn_affine=False, dice_bn_momentum=0.99,
-    dice_alpha_dtype=None, loss="tf_keras", loss_reduction="mean", l2_float32=True, l2_on_dnn=True,
+    dice_alpha_dtype=None, loss="tf_keras", loss_reduction="mean", l2_float32=False, l2_on_dnn=True,
     history_mask="nonzero_ids", optimizer_flavor="keras", kernel_layout="(in, out)")
 
 KERAS3 = Conventions(
     name="keras3", framework="DeepCTR 0.9.4 on Keras 3 (TensorFlow 2.21's default Keras)",
     bn_momentum=0.99, bn_momentum_convention="keras", bn_epsilon=1e-3, bn_moving_update="lerp", bn_decay_float32=False,
     bn_moving_variance="biased", dice_epsilon=1e-9, dice_bn_affine=False, dice_bn_momentum=0.99,
-    dice_alpha_dtype="float32", loss="keras3", loss_reduction="mean", l2_float32=False, l2_on_dnn=True,
+    dice_alpha_dtype=None, loss="keras3", loss_reduction="mean", l2_float32=True, l2_on_dnn=True,
     history_mask="nonzero_ids", optimizer_flavor="keras", kernel_layout="(in, out)")
 
 TORCH = Conventions(

@@ -89,7 +89,7 @@ class Model(Layer):
         ``'logloss'``, ``'accuracy'``, ``'mse'``, ...) or callables ``f(y_true, y_pred)``.
         """
         conv = self.conventions
-        self.optimizer = optimizers_mod.get(optimizer, flavor=conv.optimizer_flavor)
+        self.optimizer = optimizers_mod.get(optimizer, flavor=conv.optimizer_flavor, framework=conv.name)
         self.loss = self._default_loss() if loss is None else losses_mod.get(loss, conv.loss)
         if metrics is None:
             metrics = []
@@ -217,7 +217,7 @@ class Model(Layer):
         uses_logits = self._uses_logits()
         if uses_logits:
             z = self.forward_logits(xb, training=True, backprop=True)
-            pred = sigmoid(z) if self.task == "binary" else softmax(z)
+            pred = losses_mod.probability(z) if self.task == "binary" else softmax(z)
         else:
             pred = self.forward(xb, training=True, backprop=True)
         total = self.loss.value(yb, pred) + self.regularization_loss()

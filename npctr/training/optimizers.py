@@ -11,7 +11,9 @@ place** and keeps its state (slots) keyed by the parameter's path, e.g.
 * ``defaults[flavor]``: the default hyperparameters (``None`` in the constructor takes them);
 * ``float32_hypers[flavor]``: hyperparameters the framework holds in float32, so that in
   float64 training they enter rounded (``name`` everywhere, ``name@where`` at one use
-  only, e.g. Adam's ``beta_1@bias_correction`` in tf.keras);
+  only, e.g. Adam's ``beta_1@bias_correction`` in tf.keras); a key ``flavor@framework``
+  (e.g. ``"keras@keras3"``) refines a flavour for one framework (``framework`` is the
+  conventions profile's name, set by ``compile``);
 * ``formulas[flavor]``: which update (``_dense_<formula>`` / ``_sparse_<formula>``) runs.
 
 ``flavor=None`` is resolved by ``Model.compile`` from the model's conventions profile
@@ -64,6 +66,7 @@ class Optimizer:
 
     def __init__(self, flavor=None, name=None, **hypers):
         self._flavor = check_flavor(flavor)
+        self.framework = None                 # a conventions profile's name, refining the flavour
         self._given = dict(hypers)          # None: the flavour's default
         self.name = name or type(self).__name__
         self.iterations = 0
@@ -75,14 +78,17 @@ class Optimizer:
         """The flavour in use (None until resolved)."""
         return self._flavor
 
-    def set_flavor(self, flavor):
-        """Fix the flavour if it is still open (``Model.compile`` calls this). Returns ``self``."""
+    def set_flavor(self, flavor, framework=None):
+        """Fix the flavour if it is still open (``Model.compile`` calls this, with the
+        conventions profile's name as ``framework``). Returns ``self``."""
         flavor = check_flavor(flavor, allow_none=False)
         if self._flavor is None:
             if self.iterations:
                 raise ValueError(f"{self.name} already took {self.iterations} steps as 'keras'; "
                                  "choose flavor= at construction")
             self._flavor = flavor
+        if self.framework is None and flavor == self._flavor:
+            self.framework = framework
         return self
 
     def _resolved_flavor(self):
@@ -103,7 +109,8 @@ class Optimizer:
     def _h(self, name, t, where=None):
         """Hyperparameter ``name`` as the framework enters it at ``where``, in the scalar type ``t``."""
         value = self.hyper(name)
-        f32 = self.float32_hypers[self._resolved_flavor()]
+        flavor = self._resolved_flavor()
+        f32 = self.float32_hypers[flavor] | self.float32_hypers.get(f"{flavor}@{self.framework}", frozenset())
         if name in f32 or (where is not None and f"{name}@{where}" in f32):
             value = _f32(value)
         return t(value)
@@ -182,7 +189,8 @@ class SGD(Optimizer):
 
     Notes
     -----
-    keras / keras_legacy (:math:`\eta`, :math:`\mu` float32 in float64 training), velocity
+    keras / keras_legacy (float64 training: :math:`\mu` enters float32-rounded, and
+    :math:`\eta` too in keras_legacy), velocity
     :math:`v` (slot ``'momentum'``) from 0:
     :math:`v \leftarrow \mu v - \eta g`, :math:`w \leftarrow w + v`
     (Nesterov :math:`w \leftarrow w + \mu v - \eta g`); without momentum :math:`w \leftarrow w - \eta g`.
@@ -197,7 +205,7 @@ class SGD(Optimizer):
     defaults = {"keras": {"learning_rate": 0.01, "momentum": 0.0},
                 "keras_legacy": {"learning_rate": 0.01, "momentum": 0.0},
                 "torch": {"learning_rate": 0.001, "momentum": 0.0}}
-    float32_hypers = {"keras": frozenset({"learning_rate", "momentum"}),
+    float32_hypers = {"keras": frozenset({"momentum"}),
                       "keras_legacy": frozenset({"learning_rate", "momentum"}),
                       "torch": frozenset()}
     formulas = {"keras": "keras", "keras_legacy": "keras_legacy", "torch": "torch"}
@@ -284,15 +292,16 @@ class Adagrad(Optimizer):
     * keras_legacy (``ResourceApplyAdagradV2``): :math:`w \leftarrow w - \eta\,g / (\sqrt a + \epsilon)`;
     * torch: :math:`w \leftarrow w - \eta\,g / (\sqrt a + \epsilon)` (exact hyperparameters).
 
-    :math:`\eta` is float32 in both Keras flavours. ``RowGrad``: only the touched rows change
+    In float64 training :math:`\eta` enters float32-rounded in keras_legacy, and Keras 3
+    (``framework='keras3'``) starts the accumulator at float32(``initial_accumulator_value``). ``RowGrad``: only the touched rows change
     (exact: a zero gradient row keeps :math:`a` and :math:`w`).
     """
     slot_names = ("accumulator",)
     defaults = {"keras": {"learning_rate": 0.001, "initial_accumulator_value": 0.1, "epsilon": 1e-7},
                 "keras_legacy": {"learning_rate": 0.001, "initial_accumulator_value": 0.1, "epsilon": 1e-7},
                 "torch": {"learning_rate": 0.01, "initial_accumulator_value": 0.0, "epsilon": 1e-10}}
-    float32_hypers = {"keras": frozenset({"learning_rate"}), "keras_legacy": frozenset({"learning_rate"}),
-                      "torch": frozenset()}
+    float32_hypers = {"keras": frozenset(), "keras_legacy": frozenset({"learning_rate"}),
+                      "keras@keras3": frozenset({"initial_accumulator_value"}), "torch": frozenset()}
     formulas = {"keras": "keras", "keras_legacy": "root_plus_eps", "torch": "root_plus_eps"}
 
     def __init__(self, learning_rate=None, initial_accumulator_value=None, epsilon=None, name="Adagrad",
@@ -304,7 +313,8 @@ class Adagrad(Optimizer):
                          epsilon=_check_optional(epsilon, check_positive, "epsilon"))
 
     def _accumulator(self, key, param):
-        return self._slot("accumulator", key, param, fill=self.hyper("initial_accumulator_value"))
+        return self._slot("accumulator", key, param,
+                          fill=self._h("initial_accumulator_value", param.dtype.type))
 
     def _step(self, grad, acc, t):
         """The update ``-lr g / denominator`` of one flavour's formula."""
@@ -352,9 +362,9 @@ class Adam(Optimizer):
     keras / keras_legacy:
     :math:`\alpha = \eta\sqrt{1 - \beta_2^t}/(1 - \beta_1^t)`,
     :math:`m \leftarrow m + (g - m)(1 - \beta_1)`, :math:`v \leftarrow v + (g^2 - v)(1 - \beta_2)`,
-    :math:`w \leftarrow w - m\alpha / (\sqrt v + \epsilon)`. tf.keras (>= 2.11) holds
-    :math:`\eta` in float32 and casts the betas through float32 in the bias correction only;
-    the legacy optimizer_v2 holds :math:`\eta, \beta_1, \beta_2` in float32 everywhere.
+    :math:`w \leftarrow w - m\alpha / (\sqrt v + \epsilon)`. In float64 training tf.keras (>= 2.11)
+    and Keras 3 cast the betas through float32 in the bias correction only; the legacy
+    optimizer_v2 holds :math:`\eta, \beta_1, \beta_2` in float32 everywhere.
 
     torch: :math:`m \leftarrow m + (1 - \beta_1)(g - m)` (``lerp``),
     :math:`v \leftarrow \beta_2 v + (1 - \beta_2) g^2`,
@@ -367,7 +377,7 @@ class Adam(Optimizer):
     defaults = {"keras": {"learning_rate": 0.001, "beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7},
                 "keras_legacy": {"learning_rate": 0.001, "beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7},
                 "torch": {"learning_rate": 0.001, "beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-8}}
-    float32_hypers = {"keras": frozenset({"learning_rate", "beta_1@bias_correction", "beta_2@bias_correction"}),
+    float32_hypers = {"keras": frozenset({"beta_1@bias_correction", "beta_2@bias_correction"}),
                       "keras_legacy": frozenset({"learning_rate", "beta_1", "beta_2"}),
                       "torch": frozenset()}
     formulas = {"keras": "keras", "keras_legacy": "keras_legacy", "torch": "torch"}
@@ -439,16 +449,17 @@ _OPTIMIZERS = {"sgd": SGD, "adagrad": Adagrad, "adam": Adam}
 COMPILE_ARGUMENTS = {"keras": {}, "keras_legacy": {}, "torch": {"sgd": {"learning_rate": 0.01}}}
 
 
-def get(optimizer, flavor=None):
+def get(optimizer, flavor=None, framework=None):
     """An optimizer by name (``'sgd'``, ``'adagrad'``, ``'adam'``, any case) as ``compile(name)``
-    gives it in the ``flavor``'s framework, or an :class:`Optimizer` instance (its open
-    flavour set to ``flavor``) returned as is."""
+    gives it in the ``flavor``'s framework (``framework``: a conventions profile's name), or
+    an :class:`Optimizer` instance (its open flavour set to ``flavor``) returned as is."""
     flavor = check_flavor(flavor)
     if isinstance(optimizer, Optimizer):
-        return optimizer.set_flavor(flavor) if flavor is not None else optimizer
+        return optimizer.set_flavor(flavor, framework) if flavor is not None else optimizer
     if isinstance(optimizer, str) and optimizer.lower() in _OPTIMIZERS:
         name = optimizer.lower()
         kwargs = COMPILE_ARGUMENTS.get(flavor or "keras", {}).get(name, {})
-        return _OPTIMIZERS[name](flavor=flavor, **kwargs)
+        opt = _OPTIMIZERS[name](flavor=flavor, **kwargs)
+        return opt.set_flavor(flavor, framework) if flavor is not None else opt
     raise ValueError(f"optimizer must be one of {sorted(_OPTIMIZERS)} (any case) or a npctr "
                      f"Optimizer instance, got {optimizer!r}")
