@@ -23,10 +23,9 @@ entries to these tables and, if its arithmetic differs, a ``_dense_<formula>`` m
 
 **Row-sparse gradients** (:class:`npctr.sparse.RowGrad`, an embedding table's): where a
 zero gradient row provably changes nothing (plain SGD, Adagrad in every flavour) only
-the touched rows are read and written; tf.keras 2's legacy momentum kernel is lazy
-(untouched rows keep their velocity and do not move) and is copied as such; everywhere
-else the dense math runs, as the framework does (tf.keras's new optimizers decay every
-moment row; torch's embeddings have dense gradients). Equations: each class's Notes and
+the touched rows are read and written; everywhere else (momentum, Adam) the dense math
+runs, as the frameworks do on a DIN (tf.keras's optimizers decay every velocity and moment
+row, the recorded legacy momentum trajectories too; torch's embeddings have dense gradients). Equations: each class's Notes and
 ``docs/training.md``.
 """
 import numpy as np
@@ -200,7 +199,7 @@ class SGD(Optimizer):
     :math:`d = b` (Nesterov :math:`d = g + \mu b`), :math:`w \leftarrow w - \eta d`.
 
     ``RowGrad``: without momentum only the touched rows (exact in every flavour); with
-    momentum keras_legacy's kernel is lazy (touched rows only), keras and torch dense.
+    momentum the dense math (every velocity row decays), in every flavour.
     """
     defaults = {"keras": {"learning_rate": 0.01, "momentum": 0.0},
                 "keras_legacy": {"learning_rate": 0.01, "momentum": 0.0},
@@ -208,7 +207,7 @@ class SGD(Optimizer):
     float32_hypers = {"keras": frozenset({"momentum"}),
                       "keras_legacy": frozenset({"learning_rate", "momentum"}),
                       "torch": frozenset()}
-    formulas = {"keras": "keras", "keras_legacy": "keras_legacy", "torch": "torch"}
+    formulas = {"keras": "keras", "keras_legacy": "keras", "torch": "torch"}
 
     def __init__(self, learning_rate=None, momentum=None, nesterov=False, name="SGD", flavor=None):
         super().__init__(flavor, name, learning_rate=_check_optional(learning_rate, check_positive,
@@ -232,9 +231,6 @@ class SGD(Optimizer):
         v[...] = -grad * lr + v * mu
         param += (-grad * lr + v * mu) if self.nesterov else v
 
-    # the legacy ResourceApplyKerasMomentum has the same arithmetic
-    _dense_keras_legacy = _dense_keras
-
     def _sparse_rows(self, key, param, grad):
         """Plain SGD on the touched rows only; returns False (dense) with momentum."""
         if self.hyper("momentum"):
@@ -246,18 +242,6 @@ class SGD(Optimizer):
     _sparse_keras = _sparse_rows
     _sparse_torch = _sparse_rows
 
-    def _sparse_keras_legacy(self, key, param, grad):
-        if self._sparse_rows(key, param, grad):
-            return True
-        # ResourceSparseApplyKerasMomentum: lazy, only the touched rows of v and w
-        t = param.dtype.type
-        lr, mu = self._h("learning_rate", t), self._h("momentum", t)
-        v = self._slot("momentum", key, param)
-        rows, g = grad.indices, grad.values.astype(param.dtype, copy=False)
-        v_rows = v[rows] * mu - lr * g
-        v[rows] = v_rows
-        param[rows] += (v_rows * mu - lr * g) if self.nesterov else v_rows
-        return True
 
     def _dense_torch(self, key, param, grad):
         t = param.dtype.type
