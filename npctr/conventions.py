@@ -55,9 +55,6 @@ class Conventions:
         Dice's BatchNormalization learns ``gamma`` / ``beta`` (torch's ``BatchNorm1d``).
     dice_bn_momentum : float
         Momentum of Dice's BatchNormalization (``bn_momentum_convention`` terms).
-    dice_alpha_dtype : str or None
-        dtype Dice's ``dice_alpha`` is stored in; None: the layer's (Keras 3 keeps a
-        float32 variable in a float64 layer).
     loss : {'tf_keras', 'keras3', 'torch'}
         Formula family of the training losses (``npctr.training.losses``):
         tf.keras 2 clips ``p`` to ``[1e-7, 1 - 1e-7]`` *and* adds ``1e-7`` inside the logs;
@@ -93,7 +90,6 @@ class Conventions:
     dice_epsilon: float
     dice_bn_affine: bool
     dice_bn_momentum: float
-    dice_alpha_dtype: object
     loss: str
     loss_reduction: str
     l2_float32: bool
@@ -111,21 +107,21 @@ TF_KERAS = Conventions(
     name="tf_keras", framework="DeepCTR 0.9.4 on tf.keras 2 (tf-keras 2.21, TF_USE_LEGACY_KERAS=1)",
     bn_momentum=0.99, bn_momentum_convention="keras", bn_epsilon=1e-3, bn_moving_update="subtract", bn_decay_float32=True,
     bn_moving_variance="biased", dice_epsilon=1e-9, dice_bn_affine=False, dice_bn_momentum=0.99,
-    dice_alpha_dtype=None, loss="tf_keras", loss_reduction="mean", l2_float32=False, l2_on_dnn=True,
+    loss="tf_keras", loss_reduction="mean", l2_float32=False, l2_on_dnn=True,
     history_mask="nonzero_ids", optimizer_flavor="keras", kernel_layout="(in, out)")
 
 KERAS3 = Conventions(
     name="keras3", framework="DeepCTR 0.9.4 on Keras 3 (TensorFlow 2.21's default Keras)",
     bn_momentum=0.99, bn_momentum_convention="keras", bn_epsilon=1e-3, bn_moving_update="lerp", bn_decay_float32=False,
     bn_moving_variance="biased", dice_epsilon=1e-9, dice_bn_affine=False, dice_bn_momentum=0.99,
-    dice_alpha_dtype=None, loss="keras3", loss_reduction="mean", l2_float32=True, l2_on_dnn=True,
+    loss="keras3", loss_reduction="mean", l2_float32=True, l2_on_dnn=True,
     history_mask="nonzero_ids", optimizer_flavor="keras", kernel_layout="(in, out)")
 
 TORCH = Conventions(
     name="torch", framework="DeepCTR-Torch 0.3.0 on PyTorch 2.13",
     bn_momentum=0.1, bn_momentum_convention="torch", bn_epsilon=1e-5, bn_moving_update="torch", bn_decay_float32=False,
     bn_moving_variance="unbiased", dice_epsilon=1e-8, dice_bn_affine=True, dice_bn_momentum=0.1,
-    dice_alpha_dtype=None, loss="torch", loss_reduction="sum", l2_float32=False, l2_on_dnn=False,
+    loss="torch", loss_reduction="sum", l2_float32=False, l2_on_dnn=False,
     history_mask="length", optimizer_flavor="torch", kernel_layout="(out, in)")
 
 PROFILES = {p.name: p for p in (TF_KERAS, KERAS3, TORCH)}

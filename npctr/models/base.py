@@ -90,7 +90,7 @@ class Model(Layer):
         """
         conv = self.conventions
         self.optimizer = optimizers_mod.get(optimizer, flavor=conv.optimizer_flavor, framework=conv.name)
-        self.loss = self._default_loss() if loss is None else losses_mod.get(loss, conv.loss)
+        self.loss = self._default_loss() if loss is None else losses_mod.get(loss, conv.loss, conv.loss_reduction)
         if metrics is None:
             metrics = []
         elif isinstance(metrics, str) or callable(metrics):
@@ -106,7 +106,7 @@ class Model(Layer):
     def _default_loss(self):
         name = {"binary": "binary_crossentropy", "regression": "mse",
                 "multiclass": "categorical_crossentropy"}[self.task]
-        return losses_mod.get(name, self.conventions.loss)
+        return losses_mod.get(name, self.conventions.loss, self.conventions.loss_reduction)
 
     def compute_loss(self, x, y, training=False):
         """The training objective on one batch: data loss plus regularisation, a float.

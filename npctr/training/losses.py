@@ -275,15 +275,16 @@ _LOSSES = {
 }
 
 
-def get(loss, convention="tf_keras"):
+def get(loss, convention="tf_keras", reduction=None):
     """A loss by Keras name (``'binary_crossentropy'``, ``'mse'``, ``'mean_squared_error'``,
-    ``'categorical_crossentropy'``) with the ``convention``'s formulas and reduction (a
-    conventions profile's ``loss`` field), or a :class:`Loss` instance, returned as is."""
+    ``'categorical_crossentropy'``) with the ``convention``'s formulas (a conventions profile's
+    ``loss`` field) and ``reduction`` (its ``loss_reduction``; None: the convention's), or a
+    :class:`Loss` instance, returned as is."""
     if isinstance(loss, Loss):
         return loss
     if isinstance(loss, str) and loss in _LOSSES:
         cls = _LOSSES[loss]
         if cls is CategoricalCrossentropy:
-            return cls()
-        return cls(convention=convention)
+            return cls() if reduction is None else cls(reduction)
+        return cls(convention=convention, reduction=reduction)
     raise ValueError(f"loss must be one of {sorted(_LOSSES)} or a npctr Loss instance, got {loss!r}")
