@@ -105,3 +105,22 @@ def test_only_masked_positions_are_shared():
         np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-15)
     for key in g0:
         np.testing.assert_allclose(g1[key], g0[key], rtol=1e-12, atol=1e-15, err_msg=key)
+
+
+@pytest.mark.parametrize("dtype,rtol", [("float64", 1e-12), ("float32", 1e-5)])
+def test_torch_profile_affine_dice_and_length_mask(dtype, rtol):
+    """conventions='torch': affine Dice BN (gamma/beta gradients), unbiased moving variance over
+    the full count, history masked by length (shared only where masked and all padding)."""
+    from npctr.feature_column import VarLenSparseFeat
+    from npctr.models import DIN
+    from test_inference import columns, randomize
+    cols, hist = columns(pooled=False)
+    cols = [VarLenSparseFeat(fc.sparsefeat, fc.maxlen, length_name="hist_len") if fc.name == "hist_item" else fc
+            for fc in cols]
+    model = randomize(DIN(cols, hist, dnn_hidden_units=(8, 5), att_hidden_size=(6, 4), dtype=dtype,
+                          conventions="torch"), np.random.default_rng(16))
+    rng = np.random.default_rng(17)
+    x = features(cols, 31, rng, empty_rows=0.3)
+    x["hist_len"] = rng.integers(0, 7, size=(31, 1))
+    assert any(k.endswith("bn/gamma") for k in model.params)
+    assert_same(*both_paths(model, x), rtol)
