@@ -286,6 +286,13 @@ class Predictor:
         self._prepared = None
         self._version = None
 
+    def __getstate__(self):
+        # threads, locks and buffers are per process: a copy makes its own
+        return {"model": self.model, "threads": self.threads, "chunk_rows": self.chunk_rows}
+
+    def __setstate__(self, state):
+        self.__init__(state["model"], state["threads"], state["chunk_rows"])
+
     # -- weights ---------------------------------------------------------------------------
     def refresh(self):
         """Re-derive the prepared weights from the model's current arrays."""

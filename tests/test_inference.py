@@ -271,3 +271,15 @@ def test_conventions_profiles(conventions, dtype):
     x = features(cols, 33, rng)
     x["hist_len"] = rng.integers(0, 7, size=(33, 1))
     assert_matches(model, x, model.inference(chunk_rows=7))
+
+
+def test_models_and_predictors_deepcopy():
+    """A model that cached a predictor (threads, locks) still copies; copies build their own."""
+    import copy
+    model, cols = din()
+    x = features(cols, 40, np.random.default_rng(18))
+    expected = model.predict(x)
+    np.testing.assert_array_equal(copy.deepcopy(model).predict(x), expected)
+    predictor = copy.deepcopy(model.inference(threads=2, chunk_rows=8))
+    assert (predictor.threads, predictor.chunk_rows) == (2, 8)
+    np.testing.assert_allclose(predictor.predict(x), expected, rtol=1e-12, atol=0)

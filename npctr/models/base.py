@@ -407,6 +407,12 @@ class Model(Layer):
         inference path (``predict`` then runs ``forward``). See ``npctr.inference.Predictor``."""
         return None
 
+    def __getstate__(self):
+        # the cached predictor holds threads and locks: it is rebuilt on demand, never copied
+        state = self.__dict__.copy()
+        state.pop("_default_predictor", None)
+        return state
+
     def _predictor(self):
         """The predictor ``predict`` uses, created once (``inference()`` with default options)."""
         predictor = self.__dict__.get("_default_predictor", False)
