@@ -442,7 +442,7 @@ class Predictor:
         valid = model.history_mask(f, slice(lo, hi))
         flat = np.flatnonzero(valid)                                     # valid (row, t), row-major
         v = flat.size
-        rows, ts = (np.zeros(v, np.intp), flat) if b == 1 else np.divmod(flat, t)
+        rows, ts = (None, flat) if b == 1 else np.divmod(flat, t)      # one row: no row indices needed
         # first layer: q (Wa + Wc) + b once per row; [k, q*k] [Wb - Wc; Wd] per valid position
         q_part = query @ prep.w_query
         q_part += prep.first_bias                                        # (b, H1)
@@ -459,6 +459,9 @@ class Predictor:
             s_v += prep.score_bias
         else:
             s_v = z                                                      # (V, 1) already the score
+        if b == 1 and not prep.weight_normalization:
+            np.matmul(s_v[:, 0], kp[:, :e], out=out[0])                  # padded positions weigh 0
+            return
         # scores at every (row, t), padded positions as the layer defines them
         if prep.weight_normalization:
             s = np.full((b, t), _SOFTMAX_PAD, dtype=dtype)
