@@ -54,7 +54,7 @@ import npctr  # noqa: E402
 from npctr.models import DIN  # noqa: E402
 from bench import din_data, environment_lines  # noqa: E402
 
-SECTIONS = ("din", "dnn", "train", "cold", "rss")
+SECTIONS = ("din", "dnn", "chunks", "train", "cold", "rss")
 BASELINE_COMMIT = "2fed0c7"     # main before the serving work (issue #10)
 
 
@@ -354,6 +354,28 @@ def run_dnn_section(args):
     predictor.close()
 
 
+def run_chunks_section(args):
+    """The Predictor's chunk size and thread count at batch 4096 (what PAIRS_PER_CHUNK is chosen by)."""
+    from npctr.inference import PAIRS_PER_CHUNK
+    model = din_model("float32")
+    batch = 256 if args.quick else 4096
+    _, x = din_data(batch, 50, np.random.default_rng(3))
+    rows = [5, 10, 20, 40, 80, 160, 320]
+    fns = {f"{r} rows ({r * 50} positions), {th} thread{'s' if th > 1 else ''}": model.inference(threads=th, chunk_rows=r)
+           for th in (1, args.threads) for r in rows}
+    res = time_blocks({k: (lambda p=p: p.predict(x)) for k, p in fns.items()}, max(3, args.rounds // 3), args.block_ms)
+    print(f"\n## Predictor chunk size and threads, DIN float32, batch {batch}\n")
+    print(f"Default: {PAIRS_PER_CHUNK} history positions per chunk ({PAIRS_PER_CHUNK // 50} rows at T=50), "
+          f"{args.threads} threads. About half the positions of a chunk are valid (lengths uniform in 1..50).\n")
+    print("| chunk | median ms | min ms | faults/call |")
+    print("|---|---:|---:|---:|")
+    for name, (med, mn, flt) in res.items():
+        print(f"| {name} | {fmt_ms(med)} | {fmt_ms(mn)} | {flt:.0f} |")
+    print(f"\n_load average {load_line()}_")
+    for p in fns.values():
+        p.close()
+
+
 TRAIN_SCRIPT = textwrap.dedent("""
     import json, sys, time
     import numpy as np
@@ -540,7 +562,8 @@ def main(argv=None):
     print(f"command: `python benchmarks/bench_serving.py {' '.join(sys.argv[1:] if argv is None else argv)}`\n")
     print("\n".join(environment_lines()))
     t0 = time.perf_counter()
-    runners = {"din": run_din_section, "dnn": run_dnn_section, "train": run_train_section,
+    runners = {"din": run_din_section, "dnn": run_dnn_section, "chunks": run_chunks_section,
+               "train": run_train_section,
                "cold": run_cold_section, "rss": run_rss_section}
     for s in SECTIONS:
         if s in sections:
