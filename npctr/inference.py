@@ -297,8 +297,9 @@ class Predictor:
     def refresh(self):
         """Re-derive the prepared weights from the model's current arrays."""
         with self._lock:
+            version = self.model._weights_version      # read first: a change during the build rebuilds again
             self._prepared = _Prepared(self.model)
-            self._version = self.model._weights_version
+            self._version = version
 
     def _weights(self):
         if self._version != self.model._weights_version or self._prepared is None:
