@@ -105,7 +105,8 @@ class Conventions:
 
 TF_KERAS = Conventions(
     name="tf_keras", framework="DeepCTR 0.9.4 on tf.keras 2 (tf-keras 2.21, TF_USE_LEGACY_KERAS=1)",
-    bn_momentum=0.99, bn_momentum_convention="keras", bn_epsilon=1e-3, bn_moving_update="subtract", bn_decay_float32=True,
+    bn_momentum=0.99, bn_momentum_convention="keras", bn_epsilon=1e-3, bn_moving_update="subtract",
+    bn_decay_float32=True,
     bn_moving_variance="biased", dice_epsilon=1e-9, dice_bn_affine=False, dice_bn_momentum=0.99,
     loss="tf_keras", loss_reduction="mean", l2_float32=False, l2_on_dnn=True,
     history_mask="nonzero_ids", optimizer_flavor="keras", kernel_layout="(in, out)")
