@@ -9,6 +9,7 @@ import sys
 #: command name -> (module, one-line description)
 COMMANDS = {
     "demo": ("npctr.demo", "train DIN and a mean-pooling baseline on synthetic clicks"),
+    "predict": ("npctr.batch_predict", "score a .npz/.csv/.parquet file with a saved model, chunk by chunk"),
 }
 
 
