@@ -107,7 +107,7 @@ def ragged_from_arrow(array, row0, column):
 
 
 def _fields(model):
-    inputs = getattr(model, "_inputs", None)
+    inputs = model if isinstance(model, dict) else getattr(model, "_inputs", None)
     if inputs is None:
         raise TypeError(f"scoring tables needs a model built from feature columns (DIN, DNNModel), "
                         f"got {type(model).__name__}")
@@ -129,7 +129,8 @@ class FeatureDecoder:
 
     Parameters
     ----------
-    model : DIN or DNNModel (anything with feature columns)
+    model : DIN or DNNModel (anything with feature columns), or its inputs
+        ``{input name: feature column}`` (``build_input_features(columns)``)
     columns : sequence of str
         The table's column names; which ones feed which input is resolved once, here
         (a missing column is a :class:`TableError`).
@@ -280,3 +281,31 @@ class FeatureDecoder:
                     row, col = row0 + int(i), labels[int(j)]
                     raise TableError(f"row {row}, column {col!r}: {v!r} is not {expected}", row, col) from None
         return out
+
+
+def frame_table(frame, columns):
+    """A table of the given ``columns`` of a pandas DataFrame: NumPy columns, list columns
+    (object columns of lists/arrays, Arrow list dtypes) as :class:`Ragged`. pandas is not
+    imported here: the frame brings it."""
+    table = {}
+    for c in columns:
+        series = frame[c]
+        if getattr(series.dtype, "pyarrow_dtype", None) is not None:      # pd.ArrowDtype
+            import pyarrow as pa
+            table[c] = ragged_from_arrow(pa.array(series), 0, c)
+            continue
+        if series.dtype.kind == "O":
+            cells = series.to_numpy(dtype=object)
+            first = next((v for v in cells if v is not None), None)
+            if isinstance(first, (list, tuple, np.ndarray)):
+                table[c] = ragged_from_cells(cells, 0, c)
+                continue
+            table[c] = cells
+        elif series.dtype.kind in "biuf":
+            table[c] = series.to_numpy()
+        else:   # nullable extension dtypes (Int64, Float64, string): missing values become NaN / None
+            try:
+                table[c] = series.to_numpy(dtype=np.float64, na_value=np.nan)
+            except (TypeError, ValueError):
+                table[c] = series.to_numpy(dtype=object)
+    return table
