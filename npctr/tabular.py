@@ -57,6 +57,16 @@ def _cell_values(cell):
 
 def ragged_from_cells(cells, row0, column):
     """A :class:`Ragged` from a 1-D object/str array whose cells are sequences or list strings."""
+    if len(cells) and not isinstance(cells[0], str):
+        try:      # lists or arrays of numbers (pandas, dask): one concatenate, no per-cell arrays
+            lengths = np.fromiter(map(len, cells), dtype=np.int64, count=len(cells))
+            offsets = np.zeros(len(cells) + 1, dtype=np.int64)
+            np.cumsum(lengths, out=offsets[1:])
+            values = np.concatenate(list(cells)) if offsets[-1] else np.zeros(0, dtype=np.int64)
+            if values.ndim == 1 and values.dtype.kind in "biuf":
+                return Ragged(values, offsets)
+        except (TypeError, ValueError):
+            pass          # a missing or malformed cell: the loop below names its row
     lengths = np.empty(len(cells), dtype=np.int64)
     parts = []
     for i, cell in enumerate(cells):

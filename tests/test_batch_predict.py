@@ -316,3 +316,29 @@ def test_decoder_errors_directly():
     with pytest.raises(TableError, match=r"row 101, column 'user': 'x' is not an integer id") as info:
         decoder.decode(table, row0=100)
     assert (info.value.row, info.value.column) == (101, "user")
+
+
+def test_scoring_npz_imports_no_optional_package(saved, tmp_path):
+    """npz in, csv out: NumPy only (pyarrow, pandas, dask, onnx are imported only by what needs them)."""
+    write_npz(tmp_path / "in.npz", _data())
+    code = ("import sys, npctr.dask, npctr.interop; from npctr.batch_predict import main; "
+            f"assert main([{str(saved[1])!r}, '-i', {str(tmp_path / 'in.npz')!r}, '-o', "
+            f"{str(tmp_path / 's.csv')!r}, '-q']) == 0; "
+            "loaded = sorted({m.split('.')[0] for m in sys.modules} & {'pyarrow', 'pandas', 'dask', 'onnx', "
+            "'onnxruntime', 'distributed'}); assert not loaded, loaded")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+@pytest.mark.parametrize("dst", [".csv", ".parquet", ".npz"])
+def test_float32_scores_round_trip_exactly(dst, tmp_path):
+    if dst == ".parquet":
+        pytest.importorskip("pyarrow")
+    columns = _model().dnn_feature_columns
+    model = DIN(columns, ["item"], dnn_hidden_units=(6,), att_hidden_size=(5,), dtype="float32")
+    x = _data()
+    write_npz(tmp_path / "in.npz", x)
+    score_file(model, tmp_path / "in.npz", tmp_path / f"s{dst}", batch_size=20)
+    scores = read_scores(tmp_path / f"s{dst}")
+    expected = model.predict(x).reshape(-1)
+    assert scores.dtype == (np.float64 if dst == ".csv" else np.float32)
+    np.testing.assert_array_equal(scores.astype(np.float32), expected)
