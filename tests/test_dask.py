@@ -1,5 +1,6 @@
 """``npctr.dask.predict``: a saved model scores a parquet data set on a 2-process LocalCluster and
-gets exactly the local ``predict``; errors name the partition, row, index label and column."""
+gets exactly the local ``predict`` (with batches aligned to the partitions: BLAS may round a row
+differently, by an ulp, in a batch of another size); errors name the partition, row, index label and column."""
 import numpy as np
 import pytest
 
@@ -57,7 +58,7 @@ def test_local_cluster_two_processes_equals_local_predict(saved, tmp_path):
     _frame(x).to_parquet(tmp_path / "data.parquet", row_group_size=30)
     ddf = dd.read_parquet(tmp_path / "data.parquet", split_row_groups=True)
     assert ddf.npartitions == 8
-    scores = npctr_dask.predict(path, ddf, batch_size=16)     # lazy: nothing computed yet
+    scores = npctr_dask.predict(path, ddf, batch_size=30)     # lazy: nothing computed yet
     assert scores.dtype == np.float64 and scores.name == "score"
     with distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None,
                                   silence_logs=50) as cluster, distributed.Client(cluster) as client:
@@ -65,13 +66,14 @@ def test_local_cluster_two_processes_equals_local_predict(saved, tmp_path):
         loaded = client.run(lambda: [key[0] for key in __import__("npctr.dask").dask._MODELS])
     assert len(loaded) == 2 and all(paths == [path] for paths in loaded.values())   # each worker loaded it once
     np.testing.assert_array_equal(result.index, _frame(x).index)
-    np.testing.assert_array_equal(result.to_numpy(), model.predict(x).reshape(-1))
+    np.testing.assert_array_equal(result.to_numpy(), model.predict(x, batch_size=30).reshape(-1))
 
 
 def test_no_model_object_is_pickled(saved, tmp_path, monkeypatch):
     model, path = saved
     x = _data(50)
-    ddf = dd.from_pandas(_frame(x), npartitions=3)
+    ddf = dd.from_pandas(_frame(x), npartitions=5)
+    assert ddf.map_partitions(len).compute(scheduler="sync").tolist() == [10] * 5
 
     def refuse(self, protocol):
         raise AssertionError("a model object was pickled")
@@ -80,7 +82,7 @@ def test_no_model_object_is_pickled(saved, tmp_path, monkeypatch):
     graph = npctr_dask.predict(path, ddf).__dask_graph__()
     cloudpickle.dumps(dict(graph))      # every task: a path and column names, no model
     result = npctr_dask.predict(path, ddf).compute(scheduler="sync")
-    np.testing.assert_array_equal(result.to_numpy(), model.predict(x).reshape(-1))
+    np.testing.assert_array_equal(result.to_numpy(), model.predict(x, batch_size=10).reshape(-1))
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -92,12 +94,13 @@ def test_meta_dtype_order_and_arrow_lists(dtype, tmp_path):
     frame["hist_item"] = frame["hist_item"].map(list).astype(pd.ArrowDtype(__import__("pyarrow").list_(
         __import__("pyarrow").int64())))
     ddf = dd.from_pandas(frame, npartitions=4, sort=False)
+    assert ddf.map_partitions(len).compute(scheduler="sync").tolist() == [15] * 4
     scores = npctr_dask.predict(tmp_path / "m.npz", ddf)
     assert scores.dtype == np.dtype(dtype)
     result = scores.compute(scheduler="sync")
     assert result.dtype == np.dtype(dtype)
     np.testing.assert_array_equal(result.index, frame.index)
-    np.testing.assert_array_equal(result.to_numpy(), model.predict(x).reshape(-1))
+    np.testing.assert_array_equal(result.to_numpy(), model.predict(x, batch_size=15).reshape(-1))
 
 
 def test_rewritten_model_file_is_reloaded(tmp_path):
@@ -106,12 +109,13 @@ def test_rewritten_model_file_is_reloaded(tmp_path):
     first = _model()
     first.save(path)
     ddf = dd.from_pandas(_frame(x), npartitions=2)
+    assert ddf.map_partitions(len).compute(scheduler="sync").tolist() == [10, 10]
     a = npctr_dask.predict(path, ddf).compute(scheduler="sync")
     second = DNNModel(first.dnn_feature_columns, dnn_hidden_units=(3,), seed=9)
     second.save(path)
     b = npctr_dask.predict(path, ddf).compute(scheduler="sync")
-    np.testing.assert_array_equal(a.to_numpy(), first.predict(x).reshape(-1))
-    np.testing.assert_array_equal(b.to_numpy(), second.predict(x).reshape(-1))
+    np.testing.assert_array_equal(a.to_numpy(), first.predict(x, batch_size=10).reshape(-1))
+    np.testing.assert_array_equal(b.to_numpy(), second.predict(x, batch_size=10).reshape(-1))
 
 
 def test_errors(saved, tmp_path):
