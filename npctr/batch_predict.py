@@ -233,9 +233,9 @@ class CsvWriter(_Writer):
 
 class ParquetWriter(_Writer):
     def __init__(self, path, dtype):
-        super().__init__(path)
-        pq = _pyarrow("writing parquet")
+        pq = _pyarrow("writing parquet")          # before the temporary file exists
         import pyarrow as pa
+        super().__init__(path)
         self._pa = pa
         self._schema = pa.schema([(SCORE, pa.from_numpy_dtype(dtype))])
         self._w = pq.ParquetWriter(self._tmp, self._schema)

@@ -129,8 +129,9 @@ def _parse_meta(arrays, path):
 
 
 def read_model_config(path):
-    """``(class name, config)`` of the model file at ``path``, without reading its weights."""
-    path = os.fspath(path)
+    """``(class name, config)`` of the model file at ``path`` (or an open binary file),
+    without reading its weights."""
+    path = path if hasattr(path, "read") else os.fspath(path)
     return _parse_meta(_read_archive(path, names=_META), path)
 
 

@@ -133,3 +133,20 @@ def test_errors(saved, tmp_path):
         npctr_dask.predict(path, frame)
     with pytest.raises(ValueError, match="batch_size must be a positive integer"):
         npctr_dask.predict(path, ddf, batch_size=0)
+
+
+@pytest.mark.parametrize("scheme", ["file", "memory"])
+def test_model_from_an_fsspec_url(scheme, saved, tmp_path):
+    fsspec = pytest.importorskip("fsspec")
+    model, path = saved
+    if scheme == "file":
+        url = "file://" + path
+    else:           # a filesystem that is not a local path (one process: the sync scheduler)
+        url = "memory://models/din.npz"
+        with open(path, "rb") as src, fsspec.open(url, "wb") as dst:
+            dst.write(src.read())
+    x = _data(20)
+    ddf = dd.from_pandas(_frame(x), npartitions=2)
+    result = npctr_dask.predict(url, ddf).compute(scheduler="sync")
+    np.testing.assert_array_equal(result.to_numpy(), model.predict(x, batch_size=10).reshape(-1))
+    assert any(key[0] == url for key in npctr_dask._MODELS)

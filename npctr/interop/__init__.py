@@ -1,12 +1,9 @@
 """Importers and exporters between npctr and other frameworks and runtimes.
 
-Each submodule imports its framework (onnx, h5py, torch, ...) only when used, so importing
-``npctr.interop`` stays NumPy-only. ``npctr.interop.onnx.export_onnx``: ONNX export of the
-inference graphs (``docs/onnx.md``).
+Each submodule imports its framework (onnx, h5py, torch, ...) only inside the functions that
+need it, so importing ``npctr.interop`` stays NumPy-only.
+
+* :func:`export_onnx`, :func:`onnx_inputs` (``npctr.interop.onnx``): the inference graphs of
+  DIN, DNNModel and DNN as ONNX (``docs/onnx.md``).
 """
-
-
-def export_onnx(model, path):
-    """See :func:`npctr.interop.onnx.export_onnx` (imports onnx only when called)."""
-    from .onnx import export_onnx as _export
-    return _export(model, path)
+from .onnx import export_onnx, onnx_inputs  # noqa: F401
