@@ -338,3 +338,35 @@ def test_float32_scores_round_trip_exactly(dst, tmp_path):
     expected = model.predict(x, batch_size=20).reshape(-1)
     assert scores.dtype == (np.float64 if dst == ".csv" else np.float32)
     np.testing.assert_array_equal(scores.astype(np.float32), expected)
+
+
+from hypothesis import given, strategies as st  # noqa: E402
+
+
+@given(st.integers(0, 30), st.integers(1, 12), st.booleans(), st.booleans(), st.integers(0, 2 ** 16))
+def test_property_decoding_any_layout_and_chunking(n, rows, split, as_text, seed):
+    """Split columns or lists, numbers or CSV text, any chunking: the decoded features are the arrays."""
+    model = _model()
+    x = _data(n, seed)
+    if split:
+        table = _split(x)
+    else:
+        from npctr.tabular import ragged_from_cells
+        # (the trailing None keeps NumPy from stacking the rows into a 2-D array: an object column of arrays)
+        table = {k: (ragged_from_cells(np.array(list(v) + [None], dtype=object)[:-1], 0, k)
+                     if np.ndim(v) == 2 and np.shape(v)[1] > 1 else np.asarray(v).reshape(len(v)))
+                 for k, v in x.items()}
+    if as_text:
+        table = {k: (np.array([repr(float(e)) if np.asarray(v).dtype.kind == "f" else str(e) for e in v],
+                              dtype=object) if not hasattr(v, "offsets") else v) for k, v in table.items()}
+    decoder = FeatureDecoder(model, list(table))
+    parts = []
+    for row0 in range(0, n, rows):
+        chunk = {k: (v[row0:row0 + rows] if not hasattr(v, "offsets") else
+                     type(v)(v.values[v.offsets[row0]:v.offsets[min(row0 + rows, n)]],
+                             v.offsets[row0:min(row0 + rows, n) + 1] - v.offsets[row0]))
+                 for k, v in table.items()}
+        parts.append(decoder.decode(chunk, row0))
+    for name, expected in x.items():
+        got = np.concatenate([p[name] for p in parts]) if parts else np.zeros((0,) + np.shape(expected)[1:])
+        np.testing.assert_array_equal(got.reshape(np.shape(expected)), expected)

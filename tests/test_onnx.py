@@ -186,3 +186,37 @@ def test_import_npctr_does_not_import_onnx():
     code = ("import sys, npctr; npctr.export_onnx; import npctr.interop; "
             "assert 'onnx' not in sys.modules and 'onnxruntime' not in sys.modules, 'onnx imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+from hypothesis import given, strategies as st  # noqa: E402
+
+_SESSIONS = {}
+
+
+def _exported(weight_normalization, pooling, dtype, tmp_dir):
+    """One exported model per configuration, shared by the property's examples."""
+    key = (weight_normalization, pooling, dtype)
+    if key not in _SESSIONS:
+        model = _randomize(DIN(_columns(pooling, pooled_length=pooling == "mean"), ["a", "b"],
+                               dnn_hidden_units=(6,), att_hidden_size=(5, 3), dnn_use_bn=True,
+                               att_weight_normalization=weight_normalization, dtype=dtype))
+        path = tmp_dir / f"din_{'_'.join(map(str, key))}.onnx"
+        npctr.export_onnx(model, path)
+        _SESSIONS[key] = model, ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return _SESSIONS[key]
+
+
+@pytest.fixture(scope="module")
+def onnx_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("onnx")
+
+
+@given(st.integers(1, 17), st.booleans(), st.sampled_from(["mean", "sum", "max"]),
+       st.sampled_from(["float64", "float32"]), st.integers(0, 2 ** 16))
+def test_property_any_batch_and_padding_matches_predict(onnx_dir, n, weight_normalization, pooling, dtype, seed):
+    model, session = _exported(weight_normalization, pooling, dtype, onnx_dir)
+    rows = np.random.default_rng(seed).permutation(n + 3)[:n]     # rows 0-2: all padding, full, one behaviour
+    x = {k: v[rows] for k, v in _features(model, _data(n + 3, seed)).items()}
+    out = session.run(None, onnx_inputs(model, x))[0]
+    tol = TOL[dtype]
+    np.testing.assert_allclose(out, model.predict(x), rtol=tol, atol=tol)

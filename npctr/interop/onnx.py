@@ -106,6 +106,9 @@ def _activation(g, layer, x, ndim, path):
                     g.const(f"{path}/dice_alpha", alpha), hint=f"{path}/gate")
         return g.op("Mul", gate, x, hint=path)
     if kind is PReLU:
+        if not layer.built:
+            raise _unsupported(path, layer, "not built yet (its alpha's shape comes from its first input): "
+                                            "call the model once first")
         if ndim - 1 != len(layer._input_tail):
             raise _unsupported(path, layer, f"built for inputs of rank {len(layer._input_tail) + 1}, not {ndim}")
         zero = g.const("zero", 0.0)
