@@ -12,7 +12,8 @@ temporary file, renamed at the end).
 A progress bar goes to stderr when it is a terminal (``--no-progress`` / ``--quiet`` turn it
 off). Exit status: 0 done; 1 the data or the model file is bad (the message names the row,
 0-based from the first data row, and the column); 2 the command line is wrong (an option, a
-file that does not exist, an unknown extension). Parquet needs pyarrow (``npctr[parquet]``).
+file or output directory that does not exist, an unknown extension); 130 interrupted (Ctrl-C;
+no output is left behind). Parquet needs pyarrow (``npctr[parquet]``).
 """
 import argparse
 import csv
@@ -370,6 +371,9 @@ def main(argv=None):
                 raise UsageError(f"{what} file {path!r} does not exist")
         file_format(args.input, "input")
         file_format(args.output, "output")
+        out_dir = os.path.dirname(os.path.abspath(args.output))
+        if not os.path.isdir(out_dir):
+            raise UsageError(f"the output's directory {out_dir!r} does not exist")
         from .io import load_model
         model = load_model(args.model)
         start = time.perf_counter()
@@ -381,6 +385,9 @@ def main(argv=None):
     except (ValueError, TypeError, OSError) as exc:
         print(f"npctr predict: error: {exc}", file=err)
         return 1
+    except KeyboardInterrupt:
+        print("\nnpctr predict: interrupted; no output written", file=err)
+        return 130
     if not args.quiet:
         print(f"scored {rows} rows in {time.perf_counter() - start:.2f}s -> {args.output}", file=err)
     return 0

@@ -256,7 +256,8 @@ def test_usage_errors_exit_2(saved, tmp_path):
             ([model, "-i", tmp_path / "in.npz", "-o", tmp_path / "s.txt"], "unknown format '.txt'"),
             ([model, "-i", tmp_path / "nope.csv", "-o", tmp_path / "s.csv"], "does not exist"),
             ([tmp_path / "nope.npz", "-i", tmp_path / "in.npz", "-o", tmp_path / "s.csv"], "model file"),
-            ([model, "-i", tmp_path / "in.npz", "-o", tmp_path / "s.csv", "--batch-size", "0"], "--batch-size")]:
+            ([model, "-i", tmp_path / "in.npz", "-o", tmp_path / "s.csv", "--batch-size", "0"], "--batch-size"),
+            ([model, "-i", tmp_path / "in.npz", "-o", tmp_path / "no" / "s.csv"], "directory")]:
         code, err = _run(args, tmp_path)
         assert code == 2 and message in err, err
     assert _run([model, "-i", tmp_path / "in.npz"], tmp_path)[0] == 2          # argparse: -o missing
@@ -370,3 +371,23 @@ def test_property_decoding_any_layout_and_chunking(n, rows, split, as_text, seed
     for name, expected in x.items():
         got = np.concatenate([p[name] for p in parts]) if parts else np.zeros((0,) + np.shape(expected)[1:])
         np.testing.assert_array_equal(got.reshape(np.shape(expected)), expected)
+
+
+def test_interrupted_run_leaves_no_output(saved, tmp_path, monkeypatch):
+    import npctr.io
+    model, path = saved
+    write_npz(tmp_path / "in.npz", _data())
+    calls = []
+
+    def interrupt(x, batch_size):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return np.zeros((len(x["user"]), 1))
+    monkeypatch.setattr(model, "predict", interrupt)
+    monkeypatch.setattr(npctr.io, "load_model", lambda p: model)
+    for out in ("s.csv", "s.npz", "s.parquet"):
+        calls.clear()
+        code, err = _run([path, "-i", tmp_path / "in.npz", "-o", tmp_path / out, "--batch-size", "10"], tmp_path)
+        assert code == 130 and "interrupted" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.npz", "model.npz"]
