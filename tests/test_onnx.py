@@ -42,7 +42,7 @@ def _data(n=23, seed=0):
             "price": rng.normal(size=n), "ctx": rng.normal(size=(n, 3)),
             "hist_a": np.where(valid, rng.integers(1, 11, (n, T)), 0),
             "hist_b": np.where(valid, rng.integers(1, 6, (n, T)), 0),
-            "tags": tags, "tags_len": rng.integers(0, 6, (n, 1))}
+            "tags": tags, "tags_len": rng.integers(0, 6, (n, 1)), "hist_len": rng.integers(0, T + 1, (n, 1))}
 
 
 def _randomize(model, seed=1):
@@ -110,6 +110,24 @@ def test_pooled_sequences_match_predict(dtype, pooling, pooled_length, tmp_path)
     baseline = _randomize(DNNModel(columns, dnn_hidden_units=(6, 4), dnn_use_bn=True, dnn_activation="dice",
                                    task="regression", dtype=dtype))
     _check(baseline, _features(baseline, x), tmp_path)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("conventions", ["keras3", "torch"])
+def test_conventions_profiles_match_predict(conventions, dtype, tmp_path):
+    """DeepCTR-Torch's profile: affine Dice BN, other epsilons, the history masked by its length
+    (``hist_len`` here is drawn independently of the ids' padding, so the two masks differ)."""
+    pytest.importorskip("npctr.conventions")
+    columns = [SparseFeat("a", 11, embedding_dim=4), SparseFeat("b", 6, embedding_dim=2), DenseFeat("price", 1),
+               VarLenSparseFeat(SparseFeat("hist_a", 11, embedding_dim=4, embedding_name="a"), T,
+                                length_name="hist_len"),
+               VarLenSparseFeat(SparseFeat("hist_b", 6, embedding_dim=2, embedding_name="b"), T,
+                                length_name="hist_len")]
+    for weight_normalization in (False, True):
+        model = _randomize(DIN(columns, ["a", "b"], dnn_hidden_units=(6, 4), att_hidden_size=(5,), dnn_use_bn=True,
+                               dnn_activation="dice", att_weight_normalization=weight_normalization,
+                               conventions=conventions, dtype=dtype))
+        _check(model, _features(model, _data()), tmp_path)
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])

@@ -75,6 +75,12 @@ class _Graph:
         return self.const("axes", list(axes), dtype=np.int64)
 
 
+def _is(layer, cls):
+    """``layer`` computes what ``cls`` computes at inference: an instance whose ``forward`` is
+    ``cls``'s own (a subclass that only changes defaults passes; one that overrides forward does not)."""
+    return isinstance(layer, cls) and type(layer).forward is cls.forward
+
+
 def _unsupported(path, layer, what):
     return TypeError(f"export_onnx cannot export {path or 'the model'} ({type(layer).__name__}): {what}")
 
@@ -82,7 +88,7 @@ def _unsupported(path, layer, what):
 # -- layers ----------------------------------------------------------------------------------
 def _batch_norm(g, bn, x, ndim, path):
     """``(x - mean) * inv_std [* gamma] [+ beta]`` with the moving statistics (inference)."""
-    if type(bn) is not BatchNormalization:
+    if not _is(bn, BatchNormalization):
         raise _unsupported(path, bn, "only npctr's BatchNormalization is supported")
     mean = bn._broadcast(bn._state["moving_mean"], ndim)
     inv_std = 1.0 / np.sqrt(bn._broadcast(bn._state["moving_variance"], ndim) + bn.epsilon)
@@ -96,8 +102,7 @@ def _batch_norm(g, bn, x, ndim, path):
 
 
 def _activation(g, layer, x, ndim, path):
-    kind = type(layer)
-    if kind is Dice:
+    if _is(layer, Dice):
         bn = layer._layers["bn"]
         alpha = bn._broadcast(layer._params["dice_alpha"], ndim)
         p = g.op("Sigmoid", _batch_norm(g, bn, x, ndim, f"{path}/bn"), hint=f"{path}/p")
@@ -105,7 +110,7 @@ def _activation(g, layer, x, ndim, path):
         gate = g.op("Add", g.op("Mul", p, g.const(f"{path}/one_minus_alpha", 1.0 - alpha)),
                     g.const(f"{path}/dice_alpha", alpha), hint=f"{path}/gate")
         return g.op("Mul", gate, x, hint=path)
-    if kind is PReLU:
+    if _is(layer, PReLU):
         if not layer.built:
             raise _unsupported(path, layer, "not built yet (its alpha's shape comes from its first input): "
                                             "call the model once first")
@@ -114,7 +119,7 @@ def _activation(g, layer, x, ndim, path):
         zero = g.const("zero", 0.0)
         negative = g.op("Mul", g.const(f"{path}/alpha", layer._params["alpha"]), g.op("Min", x, zero))
         return g.op("Add", g.op("Max", x, zero), negative, hint=path)
-    if kind is Activation:
+    if _is(layer, Activation):
         if layer.activation == "linear":
             return x
         if layer.activation == "softmax":
@@ -126,7 +131,7 @@ def _activation(g, layer, x, ndim, path):
 
 def _dnn(g, dnn, x, ndim, path, z0=None):
     """DeepCTR's DNN in inference: per layer ``x W + b``, BN, activation (dropout is the identity)."""
-    if type(dnn) is not DNN:
+    if not _is(dnn, DNN):
         raise _unsupported(path, dnn, "only npctr's DNN is supported")
     a = x
     for i in range(len(dnn.hidden_units)):
@@ -138,7 +143,7 @@ def _dnn(g, dnn, x, ndim, path, z0=None):
         if dnn.use_bn:
             z = _batch_norm(g, dnn._layers[f"bn{i}"], z, ndim, f"{path}/bn{i}")
         a = _activation(g, dnn._layers[f"activation{i}"], z, ndim, f"{path}/activation{i}")
-        if type(dnn._layers[f"dropout{i}"]) is not Dropout:
+        if not _is(dnn._layers[f"dropout{i}"], Dropout):
             raise _unsupported(f"{path}/dropout{i}", dnn._layers[f"dropout{i}"], "only npctr's Dropout")
     return a
 
@@ -192,7 +197,7 @@ def _pooling(g, layer, seq, valid, lengths, path):
 
 
 def _prediction(g, layer, logit, path):
-    if type(layer) is not PredictionLayer or layer.task not in ("binary", "regression"):
+    if not _is(layer, PredictionLayer) or layer.task not in ("binary", "regression"):
         raise _unsupported(path, layer, "only a binary or regression PredictionLayer is supported")
     if layer.use_bias:
         logit = g.op("Add", logit, g.const(f"{path}/global_bias", layer._params["global_bias"]))
@@ -232,10 +237,16 @@ def _feature_model(g, model):
     if model.history_columns:
         query = g.op("Concat", *[emb[fc.name] for fc in model.query_columns], axis=-1, hint="query")
         keys = g.op("Concat", *[emb[fc.name] for fc in model.history_columns], axis=-1, hint="keys")
-        valid = None
-        for fc in model.history_columns:      # a position is valid when none of its ids is padding
-            v = g.op("Not", g.op("Equal", fc.name, g.const("id_pad", 0, np.int64)))
-            valid = v if valid is None else g.op("And", valid, v)
+        if getattr(getattr(model, "conventions", None), "history_mask", "ids") == "length":
+            # DeepCTR-Torch's profile: position t is valid when t < keys_length
+            positions = g.const(f"positions_{model.history_columns[0].maxlen}",
+                                np.arange(model.history_columns[0].maxlen)[None, :], np.int64)
+            valid = g.op("Less", positions, model._history_length_name)
+        else:
+            valid = None
+            for fc in model.history_columns:      # a position is valid when none of its ids is padding
+                v = g.op("Not", g.op("Equal", fc.name, g.const("id_pad", 0, np.int64)))
+                valid = v if valid is None else g.op("And", valid, v)
         valid = g.op("Unsqueeze", valid, g.axes(1), hint="history_mask")                 # (B, 1, T)
         pieces.append(_attention(g, model._layers["attention_sequence_pooling_layer"], query, keys, valid,
                                  "attention_sequence_pooling_layer"))
