@@ -205,6 +205,11 @@ def _prediction(g, layer, logit, path):
 
 
 # -- models ----------------------------------------------------------------------------------
+def _length_mask(g, maxlen, length):
+    """``(B, T)`` bool ``t < length`` for a ``(B, 1)`` int64 length input (``tf.sequence_mask``)."""
+    return g.op("Less", g.const(f"positions_{maxlen}", np.arange(maxlen)[None, :], np.int64), length)
+
+
 def _feature_model(g, model):
     """The graph of ``FeatureModel._forward_logit`` + the prediction; returns (inputs, output)."""
     helper, tp = g.onnx.helper, g.onnx.TensorProto
@@ -230,8 +235,7 @@ def _feature_model(g, model):
         if fc.length_name is None:
             valid, lengths = g.op("Not", g.op("Equal", fc.name, g.const("id_pad", 0, np.int64))), None
         else:
-            positions = g.const(f"positions_{fc.maxlen}", np.arange(fc.maxlen)[None, :], np.int64)
-            valid = g.op("Less", positions, fc.length_name)
+            valid = _length_mask(g, fc.maxlen, fc.length_name)
             lengths = g.op("Cast", fc.length_name, to=float_type)
         pieces.append(_pooling(g, model._layers[path], emb[fc.name], valid, lengths, path))
     if model.history_columns:
@@ -239,9 +243,7 @@ def _feature_model(g, model):
         keys = g.op("Concat", *[emb[fc.name] for fc in model.history_columns], axis=-1, hint="keys")
         if getattr(getattr(model, "conventions", None), "history_mask", "ids") == "length":
             # DeepCTR-Torch's profile: position t is valid when t < keys_length
-            positions = g.const(f"positions_{model.history_columns[0].maxlen}",
-                                np.arange(model.history_columns[0].maxlen)[None, :], np.int64)
-            valid = g.op("Less", positions, model._history_length_name)
+            valid = _length_mask(g, model.history_columns[0].maxlen, model._history_length_name)
         else:
             valid = None
             for fc in model.history_columns:      # a position is valid when none of its ids is padding
