@@ -238,3 +238,25 @@ def test_property_any_batch_and_padding_matches_predict(onnx_dir, n, weight_norm
     out = session.run(None, onnx_inputs(model, x))[0]
     tol = TOL[dtype]
     np.testing.assert_allclose(out, model.predict(x), rtol=tol, atol=tol)
+
+
+def test_export_onnx_command(tmp_path):
+    from npctr.datasets import make_din_data
+    from npctr.interop.onnx import random_inputs
+    _, _, columns, history = make_din_data(10, maxlen=6, seed=1)
+    for dtype in ("float32", "float64"):
+        model = _randomize(DIN(columns, history, dnn_hidden_units=(8,), att_hidden_size=(4,), dnn_use_bn=True,
+                               dtype=dtype))
+        model.save(tmp_path / "m.npz")
+        run = subprocess.run([sys.executable, "-m", "npctr", "export-onnx", str(tmp_path / "m.npz"),
+                              str(tmp_path / "m.onnx"), "--check", "300"], capture_output=True, text=True)
+        assert run.returncode == 0, run.stderr
+        assert "onnxruntime vs model.predict on 300 random rows" in run.stderr
+        session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+        x = random_inputs(model, 23, seed=4)
+        np.testing.assert_allclose(session.run(None, onnx_inputs(model, x))[0], model.predict(x),
+                                   rtol=TOL[dtype], atol=TOL[dtype])
+    from npctr.interop.onnx import main
+    assert main([str(tmp_path / "nope.npz"), str(tmp_path / "m.onnx")]) == 2
+    (tmp_path / "bad.npz").write_bytes(b"PK junk")
+    assert main([str(tmp_path / "bad.npz"), str(tmp_path / "m.onnx")]) == 1

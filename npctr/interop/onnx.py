@@ -337,3 +337,76 @@ def export_onnx(model, path):
     onnx.checker.check_model(proto, full_check=True)
     onnx.save(proto, path)
     return proto
+
+
+# -- python -m npctr export-onnx -------------------------------------------------------------
+def random_inputs(model, n, seed=0):
+    """``n`` rows of valid random inputs for ``model``: ids in ``[1, vocabulary_size)``, histories
+    padded with 0 after a random length (some rows all padding), lengths in ``[0, maxlen]``,
+    dense features standard normal."""
+    rng = np.random.default_rng(seed)
+    x = {}
+    for name, fc in model._inputs.items():
+        if isinstance(fc, DenseFeat):
+            x[name] = rng.normal(size=(n, fc.dimension))
+        elif isinstance(fc, VarLenSparseFeat) and name == fc.name:
+            length = rng.integers(0, fc.maxlen + 1, size=(n, 1))
+            ids = rng.integers(1, max(fc.vocabulary_size, 2), size=(n, fc.maxlen)) % fc.vocabulary_size
+            x[name] = np.where(np.arange(fc.maxlen) < length, ids, 0)
+        elif isinstance(fc, VarLenSparseFeat):
+            x[name] = rng.integers(0, fc.maxlen + 1, size=(n, 1))
+        else:
+            x[name] = rng.integers(0, fc.vocabulary_size, size=(n, 1))
+    return x
+
+
+def check_export(model, path, n=256, seed=0):
+    """Run the exported graph at ``path`` in ONNX Runtime on ``n`` random rows; return the largest
+    ``|onnx - model.predict|``. Needs onnxruntime."""
+    import onnxruntime as ort
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    if type(model) is DNN:
+        x = np.random.default_rng(seed).normal(size=(n, model._input_dim)).astype(model.dtype)
+        expected = model.forward(x)
+    else:
+        x = random_inputs(model, n, seed)
+        expected = model.predict(x)
+    out = session.run(None, onnx_inputs(model, x))[0]
+    return float(np.max(np.abs(out - expected)))
+
+
+def main(argv=None):
+    """``python -m npctr export-onnx MODEL OUTPUT [--check N]``: exit 0 done, 1 failed, 2 usage."""
+    import argparse
+    import os
+    import sys
+    p = argparse.ArgumentParser(prog="python -m npctr export-onnx",
+                                description="Write a saved DIN / DNNModel as an ONNX inference graph.")
+    p.add_argument("model", help="model file written by model.save")
+    p.add_argument("output", help="the .onnx file to write")
+    p.add_argument("--check", type=int, default=0, metavar="N",
+                   help="then run it in onnxruntime on N random rows and compare with model.predict "
+                        "(fails above 1e-6 for float32, 1e-12 for float64)")
+    try:
+        args = p.parse_args(argv)
+    except SystemExit as exc:
+        return exc.code
+    if not os.path.isfile(args.model):
+        print(f"npctr export-onnx: model file {args.model!r} does not exist", file=sys.stderr)
+        return 2
+    try:
+        from ..io import load_model
+        model = load_model(args.model)
+        export_onnx(model, args.output)
+        print(f"wrote {args.output}", file=sys.stderr)
+        if args.check > 0:
+            error = check_export(model, args.output, args.check)
+            tol = 1e-6 if model.dtype == np.float32 else 1e-12
+            print(f"onnxruntime vs model.predict on {args.check} random rows: max |difference| {error:.3g} "
+                  f"(tolerance {tol:g})", file=sys.stderr)
+            if not error <= tol:
+                return 1
+    except (ImportError, ValueError, TypeError, OSError) as exc:
+        print(f"npctr export-onnx: error: {exc}", file=sys.stderr)
+        return 1
+    return 0
