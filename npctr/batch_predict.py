@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 import zipfile
+import zlib
 from itertools import islice
 
 import numpy as np
@@ -56,6 +57,9 @@ def _pyarrow(what):
 
 
 # -- readers: ``columns``, ``n_rows`` (None if unknown) and ``chunks(wanted, rows)`` --------------
+_DAMAGE = (zipfile.BadZipFile, EOFError, zlib.error, ValueError)   # ValueError: a bad .npy header
+
+
 class NpzReader:
     """Streams each wanted ``.npy`` member of the archive, ``rows`` rows at a time (no pickles)."""
 
@@ -68,8 +72,16 @@ class NpzReader:
         for info in self._zip.infolist():
             if not info.filename.endswith(".npy"):
                 continue
-            with self._zip.open(info) as f:
-                shape, fortran, dtype = self._header(f, info.filename)
+            try:
+                with self._zip.open(info) as f:
+                    shape, fortran, dtype = self._header(f, info.filename)
+            except TableError:
+                self._zip.close()
+                raise
+            except _DAMAGE as exc:
+                self._zip.close()
+                raise TableError(f"{os.fspath(path)!r}: the .npz archive is damaged: {type(exc).__name__}: "
+                                 f"{exc}") from exc
             name = info.filename[:-4]
             if not shape:
                 raise TableError(f"array {name!r} is a scalar, expected one row per sample", column=name)
@@ -92,6 +104,14 @@ class NpzReader:
         return shape, fortran, dtype
 
     def chunks(self, wanted, rows):
+        try:
+            yield from self._chunks(wanted, rows)
+        except TableError:
+            raise
+        except _DAMAGE as exc:
+            raise TableError(f"the .npz archive is damaged: {type(exc).__name__}: {exc}") from exc
+
+    def _chunks(self, wanted, rows):
         files, row_bytes = {}, {}
         try:
             for name in wanted:

@@ -391,3 +391,27 @@ def test_interrupted_run_leaves_no_output(saved, tmp_path, monkeypatch):
         code, err = _run([path, "-i", tmp_path / "in.npz", "-o", tmp_path / out, "--batch-size", "10"], tmp_path)
         assert code == 130 and "interrupted" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.npz", "model.npz"]
+
+
+def test_npz_fortran_order_compressed_and_damaged(saved, tmp_path):
+    model, path = saved
+    x = _data()
+    np.savez(tmp_path / "f.npz", **{k: np.asfortranarray(v) for k, v in x.items()})
+    np.savez_compressed(tmp_path / "c.npz", **x)
+    for name in ("f.npz", "c.npz"):
+        assert main([str(path), "-i", str(tmp_path / name), "-o", str(tmp_path / "s.npz"), "-q"]) == 0
+        np.testing.assert_array_equal(read_scores(tmp_path / "s.npz"), model.predict(x, batch_size=4096).ravel())
+    data = bytearray((tmp_path / "c.npz").read_bytes())
+    middle = len(data) // 2
+    data[middle:middle + 64] = bytes(64)           # zero a stretch of compressed data
+    (tmp_path / "d.npz").write_bytes(bytes(data))
+    code, err = _run([path, "-i", tmp_path / "d.npz", "-o", tmp_path / "s2.npz"], tmp_path)
+    assert code == 1 and "npctr predict: error:" in err and not (tmp_path / "s2.npz").exists()
+
+
+def test_npz_with_pickled_objects_is_refused(saved, tmp_path):
+    x = dict(_data())
+    x["hist_item"] = np.array([list(r) for r in x["hist_item"]] + [None], dtype=object)[:-1]
+    np.savez(tmp_path / "o.npz", **x)
+    code, err = _run([saved[1], "-i", tmp_path / "o.npz", "-o", tmp_path / "s.csv"], tmp_path)
+    assert code == 1 and "array 'hist_item' holds Python objects (pickled); refusing to load it" in err
