@@ -171,7 +171,10 @@ class CsvReader:
         width = len(self.columns)
         row0 = 0
         while True:
-            block = list(islice(self._rows, rows))
+            try:
+                block = list(islice(self._rows, rows))
+            except csv.Error as exc:
+                raise TableError(f"line {self._rows.line_num}: not valid CSV: {exc}") from exc
             if not block:
                 return
             for i, r in enumerate(block):

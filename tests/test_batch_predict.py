@@ -415,3 +415,11 @@ def test_npz_with_pickled_objects_is_refused(saved, tmp_path):
     np.savez(tmp_path / "o.npz", **x)
     code, err = _run([saved[1], "-i", tmp_path / "o.npz", "-o", tmp_path / "s.csv"], tmp_path)
     assert code == 1 and "array 'hist_item' holds Python objects (pickled); refusing to load it" in err
+
+
+def test_malformed_csv_is_a_clear_error(saved, tmp_path):
+    write_csv(tmp_path / "in.csv", _data(5))
+    with open(tmp_path / "in.csv", "a") as f:
+        f.write('"' + "1" * 200_000 + '"\n')          # longer than the csv module's field size limit
+    code, err = _run([saved[1], "-i", tmp_path / "in.csv", "-o", tmp_path / "s.csv"], tmp_path)
+    assert code == 1 and "line 7: not valid CSV: field larger than field limit" in err, err
