@@ -9,6 +9,8 @@ import sys
 #: command name -> (module, one-line description)
 COMMANDS = {
     "demo": ("npctr.demo", "train DIN and a mean-pooling baseline on synthetic clicks"),
+    "export-onnx": ("npctr.interop.onnx", "write a saved DIN/DNNModel as an ONNX graph (--check: run it in onnxruntime)"),
+    "predict": ("npctr.batch_predict", "score a .npz/.csv/.parquet file with a saved model, chunk by chunk"),
 }
 
 
