@@ -6,8 +6,8 @@ Sections (``--only``):
 * ``din``: DIN inference (T=50, query/key embedding 16, attention (80, 40) Dice, DNN
   (256, 128, 64) relu; ``benchmarks/bench.py``'s feature set) at batch 1, 256 and 4096,
   side by side in this process: npctr's ``Predictor`` (``model.inference()``), ONNX
-  Runtime running the same weights (a graph built here with ``onnx.helper``, or
-  ``npctr.export_onnx`` when ``--export-onnx`` and it exists), the plain-NumPy equations
+  Runtime running the same weights (``npctr.export_onnx``'s graph when this tree has it,
+  and a graph built here with ``onnx.helper``), the plain-NumPy equations
   (no validation, every position computed) and today's ``model.forward`` path;
 * ``dnn``: the DNN (input 256, (256, 128, 64) relu) at batch 4096, npctr's prepared
   stack against ONNX Runtime, in GFLOP/s next to NumPy's own GEMM peak;
@@ -260,50 +260,59 @@ def ort_session(model_bytes, threads):
     return ort.InferenceSession(model_bytes, opts, providers=["CPUExecutionProvider"])
 
 
-def export_onnx_bytes(model):
-    """``npctr.export_onnx`` if this tree has it (the interop/batch work), else None."""
+def export_onnx_session(model, threads):
+    """ONNX Runtime on ``npctr.export_onnx``'s graph and its feed builder, or None if this tree lacks it."""
     try:
-        from npctr import export_onnx
+        from npctr.interop.onnx import export_onnx, onnx_inputs
     except ImportError:
         return None
     with tempfile.TemporaryDirectory() as d:
         path = os.path.join(d, "din.onnx")
         export_onnx(model, path)
         with open(path, "rb") as f:
-            return f.read()
+            return ort_session(f.read(), threads), onnx_inputs
 
 
 # -- sections --------------------------------------------------------------------------------
 def run_din_section(args):
     model = din_model("float32")
     w = din_weights(model)
-    data_rng = np.random.default_rng(1)
-    _, x_all = din_data(max(args.batches), 50, data_rng)
-    graph = (export_onnx_bytes(model) if args.export_onnx else None)
-    source = "npctr.export_onnx" if graph is not None else "onnx.helper graph in this script"
-    sess = ort_session(graph or onnx_din(w, 50), args.threads)
+    _, x_all = din_data(max(args.batches), 50, np.random.default_rng(1))
+    helper = ort_session(onnx_din(w, 50), args.threads)
+    exported = export_onnx_session(model, args.threads)
     predictor = model.inference(threads=args.threads)
-    print(f"\n## DIN inference, float32 (ONNX model: {source})\n")
+    print("\n## DIN inference, float32\n")
     print(f"{args.rounds} rounds of ~{args.block_ms} ms blocks per implementation after 2 warm-up rounds, "
-          f"order flipped each round; {args.threads} threads. ratio = npctr Predictor / peer "
-          "(below 1: npctr faster). faults = minor page faults per call.\n")
-    print("| batch | npctr Predictor ms (min) | ONNX Runtime ms (min) | plain NumPy ms (min) | model.forward ms (min) "
-          "| / ORT | / NumPy | / forward | faults Predictor / ORT / NumPy / forward | max abs diff vs forward | load |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|")
+          f"order flipped each round; {args.threads} threads. ORT export: ONNX Runtime on `npctr.export_onnx`'s "
+          "graph (every position, as `forward`); ORT helper: on the graph built here with `onnx.helper` (split "
+          "first layer, folded Dice). Ratios: npctr Predictor / peer, against the faster ORT graph (below 1: "
+          "npctr faster). faults = minor page faults per call.\n")
+    print("| batch | npctr Predictor ms (min) | ORT export ms (min) | ORT helper ms (min) | plain NumPy ms (min) "
+          "| model.forward ms (min) | / ORT | / NumPy | / forward | faults Predictor / ORT / NumPy / forward "
+          "| max abs diff vs forward | load |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|")
+    helper_names = {i.name for i in helper.get_inputs()}
     for batch in args.batches:
         x = {k: v[:batch] for k, v in x_all.items()}
         feeds = {k: (v.astype(np.int64) if v.dtype.kind in "iu" else v.astype(np.float32)) for k, v in x.items()
-                 if k in {i.name for i in sess.get_inputs()}}
-        fns = {"predictor": lambda: predictor.predict(x), "ort": lambda: sess.run(None, feeds),
+                 if k in helper_names}
+        fns = {"predictor": lambda: predictor.predict(x), "helper": lambda: helper.run(None, feeds)[0],
                "numpy": lambda: numpy_din(w, x), "forward": lambda: model.forward(x)}
+        if exported is not None:
+            sess, make_feed = exported
+            feed = make_feed(model, x)
+            fns["export"] = lambda: sess.run(None, feed)[0]
         ref = model.forward(x)
-        diffs = {n: float(np.max(np.abs(np.asarray(f() if n != "ort" else f()[0]) - ref))) for n, f in fns.items()}
+        diff = max(float(np.max(np.abs(np.asarray(f()) - ref))) for f in fns.values())
         res = time_blocks(fns, args.rounds, args.block_ms)
-        p, o, nmp, fw = (res[n] for n in ("predictor", "ort", "numpy", "forward"))
-        print(f"| {batch} | {fmt_ms(p[0])} ({fmt_ms(p[1])}) | {fmt_ms(o[0])} ({fmt_ms(o[1])}) | {fmt_ms(nmp[0])} "
-              f"({fmt_ms(nmp[1])}) | {fmt_ms(fw[0])} ({fmt_ms(fw[1])}) | {p[0] / o[0]:.2f} | {p[0] / nmp[0]:.2f} "
-              f"| {p[0] / fw[0]:.2f} | {p[2]:.0f} / {o[2]:.0f} / {nmp[2]:.0f} / {fw[2]:.0f} "
-              f"| {max(diffs['predictor'], diffs['ort']):.1e} | {load_line()} |", flush=True)
+        p, h, nmp, fw = (res[n] for n in ("predictor", "helper", "numpy", "forward"))
+        e = res.get("export")
+        ort = min((r for r in (h, e) if r is not None), key=lambda r: r[0])
+        export_cell = f"{fmt_ms(e[0])} ({fmt_ms(e[1])})" if e else "n/a"
+        print(f"| {batch} | {fmt_ms(p[0])} ({fmt_ms(p[1])}) | {export_cell} | {fmt_ms(h[0])} ({fmt_ms(h[1])}) "
+              f"| {fmt_ms(nmp[0])} ({fmt_ms(nmp[1])}) | {fmt_ms(fw[0])} ({fmt_ms(fw[1])}) | {p[0] / ort[0]:.2f} "
+              f"| {p[0] / nmp[0]:.2f} | {p[0] / fw[0]:.2f} | {p[2]:.0f} / {ort[2]:.0f} / {nmp[2]:.0f} / {fw[2]:.0f} "
+              f"| {diff:.1e} | {load_line()} |", flush=True)
     predictor.close()
 
 
@@ -540,8 +549,6 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=None, help="timed rounds (default 15, 2 with --quick)")
     parser.add_argument("--block-ms", type=float, default=None, help="ms of calls per block (default 60)")
     parser.add_argument("--batches", default="1,256,4096")
-    parser.add_argument("--export-onnx", action="store_true",
-                        help="use npctr.export_onnx for the ONNX model if this tree has it")
     parser.add_argument("--train-commits", default=f"{BASELINE_COMMIT},a97ce4e",
                         help=f"comma-separated commits to compare training with (default {BASELINE_COMMIT}: "
                              "main before issue #10, and a97ce4e: + 2-D GEMMs)")

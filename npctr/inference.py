@@ -307,19 +307,27 @@ class Predictor:
         return self._prepared
 
     # -- public ----------------------------------------------------------------------------
-    def predict(self, x, batch_size=None):
+    def predict(self, x, batch_size=None, return_attention=False):
         """Predictions ``(n_samples, 1)`` for the feature dict ``x`` (inference mode).
 
         ``batch_size`` bounds the rows handled per step (as ``Model.predict``); within a
         step rows are processed in chunks of ``chunk_rows`` on up to ``threads`` threads.
+        ``return_attention=True`` (DIN) also returns the attention weights
+        ``(n_samples, 1, T)``, what ``forward`` leaves in ``model.attention_scores``.
         """
         if batch_size is not None:
             batch_size = check_positive_int(batch_size, "batch_size")
+        n, f = self._checked(x)
+        if not return_attention:
+            return self._predict_features(f, n, batch_size or n)
+        return self._predict_features(f, n, batch_size or n, scores_from=0)
+
+    def _checked(self, x):
         n, f = self.model.check_features(x)
         if n == 0:
             raise ValueError("x holds no samples")
         self._check_ids(f)
-        return self._predict_features(f, n, batch_size or n)
+        return n, f
 
     __call__ = predict
 
@@ -336,30 +344,43 @@ class Predictor:
             for name in names:
                 table._check_ids(f[name], name)
 
-    def _predict_features(self, f, n, batch_size):
+    def _predict_features(self, f, n, batch_size, scores_from=None):
+        """Predictions for checked features; with ``scores_from``, also the attention weights
+        ``(n - scores_from, 1, T)`` of rows ``scores_from:`` (None without attention)."""
         prep = self._weights()
         out = np.empty((n, 1), dtype=prep.dtype)
+        scores = None
+        if scores_from is not None and prep.attention:
+            scores = np.empty((n - scores_from, 1, self.model.history_columns[0].maxlen), dtype=prep.dtype)
         if not prep.supported:          # an activation class with no prepared form
             for lo in range(0, n, batch_size):
                 hi = min(lo + batch_size, n)
                 out[lo:hi] = self.model.forward({k: v[lo:hi] for k, v in f.items()}, training=False,
                                                 backprop=False)
-            return out
+                if scores is not None and hi > scores_from:
+                    scores[max(lo, scores_from) - scores_from:hi - scores_from] = \
+                        self.model.attention_scores[max(lo, scores_from) - lo:]
+            return out if scores_from is None else (out, scores)
         bounds = [(lo, min(lo + self.chunk_rows, n, (lo // batch_size + 1) * batch_size))
                   for lo in self._chunk_starts(n, batch_size)]
-        run = lambda b: self._chunk(prep, f, b[0], b[1], out)      # noqa: E731
+
+        def run(bound):
+            lo, hi = bound
+            keep = scores is not None and lo >= scores_from
+            self._chunk(prep, f, lo, hi, out, scores[lo - scores_from:hi - scores_from, 0] if keep else None)
+
         if n <= TINY_ROWS:              # GEMMs too small for OpenBLAS to thread: nothing to set
             for b in bounds:
                 run(b)
-            return out
-        with single_threaded_blas():    # parallel over chunks, not inside each GEMM
-            if len(bounds) == 1 or self.threads == 1:
-                for b in bounds:
-                    run(b)
-            else:
-                for _ in self._executor().map(run, bounds):
-                    pass
-        return out
+        else:
+            with single_threaded_blas():    # parallel over chunks, not inside each GEMM
+                if len(bounds) == 1 or self.threads == 1:
+                    for b in bounds:
+                        run(b)
+                else:
+                    for _ in self._executor().map(run, bounds):
+                        pass
+        return out if scores_from is None else (out, scores)
 
     def _chunk_starts(self, n, batch_size):
         for step in range(0, n, batch_size):
@@ -373,12 +394,13 @@ class Predictor:
                     self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="npctr-predict")
         return self._pool
 
-    def _chunk(self, prep, f, lo, hi, out):
-        """Rows ``lo:hi``: embeddings, pooling, attention, DNN, output; writes ``out[lo:hi]``."""
+    def _chunk(self, prep, f, lo, hi, out, scores=None):
+        """Rows ``lo:hi``: embeddings, pooling, attention, DNN, output; writes ``out[lo:hi]``
+        (and the attention weights into ``scores`` ``(hi - lo, T)`` if given)."""
         with np.errstate(over="ignore"):    # exp(-x) -> inf in a sigmoid is exact (gives 0)
-            self._chunk_rows(prep, f, lo, hi, out)
+            self._chunk_rows(prep, f, lo, hi, out, scores)
 
-    def _chunk_rows(self, prep, f, lo, hi, out):
+    def _chunk_rows(self, prep, f, lo, hi, out, scores):
         model, ws, dtype = self.model, self._workspace, prep.dtype
         b = hi - lo
         deep = ws.get("deep", (b, model._layers["dnn"]._input_dim), dtype)
@@ -394,7 +416,7 @@ class Predictor:
             col += e
         if prep.attention:
             e = sum(c.embedding_dim for c in model.query_columns)
-            self._attention(prep, model, f, lo, hi, deep, deep[:, col:col + e], ws)
+            self._attention(prep, model, f, lo, hi, deep, deep[:, col:col + e], ws, scores)
             col += e
         for fc in model.dense_columns:
             deep[:, col:col + fc.dimension] = f[fc.name][lo:hi]
@@ -427,7 +449,7 @@ class Predictor:
         return y
 
     @staticmethod
-    def _attention(prep, model, f, lo, hi, deep, out, ws):
+    def _attention(prep, model, f, lo, hi, deep, out, ws, scores=None):
         """DIN's attention pooling for rows ``lo:hi`` into ``out`` ``(b, E)``, on valid positions only."""
         dtype = prep.dtype
         hist = [f[fc.name][lo:hi] for fc in model.history_columns]
@@ -460,7 +482,7 @@ class Predictor:
             s_v += prep.score_bias
         else:
             s_v = z                                                      # (V, 1) already the score
-        if b == 1 and not prep.weight_normalization:
+        if b == 1 and not prep.weight_normalization and scores is None:
             np.matmul(s_v[:, 0], kp[:, :e], out=out[0])                  # padded positions weigh 0
             return
         # scores at every (row, t), padded positions as the layer defines them
@@ -472,3 +494,5 @@ class Predictor:
             w = np.zeros((b, t), dtype=dtype)
             w.reshape(-1)[flat] = s_v[:, 0]
         np.matmul(w[:, None, :], keys, out=out[:, None, :])
+        if scores is not None:
+            scores[...] = w

@@ -283,3 +283,21 @@ def test_models_and_predictors_deepcopy():
     predictor = copy.deepcopy(model.inference(threads=2, chunk_rows=8))
     assert (predictor.threads, predictor.chunk_rows) == (2, 8)
     np.testing.assert_allclose(predictor.predict(x), expected, rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("wn", [False, True])
+def test_attention_weights(wn):
+    """``return_attention=True`` gives forward's attention weights; ``predict`` leaves those of its
+    last batch in ``model.attention_scores``, as forward did batch by batch."""
+    model, cols = din(att_weight_normalization=wn)
+    x = features(cols, 23, np.random.default_rng(19))
+    model.forward(x)
+    expected = model.attention_scores.copy()
+    for n in (1, 23):
+        xn = {k: v[:n] for k, v in x.items()}
+        p, w = model.inference(chunk_rows=4).predict(xn, return_attention=True)
+        np.testing.assert_allclose(w, expected[:n], rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(p, model.forward(xn), rtol=1e-12, atol=0)
+    model.attention_scores = None
+    model.predict(x, batch_size=10)
+    np.testing.assert_allclose(model.attention_scores, expected[20:], rtol=1e-12, atol=1e-15)

@@ -433,9 +433,20 @@ class Model(Layer):
         if n == 0:
             raise ValueError("x holds no samples")
         predictor = self._predictor()
-        if predictor is not None:
-            return predictor.predict(x, batch_size=batch_size)
-        return self._predict_arrays(x, n, batch_size)
+        if predictor is None:
+            return self._predict_arrays(x, n, batch_size)
+        return self._predict_with(predictor, x, n, batch_size)
+
+    def _predict_with(self, predictor, x, n, batch_size):
+        """``predict`` through the fast path; leaves what ``forward`` would in ``attention_scores``
+        (the weights of the last ``batch_size`` rows), for models that have them."""
+        n, f = predictor._checked(x)
+        if getattr(self, "attention_scores", False) is False:
+            return predictor._predict_features(f, n, batch_size)
+        last = (n - 1) // batch_size * batch_size
+        out, scores = predictor._predict_features(f, n, batch_size, scores_from=last)
+        self.attention_scores = scores
+        return out
 
     def evaluate(self, x, y, batch_size=256, verbose=0):
         """Loss (data loss + L2, as Keras) and metrics in inference mode.
