@@ -27,9 +27,10 @@ import warnings
 import numpy as np
 
 from ..layers.base import Layer
-from .._validation import check_positive_int
+from .._validation import check_positive_int, check_finite_rows, as_feature_dict
 from ..layers.activation import sigmoid, softmax
 from ..training import losses as losses_mod, optimizers as optimizers_mod, metrics as metrics_mod
+from ..training.atomic import StepGuard, check_update
 from ..training.callbacks import Callback, History
 from ..training.progress import ProgressBar
 
@@ -112,17 +113,14 @@ class Model(Layer):
         return ["loss"] + [k for k, _ in getattr(self, "compiled_metrics", [])]
 
     # -- input checks ---------------------------------------------------------------------
-    def _check_x(self, x, name="x"):
-        """Dict of arrays holding exactly ``feature_names``, all of one length. Returns (dict, n)."""
+    def _check_x(self, x, name="x", check_finite=True):
+        """Dict of arrays holding exactly ``feature_names``, all of one length. Returns (dict, n).
+
+        ``check_finite``: a float array holding NaN or inf is a ``ValueError`` naming the
+        feature and its first bad row.
+        """
         names = list(self.feature_names)
-        if isinstance(x, (list, tuple)) and not isinstance(x, dict):
-            if len(x) != len(names):
-                raise ValueError(f"{name} given as a list must hold {len(names)} arrays in the order "
-                                 f"{names}, got {len(x)}")
-            x = dict(zip(names, x))
-        if not isinstance(x, dict):
-            raise TypeError(f"{name} must be a dict of arrays keyed by feature name {names}, "
-                            f"got {type(x).__name__}")
+        x = as_feature_dict(x, names, name)
         missing = [n for n in names if n not in x]
         extra = [k for k in x if k not in names]
         if missing or extra:
@@ -135,6 +133,8 @@ class Model(Layer):
                 raise ValueError(f"{name}[{n!r}] must be an array with one row per sample, got a scalar")
             if a.dtype.kind not in "biuf":
                 raise TypeError(f"{name}[{n!r}] must be numeric, got dtype {a.dtype}")
+            if check_finite:
+                check_finite_rows(a, f"{name}[{n!r}]")
             arrays[n] = a
         lengths = {n: a.shape[0] for n, a in arrays.items()}
         if len(set(lengths.values())) > 1:
@@ -169,8 +169,8 @@ class Model(Layer):
                                  f"{int(bad.sum())} other values, e.g. {values.tolist()}")
         return y
 
-    def _check_xy(self, x, y, xname="x", yname="y"):
-        x, n = self._check_x(x, xname)
+    def _check_xy(self, x, y, xname="x", yname="y", check_finite=True):
+        x, n = self._check_x(x, xname, check_finite)
         if n == 0:
             raise ValueError(f"{xname} holds no samples")
         return x, self._check_y(y, n, yname), n
@@ -192,7 +192,33 @@ class Model(Layer):
         return {k: v for k, v in params.items() if not any(k.startswith(p) for p in frozen)}
 
     def _train_step(self, xb, yb, where):
-        """Forward, loss, backward, L2 gradients, optimizer update. Returns (total loss, predictions)."""
+        """One all-or-nothing update (see ``npctr.training.atomic``). Returns (total loss, predictions).
+
+        If anything raises before the update is written (a NaN loss or gradient, a bad batch,
+        ``KeyboardInterrupt``), the weights, moving statistics, dropout generators and the
+        optimizer's state are exactly as before the step.
+        """
+        with StepGuard() as guard:
+            snapshot = self.snapshot()
+            try:
+                total, pred = self._loss_and_gradients(xb, yb, where)
+                params, grads = self._trainable_params(), self.grads
+                bad = check_update(params, grads)
+                if bad is not None:
+                    epoch, batch = where
+                    raise NonFiniteLossError(
+                        f"the gradient of {bad!r} became NaN or infinite at epoch {epoch}, batch "
+                        f"{batch}; the weights were not updated with this batch (lower the learning "
+                        "rate, check the inputs)", epoch=epoch, batch=batch, loss=total)
+                guard.commit()
+            except BaseException:
+                self.restore(snapshot)
+                raise
+            self.optimizer.apply_gradients(params, grads)
+        return total, pred
+
+    def _loss_and_gradients(self, xb, yb, where):
+        """Forward, loss, backward and L2 gradients (``grads``); no weight changes."""
         uses_logits = self._uses_logits()
         if uses_logits:
             z = self.forward_logits(xb, training=True, backprop=True)
@@ -211,14 +237,13 @@ class Model(Layer):
         else:
             self.backward(self.loss.grad(yb, pred))
         self.add_regularization_grads()
-        self.optimizer.apply_gradients(self._trainable_params(), self.grads)
         return total, pred
 
-    def train_on_batch(self, x, y):
+    def train_on_batch(self, x, y, check_finite=True):
         """One update on one batch; returns the loss (before the update), or
         ``[loss, *metrics]`` on this batch when metrics were compiled (Keras's form)."""
         self._check_compiled("train_on_batch")
-        x, y, _ = self._check_xy(x, y)
+        x, y, _ = self._check_xy(x, y, check_finite=check_finite)
         total, pred = self._train_step(x, y, (1, 1))
         if not self.compiled_metrics:
             return total
@@ -247,7 +272,7 @@ class Model(Layer):
         return rng
 
     def fit(self, x=None, y=None, batch_size=256, epochs=1, verbose=1, validation_split=0.0,
-            validation_data=None, shuffle=True, callbacks=None):
+            validation_data=None, shuffle=True, callbacks=None, check_finite=True):
         """Train for ``epochs`` passes over ``(x, y)`` in mini-batches; returns a ``History``.
 
         Parameters follow Keras. ``validation_split`` holds out the *last* fraction of the
@@ -269,7 +294,7 @@ class Model(Layer):
             raise ValueError(f"epochs must be a non-negative integer, got {epochs!r}")
         if verbose not in (0, 1, 2):
             raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
-        x, y, n = self._check_xy(x, y)
+        x, y, n = self._check_xy(x, y, check_finite=check_finite)
         val = None
         if validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
@@ -278,7 +303,7 @@ class Model(Layer):
                                  + (f" of length {len(validation_data)}"
                                     if isinstance(validation_data, (tuple, list)) else ""))
             vx, vy, _ = self._check_xy(validation_data[0], validation_data[1], "validation_data[0]",
-                                       "validation_data[1]")
+                                       "validation_data[1]", check_finite)
             val = (vx, vy)
         elif validation_split:
             if isinstance(validation_split, bool) or not isinstance(validation_split, numbers.Real) \
@@ -359,16 +384,16 @@ class Model(Layer):
         pred = self._predict_arrays(x, y.shape[0], batch_size)
         return self.loss.value(y, pred) + self.regularization_loss(), pred
 
-    def predict(self, x, batch_size=256):
+    def predict(self, x, batch_size=256, check_finite=True):
         """Predictions ``(n_samples, 1)`` in inference mode (no dropout, moving statistics,
         nothing cached), computed ``batch_size`` samples at a time. NumPy only."""
         batch_size = check_positive_int(batch_size, "batch_size")
-        x, n = self._check_x(x)
+        x, n = self._check_x(x, check_finite=check_finite)
         if n == 0:
             raise ValueError("x holds no samples")
         return self._predict_arrays(x, n, batch_size)
 
-    def evaluate(self, x, y, batch_size=256, verbose=0):
+    def evaluate(self, x, y, batch_size=256, verbose=0, check_finite=True):
         """Loss (data loss + L2, as Keras) and metrics in inference mode.
 
         Returns the loss alone when no metrics were compiled, else
@@ -376,7 +401,7 @@ class Model(Layer):
         """
         self._check_compiled("evaluate")
         batch_size = check_positive_int(batch_size, "batch_size")
-        x, y, _ = self._check_xy(x, y)
+        x, y, _ = self._check_xy(x, y, check_finite=check_finite)
         loss, pred = self._evaluate_arrays(x, y, batch_size)
         logs = {"loss": loss, **self._metric_logs(y, pred)}
         if verbose:

@@ -1,0 +1,160 @@
+"""Issue 9's defects: a failed step damages nothing, bad input is refused, files and loading are safe."""
+import os
+import signal
+
+import numpy as np
+import pytest
+
+from npctr.datasets import make_din_data
+from npctr.models import DIN
+from npctr.models.base import NonFiniteLossError
+from npctr.training import Adam
+
+from toy_models import ToyDNNModel, toy_data
+
+
+def small_din(**kw):
+    x, y, columns, history = make_din_data(64, n_users=10, n_items=30, n_cates=6, maxlen=5, seed=3)
+    kw = {"dnn_hidden_units": (8, 4), "att_hidden_size": (6, 4), "dnn_use_bn": True,
+          "dnn_dropout": 0.1, **kw}
+    return DIN(columns, history, **kw), x, y
+
+
+def everything(model):
+    """Every array a step may change: weights, moving statistics, generators, optimizer state."""
+    rngs = {p: repr(layer._rng.bit_generator.state) for p, layer in model.sublayers()
+            if getattr(layer, "_rng", None) is not None}
+    return ({k: v.copy() for k, v in model.params.items()}, {k: v.copy() for k, v in model.state.items()},
+            {k: np.copy(v) for k, v in model.optimizer.state().items()}, rngs)
+
+
+def assert_same(a, b):
+    for da, db in zip(a[:3], b[:3]):
+        assert da.keys() == db.keys()
+        for k in da:
+            np.testing.assert_array_equal(da[k], db[k], err_msg=k)
+    assert a[3] == b[3]
+
+
+def compiled_din():
+    model, x, y = small_din()
+    model.compile(Adam(0.01), "binary_crossentropy")
+    model.fit(x, y, batch_size=16, epochs=1, verbose=0)      # slots exist, statistics moved
+    return model, x, y
+
+
+# -- 1. a failed step leaves everything as before ------------------------------------------------------
+def test_nan_batch_leaves_moving_statistics_and_weights_untouched():
+    model, x, y = compiled_din()
+    before = everything(model)
+    clean = model.predict(x)
+    bad = {k: v.copy() for k, v in x.items()}
+    bad["pay_score"] = bad["pay_score"].astype(np.float64)
+    bad["pay_score"][20] = np.nan
+    with pytest.raises(NonFiniteLossError, match="batch 2"):
+        model.fit(bad, y, batch_size=16, epochs=1, shuffle=False, verbose=0, check_finite=False)
+    # batch 1 was applied; rebuild the expectation: a fresh model trained on batch 1 only
+    ref, _, _ = compiled_din()
+    ref.fit({k: v[:16] for k, v in bad.items()}, y[:16], batch_size=16, epochs=1, shuffle=False, verbose=0)
+    assert_same(everything(model), everything(ref))
+    assert np.isfinite(model.predict(x)).all()
+    # a rejected first batch changes nothing at all
+    model2, _, _ = compiled_din()
+    with pytest.raises(NonFiniteLossError):
+        model2.train_on_batch({k: v[16:32] for k, v in bad.items()}, y[16:32], check_finite=False)
+    assert_same(everything(model2), before)
+    np.testing.assert_array_equal(model2.predict(x), clean)
+
+
+@pytest.mark.parametrize("where", ["forward", "backward"])
+def test_exception_inside_the_step_rolls_back(where, monkeypatch):
+    model, x, y = compiled_din()
+    before = everything(model)
+    layer = model._layers["dnn"]
+    original = getattr(layer, where)
+    calls = []
+
+    def interrupted(*args, **kwargs):
+        calls.append(1)
+        original(*args, **kwargs)              # the forward has moved the statistics by now
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(layer, where, interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(x, y, batch_size=16, epochs=1, verbose=0)
+    assert calls
+    assert_same(everything(model), before)
+
+
+def test_bad_gradient_shape_is_refused_before_any_write(monkeypatch):
+    model, x, y = compiled_din()
+    before = everything(model)
+    layer = model._layers["dense"]
+    original = layer.backward
+
+    def wrong(d):
+        out = original(d)
+        layer._grads["kernel"] = layer._grads["kernel"][:-1]
+        return out
+
+    monkeypatch.setattr(layer, "backward", wrong)
+    with pytest.raises(ValueError, match="dense/kernel"):
+        model.train_on_batch({k: v[:16] for k, v in x.items()}, y[:16])
+    assert_same(everything(model), before)
+
+
+def test_nan_gradient_is_refused_before_any_write(monkeypatch):
+    model, x, y = compiled_din()
+    before = everything(model)
+    layer = model._layers["dense"]
+    original = layer.backward
+
+    def poisoned(d):
+        out = original(d)
+        layer._grads["kernel"][0, 0] = np.inf
+        return out
+
+    monkeypatch.setattr(layer, "backward", poisoned)
+    with pytest.raises(NonFiniteLossError, match="dense/kernel"):
+        model.train_on_batch({k: v[:16] for k, v in x.items()}, y[:16])
+    assert_same(everything(model), before)
+
+
+class InterruptedAdam(Adam):
+    """Adam that receives a Ctrl-C while writing its first parameter's update."""
+
+    def _apply_dense(self, key, param, grad):
+        if not getattr(self, "_sent", False):
+            self._sent = True
+            os.kill(os.getpid(), signal.SIGINT)
+        super()._apply_dense(key, param, grad)
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGINT") or os.name != "posix", reason="POSIX signals")
+def test_ctrl_c_during_the_update_completes_the_step_then_interrupts():
+    x, y = toy_data(32)
+    model = ToyDNNModel({"a": 3, "b": 2}, use_bn=True).compile(InterruptedAdam(0.01))
+    ref = ToyDNNModel({"a": 3, "b": 2}, use_bn=True).compile(Adam(0.01))
+    ref.train_on_batch(x, y)
+    with pytest.raises(KeyboardInterrupt):
+        model.train_on_batch(x, y)
+    for k, v in ref.params.items():           # every parameter got its update: all, not half
+        np.testing.assert_array_equal(model.params[k], v, err_msg=k)
+    assert model.optimizer.iterations == 1
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+# -- 3. NaN / inf in dense features ------------------------------------------------------------------
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+def test_non_finite_dense_feature_names_feature_and_row(value):
+    model, x, y = small_din()
+    model.compile("adam")
+    x = {k: v.copy() for k, v in x.items()}
+    x["pay_score"][7] = value
+    for call in (lambda: model.predict(x), lambda: model.evaluate(x, y),
+                 lambda: model.fit(x, y, verbose=0), lambda: model.train_on_batch(x, y)):
+        with pytest.raises(ValueError, match=r"x\['pay_score'\].*row 7.*check_finite=False"):
+            call()
+    before = everything(model)
+    assert np.isnan(model.predict(x, check_finite=False)[7, 0])    # the escape: raw speed, raw result
+    assert_same(everything(model), before)
