@@ -140,7 +140,7 @@ def as_feature_dict(x, names, name="x"):
     return x
 
 
-def check_finite_rows(a, name):
+def check_finite_rows(a, name, hint="pass check_finite=False to skip this check"):
     """A float array without NaN or inf; else a ``ValueError`` naming ``name``, the first bad
     row (first axis) and its value. Integer arrays pass unchecked."""
     if a.dtype.kind != "f" or a.size == 0:
@@ -151,5 +151,4 @@ def check_finite_rows(a, name):
     bad = ~finite.reshape(a.shape[0], -1)
     row = int(np.argmax(bad.any(axis=1)))
     value = a.reshape(a.shape[0], -1)[row][bad[row]][0]
-    raise ValueError(f"{name} holds NaN or infinite values: the first is {value} at row {row}; "
-                     "pass check_finite=False to skip this check")
+    raise ValueError(f"{name} holds NaN or infinite values: the first is {value} at row {row}; {hint}")

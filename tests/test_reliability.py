@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 
 from npctr.datasets import make_din_data
+from npctr.feature_column import DenseFeat, register_transform
+from npctr.io import load_model
 from npctr.models import DIN
 from npctr.models.base import NonFiniteLossError
 from npctr.training import Adam
@@ -158,3 +160,55 @@ def test_non_finite_dense_feature_names_feature_and_row(value):
     before = everything(model)
     assert np.isnan(model.predict(x, check_finite=False)[7, 0])    # the escape: raw speed, raw result
     assert_same(everything(model), before)
+
+
+# -- 2. DenseFeat(transform_fn) -----------------------------------------------------------------------
+def din_with_transform(transform_fn):
+    x, y, columns, history = make_din_data(32, n_users=10, n_items=30, n_cates=6, maxlen=5, seed=3)
+    columns = [DenseFeat(fc.name, fc.dimension, transform_fn=transform_fn) if isinstance(fc, DenseFeat) else fc
+               for fc in columns]
+    return DIN(columns, history, dnn_hidden_units=(8,), att_hidden_size=(4,)), x, y
+
+
+def test_transform_fn_is_applied():
+    plain, x, _ = din_with_transform(None)
+    model, _, _ = din_with_transform(np.log1p)
+    named, _, _ = din_with_transform("log1p")
+    x_logged = {**x, "pay_score": np.log1p(x["pay_score"].astype(np.float64))}
+    np.testing.assert_array_equal(model.predict(x), plain.predict(x_logged))
+    np.testing.assert_array_equal(named.predict(x), plain.predict(x_logged))
+    assert not np.array_equal(model.predict(x), plain.predict(x))
+
+
+def test_registered_transform_is_saved_by_name(tmp_path):
+    fn = register_transform("times_two_for_test", lambda v: 2 * v)
+    for spec in (fn, "times_two_for_test", np.log1p):
+        model, x, _ = din_with_transform(spec)
+        model.save(tmp_path / "m.npz")
+        loaded = load_model(tmp_path / "m.npz")
+        np.testing.assert_array_equal(loaded.predict(x), model.predict(x))
+        dense = [fc for fc in loaded.dnn_feature_columns if isinstance(fc, DenseFeat)]
+        assert [fc.transform_fn for fc in dense] == ["times_two_for_test" if spec is not np.log1p else "log1p"]
+
+
+def test_unregistered_transform_is_refused_at_save(tmp_path):
+    model, x, _ = din_with_transform(lambda v: v * 3)
+    model.predict(x)                                         # usable...
+    with pytest.raises(ValueError, match="'pay_score'.*not a registered transform.*register_transform"):
+        model.save(tmp_path / "m.npz")                      # ...but not saveable
+    assert not list(tmp_path.iterdir())
+
+
+def test_bad_transforms_are_clear_errors():
+    with pytest.raises(ValueError, match="transform_fn of 'd'.*'nope'"):
+        DenseFeat("d", transform_fn="nope")
+    with pytest.raises(TypeError, match="transform_fn of 'd'"):
+        DenseFeat("d", transform_fn=3)
+    model, x, _ = din_with_transform(lambda v: v[:, :0])
+    with pytest.raises(ValueError, match="transform_fn of feature 'pay_score' must keep the shape"):
+        model.predict(x)
+    model, x, _ = din_with_transform("log1p")
+    with pytest.raises(ValueError, match="transform_fn of feature 'pay_score'.*row 2"):
+        model.predict({**x, "pay_score": np.where(np.arange(32) == 2, -1.0, 0.5)})
+    with pytest.raises(ValueError, match="registered"):
+        register_transform("log1p", np.exp)

@@ -17,7 +17,8 @@ from ..layers.core import DNN, PredictionLayer
 from ..layers.dense import Dense
 from ..layers.embedding import Embedding
 from ..layers.sequence import SequencePoolingLayer, AttentionSequencePoolingLayer
-from .._validation import check_units, check_rate, check_nonnegative, check_seed, resolve_dtype, check_shape
+from .._validation import (check_units, check_rate, check_nonnegative, check_seed, resolve_dtype, check_shape,
+                           check_finite_rows)
 
 
 def _split_last(d, sizes):
@@ -169,7 +170,7 @@ class FeatureModel(Model):
                     raise TypeError(f"feature {n!r} must be numeric, got dtype {a.dtype}")
                 if a.shape not in ((batch, fc.dimension),) + (((batch,),) if fc.dimension == 1 else ()):
                     raise ValueError(f"feature {n!r} must have shape (batch_size, {fc.dimension}), got {a.shape}")
-                out[n] = a.reshape(batch, fc.dimension).astype(self.dtype, copy=False)
+                out[n] = self._dense_values(fc, a.reshape(batch, fc.dimension).astype(self.dtype, copy=False))
                 continue
             if a.dtype.kind not in "iu":
                 raise TypeError(f"feature {n!r} must hold integer ids, got dtype {a.dtype}")
@@ -185,6 +186,21 @@ class FeatureModel(Model):
                     raise ValueError(f"feature {n!r} (the length of {fc.name!r}) must be >= 0, got {a.min()}")
                 out[n] = a.reshape(batch, 1)
         return batch, out
+
+    @staticmethod
+    def _dense_values(fc, values):
+        """The feature's ``transform_fn`` applied, checked to keep the shape and stay finite."""
+        transform = fc.transform
+        if transform is None:
+            return values
+        with np.errstate(all="ignore"):            # a value outside the domain is reported below
+            out = np.asarray(transform(values), dtype=values.dtype)
+        if out.shape != values.shape:
+            raise ValueError(f"transform_fn of feature {fc.name!r} must keep the shape {values.shape}, "
+                             f"returned {out.shape}")
+        check_finite_rows(out, f"transform_fn of feature {fc.name!r} applied to its values",
+                          hint="check the inputs against the transform's domain")
+        return out
 
     # -- forward / backward ---------------------------------------------------------------
     def _forward_logit(self, x, training, backprop):
