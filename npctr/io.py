@@ -8,22 +8,27 @@ Contents (every entry a plain array, so loading never runs code):
 * one array per weight and moving statistic, named by its path (``model.weight_names()``,
   e.g. ``dnn/kernel0``, ``dnn/bn0/moving_mean``).
 
-``save_model`` writes to a temporary file in the target's directory, fsyncs it and
-renames it over the target (``os.replace``), so a crash mid-save leaves any previous
-file intact. ``load_model`` checks the format version, the class (registered with
+``save_model`` writes to a temporary file in the target's directory
+(``.<name>.<pid>.<random>.npz.tmp``), fsyncs it and renames it over the target
+(``os.replace``), so a crash mid-save leaves any previous file intact; a later save of the
+same path deletes the temp files such a crash left. The file gets the mode of the file it
+replaces, or for a new file ``0o666`` minus the umask (as ``open`` would create it). ``load_model`` checks the format version, the class (registered with
 ``@register_model``), the JSON, and that the arrays match the rebuilt model's weight
 names, shapes and dtypes exactly; anything else is a ``ValueError`` that says what is
 wrong. NumPy only.
 """
 import json
 import os
-import tempfile
+import re
+import secrets
 import zipfile
 
 import numpy as np
 
 FORMAT_VERSION = 1
 _META = ("__format__", "__npctr_version__", "__config__")
+#: temp files of a save in progress end so (``.gitignore`` matches ``*.npz.tmp``)
+TEMP_SUFFIX = ".npz.tmp"
 
 
 def _npctr_version():
@@ -55,9 +60,16 @@ def save_model(model, path):
 
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
+    _remove_stale_temps(path)
+    tmp = _temp_path(path)
+    # created like any new file (mode 0o666 minus the umask), or given the replaced file's mode
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     try:
         with os.fdopen(fd, "wb") as f:
+            try:
+                os.chmod(tmp, os.stat(path).st_mode & 0o7777)
+            except FileNotFoundError:
+                pass
             np.savez(f, **arrays)
             f.flush()
             os.fsync(f.fileno())
@@ -78,6 +90,43 @@ def save_model(model, path):
         pass
     finally:
         os.close(dir_fd)
+
+
+def _temp_path(path):
+    """``.<name>.<pid>.<random>.npz.tmp`` next to ``path`` (``.gitignore``'s ``*.npz.tmp``)."""
+    head, tail = os.path.split(path)
+    return os.path.join(head, f".{tail}.{os.getpid()}.{secrets.token_hex(4)}{TEMP_SUFFIX}")
+
+
+def _remove_stale_temps(path):
+    """Delete temp files of an earlier save of ``path`` whose process no longer runs (a killed
+    save); a save in progress in another live process keeps its file."""
+    head, tail = os.path.split(path)
+    pattern = re.compile(re.escape(f".{tail}.") + r"(\d+)\.[0-9a-f]+" + re.escape(TEMP_SUFFIX) + "$")
+    try:
+        names = os.listdir(head or ".")
+    except OSError:
+        return
+    for name in names:
+        match = pattern.match(name)
+        if match is None or _process_alive(int(match.group(1))):
+            continue
+        try:
+            os.unlink(os.path.join(head, name))
+        except OSError:
+            pass
+
+
+def _process_alive(pid):
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True       # exists (another user's) or cannot tell: keep its file
+    return True
 
 
 def _read_archive(path):

@@ -212,3 +212,48 @@ def test_bad_transforms_are_clear_errors():
         model.predict({**x, "pay_score": np.where(np.arange(32) == 2, -1.0, 0.5)})
     with pytest.raises(ValueError, match="registered"):
         register_transform("log1p", np.exp)
+
+
+# -- 4. model file modes and temp files ---------------------------------------------------------------
+@pytest.mark.skipif(os.name != "posix", reason="POSIX modes")
+def test_saved_file_gets_the_umask_mode_or_the_replaced_files(tmp_path):
+    model, _, _ = small_din()
+    old = os.umask(0o022)
+    try:
+        model.save(tmp_path / "m.npz")
+        assert (tmp_path / "m.npz").stat().st_mode & 0o777 == 0o644
+        os.umask(0o027)
+        model.save(tmp_path / "new.npz")
+        assert (tmp_path / "new.npz").stat().st_mode & 0o777 == 0o640
+        os.chmod(tmp_path / "m.npz", 0o604)
+        model.save(tmp_path / "m.npz")                         # replacing keeps the old mode
+        assert (tmp_path / "m.npz").stat().st_mode & 0o777 == 0o604
+    finally:
+        os.umask(old)
+
+
+def test_temp_files_match_gitignore_and_stale_ones_are_removed(tmp_path, monkeypatch):
+    import fnmatch
+    from npctr import io as npctr_io
+    model, _, _ = small_din()
+    patterns = [line.strip() for line in open(os.path.join(os.path.dirname(__file__), "..", ".gitignore"))]
+    seen = []
+    real_replace = os.replace
+
+    def spy(src, dst):
+        seen.append(os.path.basename(src))
+        raise KeyboardInterrupt                                # killed mid-save
+    monkeypatch.setattr(npctr_io.os, "replace", spy)
+    with pytest.raises(KeyboardInterrupt):
+        model.save(tmp_path / "m.npz")
+    assert any(fnmatch.fnmatch(seen[0], p) for p in patterns), seen[0]
+    assert list(tmp_path.iterdir()) == []                      # an exception cleans up after itself
+    monkeypatch.setattr(npctr_io.os, "replace", real_replace)
+    # a save killed outright (no cleanup) by a process that is gone, and one of a live process
+    dead = tmp_path / ".m.npz.999999999.0badc0de.npz.tmp"
+    live = tmp_path / f".m.npz.{os.getppid()}.0badc0de.npz.tmp"
+    other = tmp_path / ".other.npz.999999999.0badc0de.npz.tmp"
+    for f in (dead, live, other):
+        f.write_bytes(b"partial")
+    model.save(tmp_path / "m.npz")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["m.npz", live.name, other.name])
