@@ -25,6 +25,8 @@ import zipfile
 
 import numpy as np
 
+from . import initializers
+
 FORMAT_VERSION = 1
 _META = ("__format__", "__npctr_version__", "__config__")
 #: temp files of a save in progress end so (``.gitignore`` matches ``*.npz.tmp``)
@@ -189,9 +191,10 @@ def load_model(path):
         raise ValueError(f"{path!r} holds a {cls_name!r} model, which is not a registered model class "
                          f"(known: {sorted(MODEL_REGISTRY)}); import the module that defines it first")
     try:
-        model = cls.from_config(config)
-        if not model.built:
-            model.build(None)
+        with initializers.placeholders():     # shapes only: no draws, no memory, until checked
+            model = cls.from_config(config)
+            if not model.built:
+                model.build(None)
     except Exception as exc:
         raise ValueError(f"{path!r}: could not rebuild {cls_name} from its config: "
                          f"{type(exc).__name__}: {exc}") from exc
@@ -213,5 +216,9 @@ def load_model(path):
     if problems:
         raise ValueError(f"{path!r}: arrays do not match the {cls_name} its config describes: "
                          + "; ".join(problems))
-    model.set_weights({name: arrays[name] for name in names})
+    for name in names:                        # the loaded arrays become the weights: no copy
+        value = arrays[name]
+        if not (value.flags.writeable and value.flags.c_contiguous):
+            value = np.array(value)
+        model._adopt(name, value)
     return model

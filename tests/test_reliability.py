@@ -257,3 +257,59 @@ def test_temp_files_match_gitignore_and_stale_ones_are_removed(tmp_path, monkeyp
         f.write_bytes(b"partial")
     model.save(tmp_path / "m.npz")
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["m.npz", live.name, other.name])
+
+
+# -- 5. load_model checks before it allocates, and draws nothing ----------------------------------------
+def _rewrite_config(src, dst, edit):
+    import json
+    with np.load(src) as data:
+        arrays = {k: data[k] for k in data.files}
+    meta = json.loads(str(arrays["__config__"]))
+    edit(meta["config"])
+    arrays["__config__"] = np.array(json.dumps(meta))
+    np.savez(dst, **arrays)
+
+
+def test_config_claiming_a_huge_table_is_rejected_without_allocating(tmp_path):
+    model, _, _ = small_din()
+    model.save(tmp_path / "m.npz")
+
+    def huge(config):       # ~128 GB of float64 for the item table (and its history column)
+        for fc in config["dnn_feature_columns"]:
+            inner = fc["config"].get("sparsefeat", {}).get("config", fc["config"])
+            if inner.get("embedding_name") == "item_id":
+                inner["vocabulary_size"] = 2 * 10 ** 9
+    _rewrite_config(tmp_path / "m.npz", tmp_path / "bad.npz", huge)
+    with pytest.raises(ValueError, match=r"sparse_emb_item_id/embeddings: shape \(31, 8\), expected \(2000000000, 8\)"):
+        load_model(tmp_path / "bad.npz")
+
+
+def test_loaded_weights_are_the_files_arrays_and_train(tmp_path, monkeypatch):
+    from npctr import initializers
+    model, x, y = small_din()
+    model.save(tmp_path / "m.npz")
+    drawn = []
+    real = initializers.random_normal.__wrapped__
+
+    def spy(*args, **kwargs):
+        drawn.append(1)
+        return real(*args, **kwargs)
+    monkeypatch.setattr(initializers.random_normal, "__wrapped__", spy)   # only to count draws
+    loaded = load_model(tmp_path / "m.npz")
+    for name in loaded.weight_names():
+        w = loaded._lookup(name)
+        assert w.flags.writeable and w.flags.owndata or w.base is not None
+        assert 0 not in w.strides or w.size <= 1, name
+    np.testing.assert_array_equal(loaded.predict(x), model.predict(x))
+    for m in (loaded, model):
+        m.compile(Adam(0.01))
+        m.fit(x, y, batch_size=16, epochs=1, verbose=0, shuffle=False)
+    np.testing.assert_array_equal(loaded.predict(x), model.predict(x))
+
+
+def test_placeholder_build_draws_nothing():
+    from npctr import initializers
+    with initializers.placeholders():
+        model, _, _ = small_din()
+    table = model._lookup("sparse_emb_item_id/embeddings")
+    assert table.strides == (0, 0) and not table.flags.writeable
