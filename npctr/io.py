@@ -131,8 +131,42 @@ def _process_alive(pid):
     return True
 
 
+#: leading bytes -> what a file that is not an npz archive looks like
+_SIGNATURES = (
+    (b"\x93NUMPY", "a single NumPy .npy array (npctr model files are .npz archives)"),
+    (b"\x89HDF\r\n\x1a\n", "an HDF5 file (e.g. a Keras .h5 model: import its weights with set_weights)"),
+    (b"\x80", "a Python pickle"),
+    (b"\x1f\x8b", "a gzip file"),
+    (b"{", "JSON text"),
+)
+
+
+def _not_npz(path):
+    """What ``path`` looks like if it is not a zip archive (None if it starts like one)."""
+    with open(path, "rb") as f:
+        head = f.read(512)
+    if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
+        return None
+    if not head:
+        return "an empty (0-byte) file"
+    for magic, what in _SIGNATURES:
+        if head.startswith(magic):
+            return what
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is None or any(c < " " and c not in "\t\r\n" for c in text):
+        return f"binary data starting with {head[:8]!r}"
+    return f"a text file starting with {text[:40]!r}"
+
+
 def _read_archive(path):
     """All arrays of the file, read eagerly; any damage becomes a ValueError."""
+    looks_like = _not_npz(path)          # FileNotFoundError passes through
+    if looks_like is not None:
+        raise ValueError(f"{path!r} is not an npctr model file (a NumPy .npz zip archive): it looks "
+                         f"like {looks_like}")
     try:
         with np.load(path, allow_pickle=False) as data:
             if not hasattr(data, "files"):

@@ -313,3 +313,27 @@ def test_placeholder_build_draws_nothing():
         model, _, _ = small_din()
     table = model._lookup("sparse_emb_item_id/embeddings")
     assert table.strides == (0, 0) and not table.flags.writeable
+
+
+# -- 6. loader errors say what the file is --------------------------------------------------------------
+@pytest.mark.parametrize("content,looks_like", [
+    (b"", "empty"),
+    (b"\x89HDF\r\n\x1a\n" + b"\0" * 100, "HDF5"),
+    (b"hello, this is text\n", "text file starting with 'hello"),
+    (b"\x80\x04\x95" + b"\0" * 20, "pickle"),
+    (b"\x00\x01\x02\x03garbage", "binary data"),
+])
+def test_non_npz_files_are_not_npctr_model_files(tmp_path, content, looks_like):
+    path = tmp_path / "model.h5"
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match=f"not an npctr model file.*looks like.*{looks_like}") as info:
+        load_model(path)
+    assert "would run code" not in str(info.value)
+
+
+def test_npy_file_is_a_value_error(tmp_path):
+    np.save(tmp_path / "w.npy", np.zeros(3))
+    with pytest.raises(ValueError, match="single NumPy .npy array"):
+        load_model(tmp_path / "w.npy")
+    with pytest.raises(FileNotFoundError):
+        load_model(tmp_path / "missing.npz")
