@@ -115,6 +115,8 @@ def check_nonnegative(value, name):
         raise TypeError(f"{name} must be a non-negative number, got {value!r}")
     if not value >= 0:
         raise ValueError(f"{name} must be >= 0, got {value!r}")
+    if not np.isfinite(value):
+        raise ValueError(f"{name} must be finite (and >= 0), got {value!r}")
     return float(value)
 
 

@@ -337,3 +337,57 @@ def test_npy_file_is_a_value_error(tmp_path):
         load_model(tmp_path / "w.npy")
     with pytest.raises(FileNotFoundError):
         load_model(tmp_path / "missing.npz")
+
+
+# -- 7. edge cases ------------------------------------------------------------------------------------
+def test_forward_on_zero_rows_and_on_lists():
+    model, x, _ = small_din()
+    assert model.forward({k: v[:0] for k, v in x.items()}).shape == (0, 1)
+    as_list = [x[n] for n in model.feature_names]
+    np.testing.assert_array_equal(model.forward(as_list), model.forward(x))
+    np.testing.assert_array_equal(model.forward(as_list), model.predict(as_list))
+    with pytest.raises(ValueError, match=f"list must hold {len(model.feature_names)} arrays"):
+        model.forward(as_list[:-1])
+
+
+def test_attention_scores_after_a_chunked_predict_hold_every_row():
+    model, x, _ = small_din()
+    model.forward(x)
+    whole = model.attention_scores
+    model.predict(x, batch_size=10)
+    assert model.attention_scores.shape == whole.shape == (64, 1, 5)
+    np.testing.assert_allclose(model.attention_scores, whole, rtol=1e-12)
+
+
+def test_too_few_demo_samples_is_a_clear_error(capsys):
+    from npctr import demo
+    with pytest.raises(SystemExit) as info:
+        demo.main(["--samples", "10"])
+    assert info.value.code == 2
+    assert "--samples" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="n_samples"):
+        demo.load_data(10, 2024)
+
+
+@pytest.mark.parametrize("value", [np.inf, np.nan, -1.0])
+def test_infinite_l2_is_refused(value):
+    with pytest.raises(ValueError, match="l2_reg_embedding must be (finite|>= 0)"):
+        small_din(l2_reg_embedding=value)
+    with pytest.raises(ValueError, match="l2_reg_dnn must be (finite|>= 0)"):
+        small_din(l2_reg_dnn=value)
+
+
+def test_float32_overflow_is_a_clear_error_not_silent_nan():
+    model, x, y = small_din(dtype="float32", dnn_use_bn=False, dnn_dropout=0)
+    for k, v in model.params.items():
+        if "kernel" in k:
+            v *= 1e12                        # hidden activations overflow float32 to inf; inf - inf = nan
+    with np.errstate(all="ignore"):
+        with pytest.raises(FloatingPointError, match="overflowed float32.*dtype='float64'"):
+            model.predict(x)
+        model.compile("adam")
+        with pytest.raises(FloatingPointError, match="overflowed float32"):
+            model.evaluate(x, y)
+    wide, _, _ = small_din(dnn_use_bn=False, dnn_dropout=0)
+    wide.set_weights({k: model._lookup(k).astype(np.float64) for k in wide.weight_names()})
+    assert np.isfinite(wide.predict(x)).all()                  # float64 saturates cleanly

@@ -370,18 +370,39 @@ class Model(Layer):
         return history
 
     # -- inference ------------------------------------------------------------------------------
+    #: attributes a forward sets per sample (first axis), kept for every row of a chunked predict
+    _chunked_outputs = ()
+
     def _predict_arrays(self, x, n, batch_size):
         out = None
+        extras = {name: [] for name in self._chunked_outputs}
         for lo in range(0, n, batch_size):
             hi = min(lo + batch_size, n)
             pred = self.forward({k: v[lo:hi] for k, v in x.items()}, training=False, backprop=False)
             if out is None:
                 out = np.empty((n,) + pred.shape[1:], dtype=pred.dtype)
             out[lo:hi] = pred
+            for name, chunks in extras.items():
+                chunks.append(getattr(self, name))
+        for name, chunks in extras.items():
+            if len(chunks) > 1:
+                setattr(self, name, np.concatenate(chunks, axis=0))
         return out
 
+    def _check_predictions(self, pred):
+        """Predictions from finite inputs must be finite: NaN/inf means an activation overflowed."""
+        finite = np.isfinite(pred)
+        if finite.all():
+            return pred
+        rows = np.flatnonzero(~finite.reshape(pred.shape[0], -1).all(axis=1))
+        raise FloatingPointError(
+            f"the model's predictions are NaN or infinite for {rows.size} of {pred.shape[0]} rows "
+            f"(first: row {rows[0]}) although the inputs are finite: its activations overflowed "
+            f"{pred.dtype} (largest finite value {np.finfo(pred.dtype).max:.3g}); use dtype='float64' "
+            "or check the weights")
+
     def _evaluate_arrays(self, x, y, batch_size):
-        pred = self._predict_arrays(x, y.shape[0], batch_size)
+        pred = self._check_predictions(self._predict_arrays(x, y.shape[0], batch_size))
         return self.loss.value(y, pred) + self.regularization_loss(), pred
 
     def predict(self, x, batch_size=256, check_finite=True):
@@ -391,7 +412,8 @@ class Model(Layer):
         x, n = self._check_x(x, check_finite=check_finite)
         if n == 0:
             raise ValueError("x holds no samples")
-        return self._predict_arrays(x, n, batch_size)
+        pred = self._predict_arrays(x, n, batch_size)
+        return self._check_predictions(pred) if check_finite else pred
 
     def evaluate(self, x, y, batch_size=256, verbose=0, check_finite=True):
         """Loss (data loss + L2, as Keras) and metrics in inference mode.

@@ -18,7 +18,7 @@ from ..layers.dense import Dense
 from ..layers.embedding import Embedding
 from ..layers.sequence import SequencePoolingLayer, AttentionSequencePoolingLayer
 from .._validation import (check_units, check_rate, check_nonnegative, check_seed, resolve_dtype, check_shape,
-                           check_finite_rows)
+                           check_finite_rows, as_feature_dict)
 
 
 def _split_last(d, sizes):
@@ -58,6 +58,8 @@ class FeatureModel(Model):
         self.split = bool(split)
         self.attention_scores = None
         self._plan()
+        if self.history_columns:
+            self._chunked_outputs = ("attention_scores",)
         self.build()
 
     # -- the graph, from the feature columns alone ----------------------------------------
@@ -149,9 +151,9 @@ class FeatureModel(Model):
 
     # -- inputs ---------------------------------------------------------------------------
     def check_features(self, x):
-        """Validate the feature dict; return ``(batch_size, {name: array in canonical shape})``."""
-        if not isinstance(x, dict):
-            raise TypeError(f"x must be a dict of arrays keyed by feature name, got {type(x).__name__}")
+        """Validate the feature dict (or list in ``feature_names`` order); return
+        ``(batch_size, {name: array in canonical shape})``."""
+        x = as_feature_dict(x, self.feature_names)
         missing = [n for n in self.feature_names if n not in x]
         extra = [n for n in x if n not in self._inputs]
         if missing or extra:
@@ -204,6 +206,7 @@ class FeatureModel(Model):
 
     # -- forward / backward ---------------------------------------------------------------
     def _forward_logit(self, x, training, backprop):
+        x = as_feature_dict(x, self.feature_names)
         batch, f = self.check_features(x)
         emb = {}
         for emb_name, names in self._uses.items():
@@ -226,7 +229,7 @@ class FeatureModel(Model):
             self.attention_scores = scores
             pieces.append(hist)
         # DeepCTR's combined_dnn_input: flattened embeddings first, dense values after
-        flat = [np.concatenate(pieces, axis=-1).reshape(batch, -1)] if pieces else []
+        flat = [np.concatenate(pieces, axis=-1).reshape(batch, sum(self._emb_sizes))] if pieces else []
         deep = np.concatenate(flat + [f[fc.name] for fc in self.dense_columns], axis=-1)
         # gradients w.r.t. dense features are returned in the shapes they came in
         self._dense_input_shapes = {fc.name: np.shape(x[fc.name]) for fc in self.dense_columns}
