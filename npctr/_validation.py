@@ -154,3 +154,14 @@ def check_finite_rows(a, name, hint="pass check_finite=False to skip this check"
     row = int(np.argmax(bad.any(axis=1)))
     value = a.reshape(a.shape[0], -1)[row][bad[row]][0]
     raise ValueError(f"{name} holds NaN or infinite values: the first is {value} at row {row}; {hint}")
+
+
+def check_device(device):
+    """DeepCTR-Torch's ``device`` argument: npctr computes with NumPy on the CPU, so only
+    ``'cpu'`` (any case, or a ``torch.device('cpu')``) is accepted."""
+    text = str(device)
+    if isinstance(device, (str,)) or type(device).__name__ == "device":
+        if text.lower() == "cpu":
+            return "cpu"
+    raise ValueError(f"device must be 'cpu' (npctr computes with NumPy on the CPU; there is no GPU "
+                     f"support), got {device!r}")

@@ -55,11 +55,22 @@ def save_model(model, path):
     arrays = {"__format__": np.array(FORMAT_VERSION, dtype=np.int64),
               "__npctr_version__": np.array(_npctr_version()),
               "__config__": np.array(config_json)}
+    arrays.update(_weight_arrays(model))
+
+    _write_atomically(path, arrays)
+
+
+def _weight_arrays(model):
+    arrays = {}
     for name in model.weight_names():
-        if name in arrays or name.endswith(".npy"):
+        if name.startswith("__") or name.endswith(".npy"):
             raise ValueError(f"weight name {name!r} clashes with the file format's entries")
         arrays[name] = np.ascontiguousarray(model._lookup(name))
+    return arrays
 
+
+def _write_atomically(path, arrays):
+    """``np.savez`` to a temp file next to ``path``, fsync, rename over ``path``."""
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     _remove_stale_temps(path)
@@ -256,3 +267,39 @@ def load_model(path):
             value = np.array(value)
         model._adopt(name, value)
     return model
+
+
+#: the entry that marks a weights file (``save_weights``)
+WEIGHTS_MARK = "__npctr_weights__"
+
+
+def save_weights(model, path):
+    """Write every weight and moving statistic of ``model`` (any npctr Layer), by path name,
+    to one ``.npz`` file at ``path``, atomically; no config (Keras's ``save_weights``)."""
+    arrays = {WEIGHTS_MARK: np.array(FORMAT_VERSION, dtype=np.int64)}
+    arrays.update(_weight_arrays(model))
+    _write_atomically(path, arrays)
+
+
+def load_weights(model, path):
+    """Load the weights saved by ``save_weights`` (or those of a model file) into ``model``,
+    by name. Every weight of ``model`` must be in the file with its shape and dtype, and the
+    file must hold no other weights; otherwise a ``ValueError`` lists the differences and
+    nothing is changed. Loading never runs code."""
+    path = os.fspath(path)
+    arrays = _read_archive(path)
+    if WEIGHTS_MARK not in arrays and "__config__" not in arrays:
+        raise ValueError(f"{path!r} is not an npctr weights file (npctr.io.save_weights) or model file")
+    stored = {k: v for k, v in arrays.items() if k != WEIGHTS_MARK and k not in _META}
+    names = model.weight_names()
+    missing = [k for k in names if k not in stored]
+    extra = [k for k in stored if k not in set(names)]
+    problems = [f"{k}: shape {stored[k].shape}, expected {model._lookup(k).shape}" for k in names
+                if k in stored and stored[k].shape != model._lookup(k).shape]
+    problems += [f"{k}: dtype {stored[k].dtype}, expected {model._lookup(k).dtype}" for k in names
+                 if k in stored and stored[k].shape == model._lookup(k).shape
+                 and stored[k].dtype != model._lookup(k).dtype]
+    if missing or extra or problems:
+        raise ValueError(f"{path!r} does not hold the weights of this {type(model).__name__}: missing "
+                         f"{missing}, unexpected {extra}" + ("; " + "; ".join(problems) if problems else ""))
+    model.set_weights({k: stored[k] for k in names})

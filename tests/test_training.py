@@ -263,7 +263,7 @@ def _compiled():
 
 
 @pytest.mark.parametrize("mutate,match", [
-    (lambda x, y: (x, np.where(np.arange(len(y)) == 3, 2.0, y)), "0 or 1"),
+    (lambda x, y: (x, np.where(np.arange(len(y)) == 3, 2.0, y)), r"in \[0, 1\]"),   # soft labels allowed
     (lambda x, y: (x, y[:-1]), "one label per sample"),
     (lambda x, y: ({"a": x["a"], "b": x["b"][:-1]}, y), "same number of samples"),
     (lambda x, y: ({"a": x["a"]}, y), r"missing: \['b'\]"),

@@ -18,7 +18,7 @@ from ..layers.dense import Dense
 from ..layers.embedding import Embedding
 from ..layers.sequence import SequencePoolingLayer, AttentionSequencePoolingLayer
 from .._validation import (check_units, check_rate, check_nonnegative, check_seed, resolve_dtype, check_shape,
-                           check_finite_rows, as_feature_dict)
+                           check_finite_rows, as_feature_dict, check_device)
 
 
 def _split_last(d, sizes):
@@ -32,7 +32,8 @@ class FeatureModel(Model):
     def __init__(self, dnn_feature_columns, history_feature_list=(), dnn_use_bn=False,
                  dnn_hidden_units=(256, 128, 64), dnn_activation="relu", att_hidden_size=(80, 40),
                  att_activation="dice", att_weight_normalization=False, l2_reg_dnn=0, l2_reg_embedding=1e-6,
-                 dnn_dropout=0, seed=1024, task="binary", dtype="float64", name=None, split=True):
+                 dnn_dropout=0, seed=1024, task="binary", dtype="float64", name=None, split=True, device="cpu"):
+        self.device = check_device(device)
         super().__init__(name=name, dtype=resolve_dtype(dtype) or np.dtype(np.float64))
         if isinstance(dnn_feature_columns, (SparseFeat, VarLenSparseFeat, DenseFeat)) or \
                 not hasattr(dnn_feature_columns, "__iter__"):
@@ -204,6 +205,19 @@ class FeatureModel(Model):
                           hint="check the inputs against the transform's domain")
         return out
 
+    def _example_input(self):
+        """One row of valid inputs (id 1 or 0, length 1, zeros), for ``summary``."""
+        out = {}
+        for n in self.feature_names:
+            fc = self._inputs[n]
+            if isinstance(fc, DenseFeat):
+                out[n] = np.zeros((1, fc.dimension), dtype=self.dtype)
+            elif isinstance(fc, VarLenSparseFeat) and n == fc.name:
+                out[n] = np.full((1, fc.maxlen), min(1, fc.vocabulary_size - 1), dtype=np.int64)
+            else:
+                out[n] = np.full((1, 1), 1 if isinstance(fc, VarLenSparseFeat) else 0, dtype=np.int64)
+        return out
+
     # -- forward / backward ---------------------------------------------------------------
     def _forward_logit(self, x, training, backprop):
         x = as_feature_dict(x, self.feature_names)
@@ -320,6 +334,8 @@ class DIN(FeatureModel):
     dtype : 'float64' (default) or 'float32'
     split : bool, default True
         The LocalActivationUnit's split first layer (same result, less work).
+    device : 'cpu'
+        Accepted as DeepCTR-Torch users write it; anything else is a ``ValueError``.
 
     ``forward(x)`` takes a dict of arrays keyed by ``feature_names`` and returns
     ``(batch_size, 1)``; afterwards ``attention_scores`` holds the attention
@@ -329,14 +345,14 @@ class DIN(FeatureModel):
     def __init__(self, dnn_feature_columns, history_feature_list, dnn_use_bn=False,
                  dnn_hidden_units=(256, 128, 64), dnn_activation="relu", att_hidden_size=(80, 40),
                  att_activation="dice", att_weight_normalization=False, l2_reg_dnn=0, l2_reg_embedding=1e-6,
-                 dnn_dropout=0, seed=1024, task="binary", dtype="float64", name="din", split=True):
+                 dnn_dropout=0, seed=1024, task="binary", dtype="float64", name="din", split=True, device="cpu"):
         if isinstance(history_feature_list, str) or not hasattr(history_feature_list, "__iter__"):
             raise TypeError(f"history_feature_list must be a list of feature names, got {history_feature_list!r}")
         if not list(history_feature_list):
             raise ValueError("history_feature_list must name at least one feature")
         super().__init__(dnn_feature_columns, history_feature_list, dnn_use_bn, dnn_hidden_units,
                          dnn_activation, att_hidden_size, att_activation, att_weight_normalization, l2_reg_dnn,
-                         l2_reg_embedding, dnn_dropout, seed, task, dtype, name, split)
+                         l2_reg_embedding, dnn_dropout, seed, task, dtype, name, split, device)
 
     def get_config(self):
         return {**super().get_config(), "history_feature_list": list(self.history_feature_list),
@@ -355,7 +371,7 @@ class DNNModel(FeatureModel):
 
     def __init__(self, dnn_feature_columns, dnn_use_bn=False, dnn_hidden_units=(256, 128, 64),
                  dnn_activation="relu", l2_reg_dnn=0, l2_reg_embedding=1e-6, dnn_dropout=0, seed=1024,
-                 task="binary", dtype="float64", name="dnn_model", split=True):
+                 task="binary", dtype="float64", name="dnn_model", split=True, device="cpu"):
         super().__init__(dnn_feature_columns, (), dnn_use_bn, dnn_hidden_units, dnn_activation,
                          l2_reg_dnn=l2_reg_dnn, l2_reg_embedding=l2_reg_embedding, dnn_dropout=dnn_dropout,
-                         seed=seed, task=task, dtype=dtype, name=name, split=split)
+                         seed=seed, task=task, dtype=dtype, name=name, split=split, device=device)
