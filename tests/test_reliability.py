@@ -391,3 +391,27 @@ def test_float32_overflow_is_a_clear_error_not_silent_nan():
     wide, _, _ = small_din(dnn_use_bn=False, dnn_dropout=0)
     wide.set_weights({k: model._lookup(k).astype(np.float64) for k in wide.weight_names()})
     assert np.isfinite(wide.predict(x)).all()                  # float64 saturates cleanly
+
+
+# -- 8. dependencies as declared ---------------------------------------------------------------------
+OPTIONAL = {"scipy", "h5py", "onnx", "onnxruntime", "dask", "distributed", "pyarrow", "matplotlib",
+            "torch", "tensorflow", "pandas"}
+
+
+def test_numpy_is_the_only_runtime_dependency(tmp_path):
+    import configparser
+    import subprocess
+    import sys
+    root = os.path.join(os.path.dirname(__file__), "..")
+    cfg = configparser.ConfigParser()
+    cfg.read(os.path.join(root, "setup.cfg"))
+    requires = [r.strip() for r in cfg["options"]["install_requires"].split("\n") if r.strip()]
+    assert [r.split(">")[0].split("=")[0].split("<")[0] for r in requires] == ["numpy"]
+    model, x, _ = small_din()
+    model.save(tmp_path / "m.npz")
+    code = ("import sys, npctr; m = npctr.load_model(sys.argv[1]); m.compile('adam'); "
+            "print(sorted({k.split('.')[0] for k in sys.modules}))")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "m.npz")], capture_output=True, text=True,
+                         check=True, env={**os.environ, "PYTHONPATH": os.path.abspath(root)}).stdout
+    imported = set(eval(out))
+    assert not imported & OPTIONAL, imported & OPTIONAL
