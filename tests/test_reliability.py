@@ -125,11 +125,11 @@ def test_nan_gradient_is_refused_before_any_write(monkeypatch):
 class InterruptedAdam(Adam):
     """Adam that receives a Ctrl-C while writing its first parameter's update."""
 
-    def _apply_dense(self, key, param, grad):
+    def _dense_keras(self, key, param, grad):
         if not getattr(self, "_sent", False):
             self._sent = True
             os.kill(os.getpid(), signal.SIGINT)
-        super()._apply_dense(key, param, grad)
+        super()._dense_keras(key, param, grad)
 
 
 @pytest.mark.skipif(not hasattr(signal, "SIGINT") or os.name != "posix", reason="POSIX signals")
