@@ -27,6 +27,8 @@ else the dense math runs, as the framework does (tf.keras's new optimizers decay
 moment row; torch's embeddings have dense gradients). Equations: each class's Notes and
 ``docs/training.md``.
 """
+import numbers
+
 import numpy as np
 
 from ..sparse import RowGrad
@@ -592,7 +594,7 @@ class Ftrl(Optimizer):
                  l1_regularization_strength=None, l2_regularization_strength=None,
                  l2_shrinkage_regularization_strength=None, beta=None, name="Ftrl", flavor=None,
                  clipnorm=None, clipvalue=None):
-        if learning_rate_power is not None and not (isinstance(learning_rate_power, (int, float))
+        if learning_rate_power is not None and not (isinstance(learning_rate_power, numbers.Real)
                                                     and not isinstance(learning_rate_power, bool)
                                                     and np.isfinite(learning_rate_power)
                                                     and learning_rate_power <= 0):
