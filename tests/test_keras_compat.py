@@ -201,3 +201,61 @@ def test_device_cpu_accepted_anything_else_refused():
         else:
             with pytest.raises(ValueError, match="device must be 'cpu'.*'cuda'"):
                 small_din(device="cuda")
+
+
+# -- the weighted loss's gradient: finite differences and properties -----------------------------------
+def test_weighted_training_gradient_matches_finite_differences():
+    from npctr.layers.activation import sigmoid
+    x, y = toy_data(20)
+    w = np.random.default_rng(3).uniform(0, 3, 20)
+    model = ToyDNNModel(DIMS, l2_reg=0.05, hidden_units=(4,)).compile("sgd", "binary_crossentropy")
+    xa, n = model._check_x(x)
+    ya = model._check_y(y, n)
+
+    def objective():
+        z = model.forward_logits(xa, training=True, backprop=False)
+        return model._loss_value(ya, sigmoid(z), w) + model.regularization_loss()
+
+    model._loss_and_gradients(xa, ya, (1, 1), w)
+    grads = {k: np.array(v) for k, v in model.grads.items()}
+    h = 1e-6
+    for key, p in model.params.items():
+        for idx in np.ndindex(*p.shape):
+            old = p[idx]
+            p[idx] = old + h
+            fp = objective()
+            p[idx] = old - h
+            fm = objective()
+            p[idx] = old
+            assert grads[key][idx] == pytest.approx((fp - fm) / (2 * h), rel=1e-6, abs=1e-10), key
+
+
+from hypothesis import given, strategies as st  # noqa: E402
+
+
+@given(st.floats(0.1, 10.0), st.integers(0, 2 ** 16))
+def test_constant_sample_weight_scales_loss_and_data_gradient(c, seed):
+    x, y = toy_data(16, seed=seed % 97)
+    a, b = ToyDNNModel(DIMS).compile("sgd"), ToyDNNModel(DIMS).compile("sgd")
+    xa, n = a._check_x(x)
+    ya = a._check_y(y, n)
+    la, _ = a._loss_and_gradients(xa, ya, (1, 1), np.full(16, c))
+    lb, _ = b._loss_and_gradients(xa, ya, (1, 1), None)
+    assert la == pytest.approx(c * lb, rel=1e-12)
+    for k in a.grads:
+        np.testing.assert_allclose(a.grads[k], c * b.grads[k], rtol=1e-10, atol=1e-16)
+
+
+@given(st.integers(1, 6), st.integers(0, 2 ** 16))
+def test_lazy_adam_equals_adam_when_every_row_is_touched(steps, seed):
+    from npctr.sparse import RowGrad
+    from npctr.training.optimizers import LazyAdam
+    rng = np.random.default_rng(seed)
+    w_lazy = rng.normal(size=(4, 3))
+    w_adam = w_lazy.copy()
+    lazy, adam = LazyAdam(0.01), Adam(0.01, flavor="keras_legacy")
+    for _ in range(steps):
+        g = rng.normal(size=(4, 3))
+        lazy.apply_gradients({"e": w_lazy}, {"e": RowGrad(np.arange(4), g, (4, 3))})
+        adam.apply_gradients({"e": w_adam}, {"e": g})
+    np.testing.assert_allclose(w_lazy, w_adam, rtol=1e-13, atol=1e-16)
