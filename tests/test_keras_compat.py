@@ -5,7 +5,7 @@ import pytest
 from npctr.datasets import make_din_data
 from npctr.models import DIN, DNNModel
 from npctr.models.base import DEFAULT_BATCH_SIZE
-from npctr.training import SGD, Adam, Callback, EarlyStopping, ModelCheckpoint
+from npctr.training import SGD, Adam, EarlyStopping, ModelCheckpoint
 
 from toy_models import ToyDNNModel, toy_data
 
@@ -190,17 +190,15 @@ def test_model_checkpoint_save_weights_only(tmp_path):
 
 # -- device -----------------------------------------------------------------------------------------
 def test_device_cpu_accepted_anything_else_refused():
-    _, x, y = small_din()
-    for cls in (DIN, DNNModel):
-        model, _, _ = small_din(device="cpu") if cls is DIN else (None, None, None)
-        if cls is DNNModel:
-            columns = make_din_data(8, n_users=10, n_items=30, n_cates=6, maxlen=5, seed=3)[2]
-            DNNModel(columns, device="cpu")
-            with pytest.raises(ValueError, match="device must be 'cpu'.*'cuda:0'"):
-                DNNModel(columns, device="cuda:0")
-        else:
-            with pytest.raises(ValueError, match="device must be 'cpu'.*'cuda'"):
-                small_din(device="cuda")
+    model, _, _ = small_din(device="cpu")
+    assert model.device == "cpu"
+    small_din(device="CPU")
+    with pytest.raises(ValueError, match="device must be 'cpu'.*'cuda'"):
+        small_din(device="cuda")
+    columns = make_din_data(8, n_users=10, n_items=30, n_cates=6, maxlen=5, seed=3)[2]
+    assert DNNModel(columns, device="cpu").device == "cpu"
+    with pytest.raises(ValueError, match="device must be 'cpu'.*'cuda:0'"):
+        DNNModel(columns, device="cuda:0")
 
 
 # -- the weighted loss's gradient: finite differences and properties -----------------------------------
