@@ -1,8 +1,8 @@
 """One optimizer step equals the hand-computed tf.keras update; sparse == dense where exact.
 
-The default flavour is ``"keras"`` (tf.keras >= 2.11): in float64 its learning rate and
-momentum enter float32-rounded (``f32``), Adam's betas only in the bias correction, and
-Adagrad divides by ``sqrt(a + eps)``. tests/test_optimizer_flavors.py covers every flavour.
+The default flavour is ``"keras"`` (tf.keras >= 2.11): in float64 its momentum enters
+float32-rounded (``f32``), Adam's betas only in the bias correction, and Adagrad divides
+by ``sqrt(a + eps)``. tests/test_optimizer_flavors.py covers every flavour.
 """
 import numpy as np
 import pytest
@@ -30,15 +30,15 @@ def run(opt, *grads, w0=W0):
 
 
 def test_sgd_plain():
-    # w - lr * g = [1 - 0.1 * 0.5, -2 - 0.1 * (-1)], lr = float32(0.1)
-    np.testing.assert_allclose(run(SGD(0.1), G1), np.array(W0) - f32(0.1) * np.array(G1), rtol=1e-15)
+    # w - lr * g = [1 - 0.1 * 0.5, -2 - 0.1 * (-1)]
+    np.testing.assert_allclose(run(SGD(0.1), G1), [0.95, -1.9], rtol=1e-15)
 
 
 def test_sgd_momentum_two_steps():
     # step 1: v = -0.1 * g1 = [-0.05, 0.1];             w = [0.95, -1.9]
     # step 2: v = 0.9 * v - 0.1 * g2 = [-0.145, 0.09];  w = [0.805, -1.81]
     opt = SGD(0.1, momentum=0.9)
-    lr, mu = f32(0.1), f32(0.9)
+    lr, mu = 0.1, f32(0.9)
     v1 = -lr * np.array(G1)
     v2 = mu * v1 - lr * np.array(G2)
     np.testing.assert_allclose(run(opt, G1, G2), np.array(W0) + v1 + v2, rtol=1e-14)
@@ -50,7 +50,7 @@ def test_sgd_momentum_two_steps():
 def test_sgd_nesterov_two_steps():
     # step 1: v = [-0.05, 0.1];   w += 0.9 v - 0.1 g1 = [-0.095, 0.19]   -> [0.905, -1.81]
     # step 2: v = [-0.145, 0.09]; w += 0.9 v - 0.1 g2 = [-0.2305, 0.081] -> [0.6745, -1.729]
-    lr, mu = f32(0.1), f32(0.9)
+    lr, mu = 0.1, f32(0.9)
     v1 = -lr * np.array(G1)
     w1 = np.array(W0) + mu * v1 - lr * np.array(G1)
     v2 = mu * v1 - lr * np.array(G2)
@@ -60,8 +60,8 @@ def test_sgd_nesterov_two_steps():
 
 
 def test_adagrad_two_steps():
-    # step 1: acc = 0.1 + g1^2 = [0.35, 1.1];  w -= lr g1 / sqrt(acc + 1e-7), lr = float32(0.1)
-    lr = f32(0.1)
+    # step 1: acc = 0.1 + g1^2 = [0.35, 1.1];  w -= lr g1 / sqrt(acc + 1e-7)
+    lr = 0.1
     w1 = [1.0 - lr * 0.5 / np.sqrt(0.35 + 1e-7), -2.0 + lr * 1.0 / np.sqrt(1.1 + 1e-7)]
     # step 2: acc = [1.35, 1.1]; the second element has g = 0 and does not move
     w2 = [w1[0] - lr * 1.0 / np.sqrt(1.35 + 1e-7), w1[1]]
@@ -76,8 +76,8 @@ def test_adam_two_steps():
     # step 1: m = 0.1 g1 = [0.05, -0.1]; v = 0.001 g1^2 = [0.00025, 0.001]
     #         lr_1 = 0.1 * sqrt(1 - 0.999) / (1 - 0.9)
     m1, v1 = np.array([0.05, -0.1]), np.array([0.00025, 0.001])
-    # tf.keras: lr float32, the betas float32 in the bias correction only
-    lr, c1, c2 = f32(lr), f32(b1), f32(b2)
+    # tf.keras: the betas float32 in the bias correction only
+    c1, c2 = f32(b1), f32(b2)
     lr1 = lr * np.sqrt(1 - c2) / (1 - c1)
     w1 = np.array(W0) - lr1 * m1 / (np.sqrt(v1) + eps)
     # step 2: m = 0.9 m1 + 0.1 g2 = [0.145, -0.09]; v = 0.999 v1 + 0.001 g2^2 = [0.00124975, 0.000999]
@@ -96,7 +96,7 @@ def test_adam_amsgrad_uses_max_of_second_moments():
     # step 1 as Adam; step 2 with g = 0: v shrinks, vhat keeps step 1's v
     lr, b1, b2, eps = 0.1, 0.9, 0.999, 1e-7
     m1, v1 = 0.1 * np.array(G1), 0.001 * np.array(G1) ** 2
-    lr, c1, c2 = f32(lr), f32(b1), f32(b2)
+    c1, c2 = f32(b1), f32(b2)
     w1 = np.array(W0) - lr * np.sqrt(1 - c2) / (1 - c1) * m1 / (np.sqrt(v1) + eps)
     w2 = w1 - lr * np.sqrt(1 - c2 ** 2) / (1 - c1 ** 2) * (0.9 * m1) / (np.sqrt(v1) + eps)
     np.testing.assert_allclose(run(Adam(lr, amsgrad=True), G1, [0.0, 0.0]), w2, rtol=1e-13)

@@ -2,7 +2,7 @@
 """Record tf.keras 2 (tf_keras) optimizer trajectories for tests/test_optimizers_extra.py.
 
 Run with the reference environment (TF_USE_LEGACY_KERAS=1 /work/refenv/bin/python
-tools/record_optimizers.py). For each case: a float64 variable (3, 4) and 4 seeded gradients,
+tools/record_optimizers.py), with floatx float64 (as tools/record_tf.py). For each case: a float64 variable (3, 4) and 4 seeded gradients,
 dense or IndexedSlices (rows 0 and 2), applied one step at a time; the weights after every step
 are written to tests/data/optimizers/tf_keras.npz (keys ``<case>/w0``, ``<case>/g``,
 ``<case>/rows``, ``<case>/w``).
@@ -28,6 +28,7 @@ CASES = {
 
 
 def main():
+    tf_keras.backend.set_floatx("float64")     # float64 training, as tools/record_tf.py records it
     rng = np.random.default_rng(7)
     out = {}
     for name, make in CASES.items():

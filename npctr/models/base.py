@@ -86,12 +86,13 @@ class Model(Layer):
         ``'regression'``. Names follow the model's conventions profile: the loss's formula
         and reduction (Keras's mean, DeepCTR-Torch's sum) and the optimizer's flavour and
         defaults (``compile('adam')`` is what ``compile('adam')`` gives in that framework);
-        an optimizer instance with ``flavor=None`` takes the profile's flavour. ``metrics``: names (``'auc'``, ``'binary_crossentropy'``,
+        an optimizer instance with ``flavor=None`` takes the profile's flavour.
+        ``metrics``: names (``'auc'``, ``'binary_crossentropy'``,
         ``'logloss'``, ``'accuracy'``, ``'mse'``, ...) or callables ``f(y_true, y_pred)``.
         """
         conv = self.conventions
-        self.optimizer = optimizers_mod.get(optimizer, flavor=conv.optimizer_flavor)
-        self.loss = self._default_loss() if loss is None else losses_mod.get(loss, conv.loss)
+        self.optimizer = optimizers_mod.get(optimizer, flavor=conv.optimizer_flavor, framework=conv.name)
+        self.loss = self._default_loss() if loss is None else losses_mod.get(loss, conv.loss, conv.loss_reduction)
         if metrics is None:
             metrics = []
         elif isinstance(metrics, str) or callable(metrics):
@@ -107,7 +108,7 @@ class Model(Layer):
     def _default_loss(self):
         name = {"binary": "binary_crossentropy", "regression": "mse",
                 "multiclass": "categorical_crossentropy"}[self.task]
-        return losses_mod.get(name, self.conventions.loss)
+        return losses_mod.get(name, self.conventions.loss, self.conventions.loss_reduction)
 
     def compute_loss(self, x, y, training=False):
         """The training objective on one batch: data loss plus regularisation, a float.
@@ -254,7 +255,7 @@ class Model(Layer):
         uses_logits = self._uses_logits()
         if uses_logits:
             z = self.forward_logits(xb, training=True, backprop=True)
-            pred = sigmoid(z) if self.task == "binary" else softmax(z)
+            pred = losses_mod.probability(z) if self.task == "binary" else softmax(z)
         else:
             pred = self.forward(xb, training=True, backprop=True)
         total = self._loss_value(yb, pred, wb) + self.regularization_loss()

@@ -56,6 +56,20 @@ def binary_crossentropy_per_sample(y_true, y_pred, convention="tf_keras"):
     return -(y_true * np.log(p + inside) + (1 - y_true) * np.log(1 - p + inside))
 
 
+def probability(logits):
+    """``sigmoid(logits)`` correctly rounded to the logits' dtype.
+
+    float32 is computed in float64 and rounded once: near saturation ``1 - p`` is a few
+    float32 ulps, so the BCE gradient (``p (1 - p)``, ``1 / (1 - p)``) depends on the last bit
+    of ``p``; the frameworks' float32 sigmoid is accurate to it, a float32 ``1 / (1 + exp(-z))``
+    is not.
+    """
+    logits = np.asarray(logits)
+    if logits.dtype == np.float32:
+        return sigmoid(logits.astype(np.float64)).astype(np.float32)
+    return sigmoid(logits)
+
+
 CONVENTIONS = ("tf_keras", "keras3", "torch")
 REDUCTIONS = ("mean", "sum")
 #: torch's ``binary_cross_entropy_backward`` floor on ``p (1 - p)``
@@ -166,7 +180,7 @@ class BinaryCrossentropy(Loss):
 
     def exact_logit_grad(self, y_true, logits):
         """The framework's gradient chained through the sigmoid: ``grad(y, p) * p (1 - p)``."""
-        p = sigmoid(np.asarray(logits))
+        p = probability(logits)
         return self.grad(y_true, p) * p * (1 - p)
 
     def fused_logit_grad(self, y_true, logits):
@@ -261,15 +275,16 @@ _LOSSES = {
 }
 
 
-def get(loss, convention="tf_keras"):
+def get(loss, convention="tf_keras", reduction=None):
     """A loss by Keras name (``'binary_crossentropy'``, ``'mse'``, ``'mean_squared_error'``,
-    ``'categorical_crossentropy'``) with the ``convention``'s formulas and reduction (a
-    conventions profile's ``loss`` field), or a :class:`Loss` instance, returned as is."""
+    ``'categorical_crossentropy'``) with the ``convention``'s formulas (a conventions profile's
+    ``loss`` field) and ``reduction`` (its ``loss_reduction``; None: the convention's), or a
+    :class:`Loss` instance, returned as is."""
     if isinstance(loss, Loss):
         return loss
     if isinstance(loss, str) and loss in _LOSSES:
         cls = _LOSSES[loss]
         if cls is CategoricalCrossentropy:
-            return cls()
-        return cls(convention=convention)
+            return cls() if reduction is None else cls(reduction)
+        return cls(convention=convention, reduction=reduction)
     raise ValueError(f"loss must be one of {sorted(_LOSSES)} or a npctr Loss instance, got {loss!r}")

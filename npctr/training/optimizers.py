@@ -11,7 +11,9 @@ place** and keeps its state (slots) keyed by the parameter's path, e.g.
 * ``defaults[flavor]``: the default hyperparameters (``None`` in the constructor takes them);
 * ``float32_hypers[flavor]``: hyperparameters the framework holds in float32, so that in
   float64 training they enter rounded (``name`` everywhere, ``name@where`` at one use
-  only, e.g. Adam's ``beta_1@bias_correction`` in tf.keras);
+  only, e.g. Adam's ``beta_1@bias_correction`` in tf.keras); a key ``flavor@framework``
+  (e.g. ``"keras@keras3"``) refines a flavour for one framework (``framework`` is the
+  conventions profile's name, set by ``compile``);
 * ``formulas[flavor]``: which update (``_dense_<formula>`` / ``_sparse_<formula>``) runs.
 
 ``flavor=None`` is resolved by ``Model.compile`` from the model's conventions profile
@@ -21,11 +23,10 @@ entries to these tables and, if its arithmetic differs, a ``_dense_<formula>`` m
 
 **Row-sparse gradients** (:class:`npctr.sparse.RowGrad`, an embedding table's): where a
 zero gradient row provably changes nothing (plain SGD, Adagrad in every flavour) only
-the touched rows are read and written; tf.keras 2's legacy momentum kernel is lazy
-(untouched rows keep their velocity and do not move) and is copied as such; everywhere
-else the dense math runs, as the framework does (tf.keras's new optimizers decay every
-moment row; torch's embeddings have dense gradients). Equations: each class's Notes and
-``docs/training.md``.
+the touched rows are read and written; everywhere else (momentum, Adam) the dense math
+runs, as the frameworks do on a DIN (tf.keras's optimizers decay every velocity and moment
+row, the recorded legacy momentum trajectories too; torch's embeddings have dense gradients).
+Equations: each class's Notes, ``docs/training.md`` and ``docs/conventions.md``.
 """
 import numbers
 
@@ -66,6 +67,7 @@ class Optimizer:
 
     def __init__(self, flavor=None, name=None, clipnorm=None, clipvalue=None, **hypers):
         self._flavor = check_flavor(flavor)
+        self.framework = None                 # a conventions profile's name, refining the flavour
         if self._flavor is not None:
             self._check_has_flavor(self._flavor)
         self.clipnorm = _check_optional(clipnorm, check_positive, "clipnorm")
@@ -81,8 +83,9 @@ class Optimizer:
         """The flavour in use (None until resolved)."""
         return self._flavor
 
-    def set_flavor(self, flavor):
-        """Fix the flavour if it is still open (``Model.compile`` calls this). Returns ``self``."""
+    def set_flavor(self, flavor, framework=None):
+        """Fix the flavour if it is still open (``Model.compile`` calls this, with the
+        conventions profile's name as ``framework``). Returns ``self``."""
         flavor = check_flavor(flavor, allow_none=False)
         if self._flavor is None:
             self._check_has_flavor(flavor)
@@ -90,6 +93,8 @@ class Optimizer:
                 raise ValueError(f"{self.name} already took {self.iterations} steps as 'keras'; "
                                  "choose flavor= at construction")
             self._flavor = flavor
+        if self.framework is None and flavor == self._flavor:
+            self.framework = framework
         return self
 
     def _check_has_flavor(self, flavor):
@@ -134,7 +139,8 @@ class Optimizer:
     def _h(self, name, t, where=None):
         """Hyperparameter ``name`` as the framework enters it at ``where``, in the scalar type ``t``."""
         value = self.hyper(name)
-        f32 = self.float32_hypers[self._resolved_flavor()]
+        flavor = self._resolved_flavor()
+        f32 = self.float32_hypers[flavor] | self.float32_hypers.get(f"{flavor}@{self.framework}", frozenset())
         if name in f32 or (where is not None and f"{name}@{where}" in f32):
             value = _f32(value)
         return t(value)
@@ -214,7 +220,8 @@ class SGD(Optimizer):
 
     Notes
     -----
-    keras / keras_legacy (:math:`\eta`, :math:`\mu` float32 in float64 training), velocity
+    keras / keras_legacy (float64 training: :math:`\mu` enters float32-rounded, and
+    :math:`\eta` too in keras_legacy), velocity
     :math:`v` (slot ``'momentum'``) from 0:
     :math:`v \leftarrow \mu v - \eta g`, :math:`w \leftarrow w + v`
     (Nesterov :math:`w \leftarrow w + \mu v - \eta g`); without momentum :math:`w \leftarrow w - \eta g`.
@@ -224,15 +231,15 @@ class SGD(Optimizer):
     :math:`d = b` (Nesterov :math:`d = g + \mu b`), :math:`w \leftarrow w - \eta d`.
 
     ``RowGrad``: without momentum only the touched rows (exact in every flavour); with
-    momentum keras_legacy's kernel is lazy (touched rows only), keras and torch dense.
+    momentum the dense math (every velocity row decays), in every flavour.
     """
     defaults = {"keras": {"learning_rate": 0.01, "momentum": 0.0},
                 "keras_legacy": {"learning_rate": 0.01, "momentum": 0.0},
                 "torch": {"learning_rate": 0.001, "momentum": 0.0}}
-    float32_hypers = {"keras": frozenset({"learning_rate", "momentum"}),
+    float32_hypers = {"keras": frozenset({"momentum"}),
                       "keras_legacy": frozenset({"learning_rate", "momentum"}),
                       "torch": frozenset()}
-    formulas = {"keras": "keras", "keras_legacy": "keras_legacy", "torch": "torch"}
+    formulas = {"keras": "keras", "keras_legacy": "keras", "torch": "torch"}
 
     def __init__(self, learning_rate=None, momentum=None, nesterov=False, name="SGD", flavor=None,
                  clipnorm=None, clipvalue=None):
@@ -257,9 +264,6 @@ class SGD(Optimizer):
         v[...] = -grad * lr + v * mu
         param += (-grad * lr + v * mu) if self.nesterov else v
 
-    # the legacy ResourceApplyKerasMomentum has the same arithmetic
-    _dense_keras_legacy = _dense_keras
-
     def _sparse_rows(self, key, param, grad):
         """Plain SGD on the touched rows only; returns False (dense) with momentum."""
         if self.hyper("momentum"):
@@ -270,19 +274,6 @@ class SGD(Optimizer):
 
     _sparse_keras = _sparse_rows
     _sparse_torch = _sparse_rows
-
-    def _sparse_keras_legacy(self, key, param, grad):
-        if self._sparse_rows(key, param, grad):
-            return True
-        # ResourceSparseApplyKerasMomentum: lazy, only the touched rows of v and w
-        t = param.dtype.type
-        lr, mu = self._h("learning_rate", t), self._h("momentum", t)
-        v = self._slot("momentum", key, param)
-        rows, g = grad.indices, grad.values.astype(param.dtype, copy=False)
-        v_rows = v[rows] * mu - lr * g
-        v[rows] = v_rows
-        param[rows] += (v_rows * mu - lr * g) if self.nesterov else v_rows
-        return True
 
     def _dense_torch(self, key, param, grad):
         t = param.dtype.type
@@ -317,15 +308,16 @@ class Adagrad(Optimizer):
     * keras_legacy (``ResourceApplyAdagradV2``): :math:`w \leftarrow w - \eta\,g / (\sqrt a + \epsilon)`;
     * torch: :math:`w \leftarrow w - \eta\,g / (\sqrt a + \epsilon)` (exact hyperparameters).
 
-    :math:`\eta` is float32 in both Keras flavours. ``RowGrad``: only the touched rows change
-    (exact: a zero gradient row keeps :math:`a` and :math:`w`).
+    In float64 training :math:`\eta` enters float32-rounded in keras_legacy, and Keras 3
+    (``framework='keras3'``) starts the accumulator at float32(``initial_accumulator_value``).
+    ``RowGrad``: only the touched rows change (exact: a zero gradient row keeps :math:`a` and :math:`w`).
     """
     slot_names = ("accumulator",)
     defaults = {"keras": {"learning_rate": 0.001, "initial_accumulator_value": 0.1, "epsilon": 1e-7},
                 "keras_legacy": {"learning_rate": 0.001, "initial_accumulator_value": 0.1, "epsilon": 1e-7},
                 "torch": {"learning_rate": 0.01, "initial_accumulator_value": 0.0, "epsilon": 1e-10}}
-    float32_hypers = {"keras": frozenset({"learning_rate"}), "keras_legacy": frozenset({"learning_rate"}),
-                      "torch": frozenset()}
+    float32_hypers = {"keras": frozenset(), "keras_legacy": frozenset({"learning_rate"}),
+                      "keras@keras3": frozenset({"initial_accumulator_value"}), "torch": frozenset()}
     formulas = {"keras": "keras", "keras_legacy": "root_plus_eps", "torch": "root_plus_eps"}
 
     def __init__(self, learning_rate=None, initial_accumulator_value=None, epsilon=None, name="Adagrad",
@@ -337,7 +329,8 @@ class Adagrad(Optimizer):
                          epsilon=_check_optional(epsilon, check_positive, "epsilon"))
 
     def _accumulator(self, key, param):
-        return self._slot("accumulator", key, param, fill=self.hyper("initial_accumulator_value"))
+        return self._slot("accumulator", key, param,
+                          fill=self._h("initial_accumulator_value", param.dtype.type))
 
     def _step(self, grad, acc, t):
         """The update ``-lr g / denominator`` of one flavour's formula."""
@@ -385,9 +378,9 @@ class Adam(Optimizer):
     keras / keras_legacy:
     :math:`\alpha = \eta\sqrt{1 - \beta_2^t}/(1 - \beta_1^t)`,
     :math:`m \leftarrow m + (g - m)(1 - \beta_1)`, :math:`v \leftarrow v + (g^2 - v)(1 - \beta_2)`,
-    :math:`w \leftarrow w - m\alpha / (\sqrt v + \epsilon)`. tf.keras (>= 2.11) holds
-    :math:`\eta` in float32 and casts the betas through float32 in the bias correction only;
-    the legacy optimizer_v2 holds :math:`\eta, \beta_1, \beta_2` in float32 everywhere.
+    :math:`w \leftarrow w - m\alpha / (\sqrt v + \epsilon)`. In float64 training tf.keras (>= 2.11)
+    and Keras 3 cast the betas through float32 in the bias correction only; the legacy
+    optimizer_v2 holds :math:`\eta, \beta_1, \beta_2` in float32 everywhere.
 
     torch: :math:`m \leftarrow m + (1 - \beta_1)(g - m)` (``lerp``),
     :math:`v \leftarrow \beta_2 v + (1 - \beta_2) g^2`,
@@ -400,7 +393,7 @@ class Adam(Optimizer):
     defaults = {"keras": {"learning_rate": 0.001, "beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7},
                 "keras_legacy": {"learning_rate": 0.001, "beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7},
                 "torch": {"learning_rate": 0.001, "beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-8}}
-    float32_hypers = {"keras": frozenset({"learning_rate", "beta_1@bias_correction", "beta_2@bias_correction"}),
+    float32_hypers = {"keras": frozenset({"beta_1@bias_correction", "beta_2@bias_correction"}),
                       "keras_legacy": frozenset({"learning_rate", "beta_1", "beta_2"}),
                       "torch": frozenset()}
     formulas = {"keras": "keras", "keras_legacy": "keras_legacy", "torch": "torch"}
@@ -488,8 +481,8 @@ class RMSprop(Optimizer):
     all from 0: :math:`s \leftarrow \rho s + (1-\rho) g^2`, centred
     :math:`\bar g \leftarrow \rho \bar g + (1-\rho) g` and :math:`d = s - \bar g^2`, else :math:`d = s`.
 
-    * keras / keras_legacy (tf.keras; :math:`\eta` float32, and :math:`\rho, \mu` too in the legacy
-      one): :math:`\Delta = \eta\, g / \sqrt{d + \epsilon}`; with momentum
+    * keras / keras_legacy (tf.keras; in float64 training :math:`\eta, \rho, \mu` are float32 in
+      the legacy one only): :math:`\Delta = \eta\, g / \sqrt{d + \epsilon}`; with momentum
       :math:`b \leftarrow \mu b + \Delta`, :math:`w \leftarrow w - b`, else :math:`w \leftarrow w - \Delta`.
     * torch: :math:`a = \sqrt{d} + \epsilon`; with momentum :math:`b \leftarrow \mu b + g / a`,
       :math:`w \leftarrow w - \eta b`, else :math:`w \leftarrow w - \eta g / a`.
@@ -499,7 +492,7 @@ class RMSprop(Optimizer):
     defaults = {"keras": {"learning_rate": 0.001, "rho": 0.9, "momentum": 0.0, "epsilon": 1e-7},
                 "keras_legacy": {"learning_rate": 0.001, "rho": 0.9, "momentum": 0.0, "epsilon": 1e-7},
                 "torch": {"learning_rate": 0.01, "rho": 0.99, "momentum": 0.0, "epsilon": 1e-8}}
-    float32_hypers = {"keras": frozenset({"learning_rate"}),
+    float32_hypers = {"keras": frozenset(),
                       "keras_legacy": frozenset({"learning_rate", "rho", "momentum"}),
                       "torch": frozenset()}
     formulas = {"keras": "keras", "keras_legacy": "keras", "torch": "torch"}
@@ -578,7 +571,7 @@ class Ftrl(Optimizer):
         q = \frac{n'^{p}}{\eta} + 2\lambda_2', \quad
         w \leftarrow \frac{\mathrm{clip}(z, -\lambda_1, \lambda_1) - z}{q}, \quad n \leftarrow n'
 
-    (:math:`\eta` and the accumulator's initial value float32, as tf.keras holds them.)
+    (The accumulator starts at float32(``initial_accumulator_value``), as tf.keras fills it.)
     ``RowGrad``: the dense math, as tf.keras (a row never touched still has :math:`z = 0`, so
     the first step sets it to 0: FTRL's weights are a function of :math:`z` and :math:`n`).
     """
@@ -587,7 +580,7 @@ class Ftrl(Optimizer):
                     "l1_regularization_strength": 0.0, "l2_regularization_strength": 0.0,
                     "l2_shrinkage_regularization_strength": 0.0, "beta": 0.0} for f in FLAVORS}
     # the accumulator starts from tf.fill(value): a float32 tensor, then cast
-    float32_hypers = {f: frozenset({"learning_rate", "initial_accumulator_value"}) for f in FLAVORS}
+    float32_hypers = {f: frozenset({"initial_accumulator_value"}) for f in FLAVORS}
     formulas = {"keras": "keras", "keras_legacy": "keras", "torch": None}
 
     def __init__(self, learning_rate=None, learning_rate_power=None, initial_accumulator_value=None,
@@ -640,7 +633,7 @@ class AdamW(Adam):
     Notes
     -----
     Before Adam's update of a weight: keras :math:`w \leftarrow w - w\,\lambda\,\eta`
-    (:math:`\eta` float32), torch :math:`w \leftarrow w (1 - \eta\lambda)`; then :class:`Adam`'s
+    (:math:`\lambda` cast through float32, as tf.keras's ``tf.cast``), torch :math:`w \leftarrow w (1 - \eta\lambda)`; then :class:`Adam`'s
     flavour's update (keras_legacy has no AdamW and uses the keras one).
     """
     defaults = {f: {**Adam.defaults[f], "weight_decay": 0.01 if f == "torch" else 0.004} for f in FLAVORS}
@@ -720,16 +713,17 @@ _OPTIMIZERS = {"sgd": SGD, "adagrad": Adagrad, "adam": Adam, "rmsprop": RMSprop,
 COMPILE_ARGUMENTS = {"keras": {}, "keras_legacy": {}, "torch": {"sgd": {"learning_rate": 0.01}}}
 
 
-def get(optimizer, flavor=None):
+def get(optimizer, flavor=None, framework=None):
     """An optimizer by name (``'sgd'``, ``'adagrad'``, ``'adam'``, any case) as ``compile(name)``
-    gives it in the ``flavor``'s framework, or an :class:`Optimizer` instance (its open
-    flavour set to ``flavor``) returned as is."""
+    gives it in the ``flavor``'s framework (``framework``: a conventions profile's name), or
+    an :class:`Optimizer` instance (its open flavour set to ``flavor``) returned as is."""
     flavor = check_flavor(flavor)
     if isinstance(optimizer, Optimizer):
-        return optimizer.set_flavor(flavor) if flavor is not None else optimizer
+        return optimizer.set_flavor(flavor, framework) if flavor is not None else optimizer
     if isinstance(optimizer, str) and optimizer.lower() in _OPTIMIZERS:
         name = optimizer.lower()
         kwargs = COMPILE_ARGUMENTS.get(flavor or "keras", {}).get(name, {})
-        return _OPTIMIZERS[name](flavor=flavor, **kwargs)
+        opt = _OPTIMIZERS[name](flavor=flavor, **kwargs)
+        return opt.set_flavor(flavor, framework) if flavor is not None else opt
     raise ValueError(f"optimizer must be one of {sorted(_OPTIMIZERS)} (any case) or a npctr "
                      f"Optimizer instance, got {optimizer!r}")
