@@ -63,8 +63,9 @@ class Conventions:
     loss_reduction : {'mean', 'sum'}
         Batch reduction of the data loss (DeepCTR-Torch's fit: ``reduction='sum'``).
     l2_float32 : bool
-        The L2 coefficient enters rounded to float32 in float64 models (measured on Keras 3;
-        tf.keras 2 casts it to ``floatx``, which a float64 DeepCTR model sets to float64).
+        The L2 coefficient enters rounded to float32 in float64 models (Keras 3's
+        ``ops.cast(self.l2, x.dtype)`` goes through a float32 constant; tf.keras 2 casts it to
+        ``floatx``, which a float64 DeepCTR model sets to float64: exact).
     l2_on_dnn : bool
         ``l2_reg_dnn`` / a DNN's ``l2_reg`` enters the loss. DeepCTR-Torch's DNN stores
         ``l2_reg`` but never registers it, so its DIN ignores ``l2_reg_dnn``.

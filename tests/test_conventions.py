@@ -367,3 +367,22 @@ def test_l2_reg_dnn_is_ignored_under_torch_as_deepctr_torch():
         make_din("torch", l2_reg_dnn=0.0).regularization_loss()
     assert make_din("keras3", l2_reg_dnn=0.5).regularization_loss() > \
         make_din("keras3", l2_reg_dnn=0.0).regularization_loss()
+
+
+@given(st.sampled_from(optimizers.FLAVORS), st.sampled_from(["sgd", "adagrad", "adam", "momentum"]),
+       st.integers(0, 2 ** 16))
+def test_property_every_flavour_row_sparse_equals_dense(flavor, kind, seed):
+    """The RowGrad path (lazy or densified) gives what the dense gradient gives, in every flavour."""
+    from npctr.sparse import RowGrad
+    make = {"sgd": lambda: SGD(0.1, flavor=flavor), "momentum": lambda: SGD(0.1, momentum=0.9, flavor=flavor),
+            "adagrad": lambda: Adagrad(0.1, flavor=flavor), "adam": lambda: Adam(0.1, flavor=flavor)}[kind]
+    rng = np.random.default_rng(seed)
+    table = rng.standard_normal((7, 3))
+    a, b = {"e": table.copy()}, {"e": table.copy()}
+    sparse_opt, dense_opt = make(), make()
+    for _ in range(3):
+        rows = np.unique(rng.integers(0, 7, 3))
+        g = RowGrad(rows, rng.standard_normal((len(rows), 3)), (7, 3))
+        sparse_opt.apply_gradients(a, {"e": g})
+        dense_opt.apply_gradients(b, {"e": g.to_dense()})
+    np.testing.assert_allclose(a["e"], b["e"], rtol=1e-15, atol=1e-15)
