@@ -7,7 +7,7 @@ from npctr.models import DIN, DNNModel
 from npctr.models.base import DEFAULT_BATCH_SIZE
 from npctr.training import SGD, Adam, EarlyStopping, ModelCheckpoint
 
-from toy_models import ToyDNNModel, toy_data
+from toy_models import ToyDNNModel, toy_data, assert_param_gradients
 
 DIMS = {"a": 3, "b": 2}
 
@@ -215,17 +215,7 @@ def test_weighted_training_gradient_matches_finite_differences():
         return model._loss_value(ya, sigmoid(z), w) + model.regularization_loss()
 
     model._loss_and_gradients(xa, ya, (1, 1), w)
-    grads = {k: np.array(v) for k, v in model.grads.items()}
-    h = 1e-6
-    for key, p in model.params.items():
-        for idx in np.ndindex(*p.shape):
-            old = p[idx]
-            p[idx] = old + h
-            fp = objective()
-            p[idx] = old - h
-            fm = objective()
-            p[idx] = old
-            assert grads[key][idx] == pytest.approx((fp - fm) / (2 * h), rel=1e-6, abs=1e-10), key
+    assert_param_gradients(model, {k: np.array(v) for k, v in model.grads.items()}, objective)
 
 
 from hypothesis import given, strategies as st  # noqa: E402

@@ -12,7 +12,7 @@ from npctr.training import losses, SGD, Adagrad, Adam, EarlyStopping, ModelCheck
 from npctr.training.progress import ProgressBar
 from npctr.io import load_model
 
-from toy_models import ToyDNNModel, ToyBagModel, toy_data, bag_data
+from toy_models import ToyDNNModel, ToyBagModel, toy_data, bag_data, assert_param_gradients
 
 DIMS = {"a": 3, "b": 2}
 
@@ -113,17 +113,7 @@ def test_training_gradient_including_l2_matches_finite_differences():
     z = model.forward_logits(x, training=True, backprop=True)
     model.backward_logits(bce.fused_logit_grad(yb, z))
     model.add_regularization_grads()
-    grads = {k: np.array(v) for k, v in model.grads.items()}
-    h = 1e-6
-    for key, w in model.params.items():
-        for idx in np.ndindex(*w.shape):
-            old = w[idx]
-            w[idx] = old + h
-            fp = objective()
-            w[idx] = old - h
-            fm = objective()
-            w[idx] = old
-            assert grads[key][idx] == pytest.approx((fp - fm) / (2 * h), rel=1e-6, abs=1e-10), key
+    assert_param_gradients(model, {k: np.array(v) for k, v in model.grads.items()}, objective)
 
 
 # -- fit ---------------------------------------------------------------------------------------
