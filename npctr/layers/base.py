@@ -18,6 +18,7 @@ import re
 
 import numpy as np
 
+from .. import initializers
 from .._validation import resolve_dtype, check_seed, float_array, check_rank
 from .. import conventions as conventions_mod
 
@@ -68,10 +69,15 @@ class Layer:
         """Register a weight under ``key``; returns the stored array."""
         if self.dtype is None:      # built by hand before any input fixed the dtype
             self.dtype = np.dtype(np.float64)
-        value = np.array(value, dtype=self.dtype)
+        weight_dtype = self.dtype
+        if initializers.placeholders_active():    # load_model: the stored array replaces it
+            value = grad = initializers.placeholder(np.shape(value), weight_dtype)
+        else:
+            value = np.array(value, dtype=weight_dtype)
+            grad = np.zeros(value.shape, value.dtype)
         if trainable:
             self._params[key] = value
-            self._grads[key] = np.zeros_like(value)
+            self._grads[key] = grad
             if l2_reg:
                 self._l2[key] = float(l2_reg)
         else:
@@ -225,12 +231,27 @@ class Layer:
         """Paths in tf.keras 2's ``get_weights()`` order: every trainable, then the rest."""
         return self._ordered(True) + self._ordered(False)
 
-    def _lookup(self, path):
+    def _locate(self, path):
+        """The layer holding weight ``path`` and the weight's key in it."""
         layer = self
         *parents, key = path.split("/")
         for p in parents:
             layer = layer._layers[p]
+        return layer, key
+
+    def _lookup(self, path):
+        layer, key = self._locate(path)
         return (layer._params if key in layer._params else layer._state)[key]
+
+    def _adopt(self, path, array):
+        """Make ``array`` (the weight's shape and dtype, writeable) the storage of weight ``path``,
+        without a copy; its gradient starts at zero (``load_model``)."""
+        layer, key = self._locate(path)
+        if key in layer._params:
+            layer._params[key] = array
+            layer._grads[key] = np.zeros(array.shape, array.dtype)
+        else:
+            layer._state[key] = array
 
     def get_weights(self):
         """Copies of the weights, in the order of DeepCTR's tf.keras ``get_weights()``."""
