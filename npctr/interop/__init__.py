@@ -7,8 +7,8 @@
 
 Nothing here imports TensorFlow, Keras, torch or h5py at import time.
 """
-from .keras import load_keras_weights, to_keras_weights, keras_spec
+from .keras import load_keras_weights, to_keras_weights, keras_spec, map_keras_names
 from .torch import load_torch_state_dict, to_torch_state_dict, torch_spec
 
-__all__ = ["load_keras_weights", "to_keras_weights", "keras_spec",
+__all__ = ["load_keras_weights", "to_keras_weights", "keras_spec", "map_keras_names",
            "load_torch_state_dict", "to_torch_state_dict", "torch_spec"]

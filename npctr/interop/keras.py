@@ -379,6 +379,14 @@ def load_keras_weights(model, source, strict=True, prefix=None):
                         strict, "keras_weights", ignored=_ignored_keys(model))
 
 
+def map_keras_names(model, names):
+    """``{Keras name: npctr path}`` for the Keras variable names of a model like ``model``
+    (e.g. to compare gradients by name); names that match nothing map to None."""
+    path_of = {key: path for path, key in keras_spec(model).items()}
+    keys = _relative_to(model, canonical_keys(list(names)))
+    return {name: path_of.get(key) for name, key in keys.items()}
+
+
 def keras_default_name(key):
     """A canonical key as the variable name a fresh Keras session gives it (``dnn/dice_1/...``)."""
     return "/".join(s if isinstance(s, str) else (s[0] if s[1] == 0 else f"{s[0]}_{s[1]}") for s in key)
