@@ -227,6 +227,7 @@ def compare_with_torch(torch, torch_model, ours, x):
         mine = ours.forward(x, training=training, backprop=True)
         assert normwise(mine, out.detach().numpy()) <= RTOL_F64, training
         ours.backward(g)
+        overall = max(np.max(np.abs(p.grad.numpy())) for p in params.values())
         for path, (name, layout) in spec.items():
             if name not in params:
                 continue
@@ -234,24 +235,36 @@ def compare_with_torch(torch, torch_model, ours, x):
             theirs = theirs.T if layout == "linear" else theirs.reshape(ours._lookup(path).shape)
             mine_g = ours.grads[path]
             mine_g = mine_g.to_dense() if hasattr(mine_g, "to_dense") else mine_g
-            scale = max(np.max(np.abs(theirs)), 1e-300)
+            scale = np.max(np.abs(theirs))
+            if scale <= 100 * np.finfo(theirs.dtype).eps * overall:      # exact zero: round-off
+                scale = overall
             assert np.max(np.abs(mine_g - theirs)) <= RTOL_F64 * scale, (training, path)
         ours.restore(snapshot)
 
 
-def test_torch_din_in_and_out(tmp_path):
+@pytest.mark.parametrize("variant", ["sigmoid", "dice_bn"])
+def test_torch_din_in_and_out(variant, tmp_path):
     """A DIN without BatchNorm or Dice is the same function in DeepCTR-Torch and npctr's default
-    conventions (with histories that are non-zero exactly for t < seq_length)."""
+    conventions (with histories that are non-zero exactly for t < seq_length); with Dice and
+    BatchNorm it needs ``conventions="torch"`` (affine Dice BN, Torch's epsilons and momentum)."""
     torch = _torch()
-    kwargs = dict(att_activation="sigmoid", dnn_use_bn=False)
+    if variant == "sigmoid":
+        kwargs, ours_kwargs = dict(att_activation="sigmoid", dnn_use_bn=False), {}
+    else:
+        kwargs, ours_kwargs = dict(att_activation="Dice", dnn_use_bn=True), dict(conventions="torch")
     torch_model = torch_din(torch, **kwargs)
     rng = np.random.default_rng(7)
     with torch.no_grad():
         for name, p in torch_model.named_parameters():
             p.copy_(torch.tensor(0.5 * rng.standard_normal(tuple(p.shape))))
+        for name, b in torch_model.named_buffers():
+            if name.endswith("running_var"):
+                b.copy_(torch.tensor(rng.uniform(0.5, 1.5, tuple(b.shape))))
+            elif name.endswith("running_mean"):
+                b.copy_(torch.tensor(0.2 * rng.standard_normal(tuple(b.shape))))
     x = features()
     for source in ("module", "state_dict", "pt"):
-        ours = npctr_din(**kwargs)
+        ours = npctr_din(**kwargs, **ours_kwargs)
         if source == "module":
             load_torch_state_dict(ours, torch_model)
         elif source == "state_dict":
@@ -261,7 +274,9 @@ def test_torch_din_in_and_out(tmp_path):
             load_torch_state_dict(ours, tmp_path / "din.pt")
         compare_with_torch(torch, torch_model, ours, x)
 
-    ours.set_weights({p: 0.5 * rng.standard_normal(ours._lookup(p).shape) for p in ours.weight_names()})
+    ours.set_weights({p: (rng.uniform(0.5, 1.5, v.shape) if p.endswith("moving_variance")
+                          else 0.5 * rng.standard_normal(v.shape)) for p, v in
+                      ((p, ours._lookup(p)) for p in ours.weight_names())})
     torch_model.load_state_dict(to_torch_state_dict(ours))          # strict: every name, Torch's layouts
     compare_with_torch(torch, torch_model, ours, x)
 
