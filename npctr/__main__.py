@@ -9,6 +9,8 @@ import sys
 #: command name -> (module, one-line description)
 COMMANDS = {
     "demo": ("npctr.demo", "train DIN and a mean-pooling baseline on synthetic clicks"),
+    "golden": ("npctr.interop.golden", "write reference numbers of a layer or model (.npz + JSON index)"),
+    "compare": ("npctr.interop.compare", "normwise error of two golden files/folders; non-zero exit above --rtol"),
 }
 
 
