@@ -80,13 +80,13 @@ def save_model(model, path):
         os.close(dir_fd)
 
 
-def _read_archive(path):
-    """All arrays of the file, read eagerly; any damage becomes a ValueError."""
+def _read_archive(path, names=None):
+    """The arrays of the file (only ``names`` if given), read eagerly; any damage becomes a ValueError."""
     try:
         with np.load(path, allow_pickle=False) as data:
             if not hasattr(data, "files"):
                 raise ValueError(f"{path!r} is a single .npy array, not an npctr model file (.npz)")
-            return {name: data[name] for name in data.files}
+            return {name: data[name] for name in data.files if names is None or name in names}
     except FileNotFoundError:
         raise
     except ValueError as exc:
@@ -107,18 +107,8 @@ def _scalar(arrays, key, kind, path):
     return value.item()
 
 
-def load_model(path):
-    """Rebuild the model saved at ``path``; it predicts exactly what the saved one did.
-
-    Raises ``ValueError`` for a truncated or corrupted file, a file of another format
-    version, an unknown model class, a bad config, or arrays that do not match the
-    rebuilt model's weight names, shapes or dtypes. ``FileNotFoundError`` if there is
-    no file.
-    """
-    from .models.base import MODEL_REGISTRY
-    from . import models as _models  # noqa: F401  (registers npctr's own models)
-    path = os.fspath(path)
-    arrays = _read_archive(path)
+def _parse_meta(arrays, path):
+    """Check the format entries; return ``(class name, config)``."""
     missing_meta = [k for k in _META if k not in arrays]
     if missing_meta:
         raise ValueError(f"{path!r} is not an npctr model file: it lacks {missing_meta}")
@@ -135,6 +125,29 @@ def load_model(path):
             raise TypeError("'class' must be a string and 'config' an object")
     except (ValueError, KeyError, TypeError) as exc:
         raise ValueError(f"{path!r}: the model config (__config__) is not valid: {exc}") from exc
+    return cls_name, config
+
+
+def read_model_config(path):
+    """``(class name, config)`` of the model file at ``path`` (or an open binary file),
+    without reading its weights."""
+    path = path if hasattr(path, "read") else os.fspath(path)
+    return _parse_meta(_read_archive(path, names=_META), path)
+
+
+def load_model(path):
+    """Rebuild the model saved at ``path``; it predicts exactly what the saved one did.
+
+    Raises ``ValueError`` for a truncated or corrupted file, a file of another format
+    version, an unknown model class, a bad config, or arrays that do not match the
+    rebuilt model's weight names, shapes or dtypes. ``FileNotFoundError`` if there is
+    no file.
+    """
+    from .models.base import MODEL_REGISTRY
+    from . import models as _models  # noqa: F401  (registers npctr's own models)
+    path = os.fspath(path)
+    arrays = _read_archive(path)
+    cls_name, config = _parse_meta(arrays, path)
     cls = MODEL_REGISTRY.get(cls_name)
     if cls is None:
         raise ValueError(f"{path!r} holds a {cls_name!r} model, which is not a registered model class "

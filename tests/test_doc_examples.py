@@ -3,7 +3,7 @@
 README blocks run in order, each after the ones before it (later blocks use earlier names).
 In docs/, the complete examples (blocks that import what they use) run; the other blocks
 there are signature listings and fragments, not programs. A docs example that imports an optional
-package which is not installed (PyTorch in docs/verifying_backends.md) is skipped.
+package which is not installed (PyTorch in docs/verifying_backends.md, ONNX Runtime, Dask) is skipped.
 """
 import importlib.util
 import re
@@ -20,7 +20,7 @@ DOC_EXAMPLES = [(page.name, block)
 
 
 # optional packages a docs example may import; any other missing import is a failure, not a skip
-OPTIONAL_PACKAGES = {"torch"}
+OPTIONAL_PACKAGES = {"torch", "onnx", "onnxruntime", "dask", "distributed", "pyarrow"}
 
 
 def missing_optional_packages(block):
