@@ -5,8 +5,10 @@ For every array both sides hold (``B`` is the reference), the normwise relative 
 front of a training-mode BatchNormalization) has no scale of its own: it is marked ``exact zero``
 and judged at the largest ``max|b|`` of its group (the arrays sharing its key up to the last
 ``/``, e.g. the other weight gradients of the same layer). The command exits 1 if any error
-exceeds ``rtol`` or an array is missing on one side or has another shape, 0 otherwise.
-Default ``rtol``: 1e-12 when both sides are float64, 1e-5 otherwise.
+exceeds ``rtol``, an array of ``A`` is not in ``B`` or has another shape, 0 otherwise. Arrays of
+the reference ``B`` that ``A`` does not have (a backend that computes only the inference output)
+are listed as not compared; ``--all`` makes them failures too. Default ``rtol``: 1e-12 when both
+sides are float64, 1e-5 otherwise.
 """
 import argparse
 import os
@@ -23,8 +25,9 @@ def _files(path):
     return {os.path.basename(path): path}
 
 
-def compare_arrays(a, b, rtol=None):
-    """Rows ``(key, error, scale, status)`` and whether all agree; ``b`` is the reference."""
+def compare_arrays(a, b, rtol=None, require_all=False):
+    """Rows ``(key, error, scale, status)``, whether all agree, and the tolerance used; ``b`` is the
+    reference. An array only in ``b`` fails only with ``require_all``."""
     float_kinds = "fc"
     both64 = all(v.dtype == np.float64 for v in list(a.values()) + list(b.values()) if v.dtype.kind in float_kinds)
     if rtol is None:
@@ -37,8 +40,11 @@ def compare_arrays(a, b, rtol=None):
     rows, ok = [], True
     for key in sorted(set(a) | set(b)):
         if key not in a or key not in b:
-            rows.append((key, None, None, f"only in {'A' if key in a else 'B'}"))
-            ok = False
+            missing_in_a = key not in a
+            fails = require_all or not missing_in_a
+            rows.append((key, None, None, ("not in A, not compared" if missing_in_a and not fails
+                                           else f"only in {'B' if missing_in_a else 'A'}, FAIL")))
+            ok &= not fails
             continue
         x, y = a[key], b[key]
         if x.shape != y.shape:
@@ -74,6 +80,7 @@ def main(argv=None):
     parser.add_argument("b")
     parser.add_argument("--rtol", type=float, default=None,
                         help="tolerance (default 1e-12 for float64 pairs, 1e-5 otherwise)")
+    parser.add_argument("--all", action="store_true", help="every quantity (and file) of B must be in A")
     parser.add_argument("-q", "--quiet", action="store_true", help="print failures and the summary only")
     args = parser.parse_args(argv)
     files_a, files_b = _files(args.a), _files(args.b)
@@ -84,21 +91,22 @@ def main(argv=None):
     all_ok, worst = True, 0.0
     for name, path_a, path_b in pairs:
         if path_a is None or path_b is None:
-            print(f"{name}: only in {'A' if path_b is None else 'B'}  FAIL")
-            all_ok = False
+            fails = path_b is None or args.all
+            print(f"{name}: only in {'A' if path_b is None else 'B'}" + ("  FAIL" if fails else ", not compared"))
+            all_ok &= not fails
             continue
         try:
             (a, _), (b, _) = read_golden(path_a), read_golden(path_b)
         except (ValueError, OSError) as exc:
             print(f"compare: {exc}", file=sys.stderr)
             return 2
-        rows, ok, rtol = compare_arrays(a, b, args.rtol)
+        rows, ok, rtol = compare_arrays(a, b, args.rtol, args.all)
         all_ok &= ok
         print(f"== {name}  (rtol {rtol:.0e})")
         for key, rel, scale, status in rows:
             if rel is not None:
                 worst = max(worst, rel) if rel == rel else float("inf")
-            if args.quiet and "FAIL" not in status and status not in ("DIFFERENT",) and rel is not None:
+            if args.quiet and "FAIL" not in status and status != "DIFFERENT":
                 continue
             shown = f"{rel:9.2e}" if rel is not None else " " * 9
             print(f"  {shown}  {key}" + (f"  [{status}]" if status else ""))
