@@ -20,7 +20,7 @@ from npctr.interop import keras_spec, load_keras_weights, to_keras_weights
 from npctr.interop.keras import canonical_keys
 from npctr.models import DIN, DNNModel
 
-from test_golden_core import GOLDEN, _build_layer, _inputs, _load, canon_to_path
+from test_golden_core import FOLDER_CONVENTIONS, GOLDEN, _build_layer, _inputs, _load, canon_to_path
 from test_golden_asp import asp_canon_to_path
 
 
@@ -41,23 +41,25 @@ def _golden_cases():
     return out
 
 
-def _golden_layer(data, meta):
+def _golden_layer(data, meta, folder):
     case = meta["case"]
     dtype = np.dtype(meta["dtype"]).name
+    conventions = FOLDER_CONVENTIONS[folder]
     if case["kind"] == "asp":
         layer = AttentionSequencePoolingLayer(tuple(case["hidden"]), att_activation=case["act"],
                                               weight_normalization=case["wn"],
-                                              return_score=case["return_score"], dtype=dtype)
+                                              return_score=case["return_score"], dtype=dtype,
+                                              conventions=conventions)
         return layer, [data["in_query"], data["in_keys"], data["in_keys_length"]], ["query", "keys", None], \
             asp_canon_to_path
     inputs, names = _inputs(data, case)
-    return _build_layer(case, dtype), inputs, names, canon_to_path
+    return _build_layer(case, dtype, conventions), inputs, names, canon_to_path
 
 
 @pytest.mark.parametrize("folder,name", _golden_cases())
 def test_recorded_deepctr_layers_import_by_name(folder, name):
     data, meta = _load(folder, name)
-    layer, inputs, input_names, to_path = _golden_layer(data, meta)
+    layer, inputs, input_names, to_path = _golden_layer(data, meta, folder)
     layer.forward(inputs, training=False)                    # build
     names = [str(n) for n in data["weight_names"]]
     loaded = load_keras_weights(layer, {n: data[f"w{i}"] for i, n in enumerate(names)})
@@ -95,6 +97,9 @@ def test_recorded_deepctr_layers_import_by_name(folder, name):
                     scale = overall
                 err = np.max(np.abs(layer.grads[p] - recorded))
                 assert err <= tol * scale, (mode, p, err / scale)
+    for i, p in enumerate(paths):          # moving statistics after the one training call
+        if p in layer.state:
+            assert normwise(layer.state[p], data[f"w{i}_after_train"]) <= rtol, p
 
 
 # -- a DIN with DeepCTR's names ----------------------------------------------------------------
