@@ -55,9 +55,6 @@ class Conventions:
         Dice's BatchNormalization learns ``gamma`` / ``beta`` (torch's ``BatchNorm1d``).
     dice_bn_momentum : float
         Momentum of Dice's BatchNormalization (``bn_momentum_convention`` terms).
-    dice_alpha_dtype : str or None
-        dtype Dice's ``dice_alpha`` is stored in; None: the layer's (Keras 3 keeps a
-        float32 variable in a float64 layer).
     loss : {'tf_keras', 'keras3', 'torch'}
         Formula family of the training losses (``npctr.training.losses``):
         tf.keras 2 clips ``p`` to ``[1e-7, 1 - 1e-7]`` *and* adds ``1e-7`` inside the logs;
@@ -66,7 +63,8 @@ class Conventions:
     loss_reduction : {'mean', 'sum'}
         Batch reduction of the data loss (DeepCTR-Torch's fit: ``reduction='sum'``).
     l2_float32 : bool
-        The L2 coefficient is rounded to float32 (tf.keras 2's ``cast_to_floatx``).
+        The L2 coefficient enters rounded to float32 in float64 models (measured on Keras 3;
+        tf.keras 2 casts it to ``floatx``, which a float64 DeepCTR model sets to float64).
     l2_on_dnn : bool
         ``l2_reg_dnn`` / a DNN's ``l2_reg`` enters the loss. DeepCTR-Torch's DNN stores
         ``l2_reg`` but never registers it, so its DIN ignores ``l2_reg_dnn``.
@@ -75,7 +73,9 @@ class Conventions:
         positions ``t < length`` from the first ``VarLenSparseFeat.length_name``
         (DeepCTR-Torch).
     optimizer_flavor : {'keras', 'keras_legacy', 'torch'}
-        Flavour of ``compile``'s optimizers (``npctr.training.optimizers``).
+        Flavour of ``compile``'s optimizers (``npctr.training.optimizers``); the profile's
+        name refines it where two frameworks of one flavour round differently (Keras 3's
+        Adagrad starts its accumulator at float32(0.1)).
     kernel_layout : {'(in, out)', '(out, in)'}
         How the framework stores dense kernels (for importers; npctr always stores ``(in, out)``).
     """
@@ -90,7 +90,6 @@ class Conventions:
     dice_epsilon: float
     dice_bn_affine: bool
     dice_bn_momentum: float
-    dice_alpha_dtype: object
     loss: str
     loss_reduction: str
     l2_float32: bool
@@ -108,21 +107,21 @@ TF_KERAS = Conventions(
     name="tf_keras", framework="DeepCTR 0.9.4 on tf.keras 2 (tf-keras 2.21, TF_USE_LEGACY_KERAS=1)",
     bn_momentum=0.99, bn_momentum_convention="keras", bn_epsilon=1e-3, bn_moving_update="subtract", bn_decay_float32=True,
     bn_moving_variance="biased", dice_epsilon=1e-9, dice_bn_affine=False, dice_bn_momentum=0.99,
-    dice_alpha_dtype=None, loss="tf_keras", loss_reduction="mean", l2_float32=True, l2_on_dnn=True,
+    loss="tf_keras", loss_reduction="mean", l2_float32=False, l2_on_dnn=True,
     history_mask="nonzero_ids", optimizer_flavor="keras", kernel_layout="(in, out)")
 
 KERAS3 = Conventions(
     name="keras3", framework="DeepCTR 0.9.4 on Keras 3 (TensorFlow 2.21's default Keras)",
     bn_momentum=0.99, bn_momentum_convention="keras", bn_epsilon=1e-3, bn_moving_update="lerp", bn_decay_float32=False,
     bn_moving_variance="biased", dice_epsilon=1e-9, dice_bn_affine=False, dice_bn_momentum=0.99,
-    dice_alpha_dtype="float32", loss="keras3", loss_reduction="mean", l2_float32=False, l2_on_dnn=True,
+    loss="keras3", loss_reduction="mean", l2_float32=True, l2_on_dnn=True,
     history_mask="nonzero_ids", optimizer_flavor="keras", kernel_layout="(in, out)")
 
 TORCH = Conventions(
     name="torch", framework="DeepCTR-Torch 0.3.0 on PyTorch 2.13",
     bn_momentum=0.1, bn_momentum_convention="torch", bn_epsilon=1e-5, bn_moving_update="torch", bn_decay_float32=False,
     bn_moving_variance="unbiased", dice_epsilon=1e-8, dice_bn_affine=True, dice_bn_momentum=0.1,
-    dice_alpha_dtype=None, loss="torch", loss_reduction="sum", l2_float32=False, l2_on_dnn=False,
+    loss="torch", loss_reduction="sum", l2_float32=False, l2_on_dnn=False,
     history_mask="length", optimizer_flavor="torch", kernel_layout="(out, in)")
 
 PROFILES = {p.name: p for p in (TF_KERAS, KERAS3, TORCH)}

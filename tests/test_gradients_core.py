@@ -110,9 +110,7 @@ def test_dense_l2_regularization_gradient():
     layer.forward(x, training=True)
     layer.backward(np.zeros((4, 2)))
     layer.add_regularization_grads()
-    # the default "tf_keras" profile rounds the coefficient to float32 (tf.keras 2's cast_to_floatx)
-    np.testing.assert_allclose(layer.regularization_loss(), float(np.float32(0.3)) * np.sum(kernel ** 2),
-                               rtol=1e-14)
+    np.testing.assert_allclose(layer.regularization_loss(), 0.3 * np.sum(kernel ** 2), rtol=1e-14)
 
     def loss():
         return layer.regularization_loss()
@@ -247,8 +245,7 @@ def test_dnn_gradient_includes_l2_when_added():
     layer.backward(g)
     data_grad = layer.grads["kernel0"].copy()
     layer.add_regularization_grads()
-    np.testing.assert_allclose(layer.grads["kernel0"] - data_grad,
-                               2 * float(np.float32(0.1)) * layer.params["kernel0"], rtol=1e-12)   # tf_keras: float32 c
+    np.testing.assert_allclose(layer.grads["kernel0"] - data_grad, 0.2 * layer.params["kernel0"], rtol=1e-12)
 
 
 # --- LocalActivationUnit --------------------------------------------------------------

@@ -213,8 +213,7 @@ def test_embedding_l2_gradient_covers_the_whole_table():
     def total():
         return float(np.sum(table.forward(ids) * g)) + table.regularization_loss()
     np.testing.assert_allclose(table.grads["embeddings"], numerical_gradient(total, W), rtol=1e-7)
-    # the default "tf_keras" profile rounds the coefficient to float32 (tf.keras 2's cast_to_floatx)
-    np.testing.assert_allclose(table.regularization_loss(), float(np.float32(0.3)) * np.sum(W ** 2), rtol=1e-14)
+    np.testing.assert_allclose(table.regularization_loss(), 0.3 * np.sum(W ** 2), rtol=1e-14)
 
 
 # --- SequencePoolingLayer -------------------------------------------------------------

@@ -121,7 +121,7 @@ def test_bce_multi_output_grad_is_not_scaled_by_outputs():
     loss = BinaryCrossentropy()
     y = np.zeros((4, 3))
     z = np.zeros((4, 3))
-    np.testing.assert_allclose(loss.logit_grad(y, z), np.full((4, 3), 0.5 / 12))
+    np.testing.assert_allclose(loss.fused_logit_grad(y, z), np.full((4, 3), 0.5 / 12))
 
 
 # --- 3. Dice / PReLU constructor validation --------------------------------------------

@@ -203,7 +203,7 @@ class Dice(Layer):
             raise ValueError(f"axis {self.axis} is out of range for input shape {tuple(input_shape)} "
                              f"(expected an axis in [{-rank}, {rank - 1}])")
         conv = self.conventions
-        self.add_weight("dice_alpha", np.zeros(input_shape[self.axis]), dtype=conv.dice_alpha_dtype)
+        self.add_weight("dice_alpha", np.zeros(input_shape[self.axis]))
         # DeepCTR: center/scale off, Dice only needs the normalised input for its gate;
         # DeepCTR-Torch: an affine BatchNorm1d (learnable gamma/beta)
         bn = _DiceBatchNormalization(axis=self.axis, epsilon=self.epsilon, center=conv.dice_bn_affine,
@@ -218,8 +218,7 @@ class Dice(Layer):
             raise ValueError(f"inputs must have {alpha.shape[0]} features on axis {self.axis}, "
                              f"got shape {x.shape}")
         p = sigmoid(self._layers["bn"].forward(x, training=training, backprop=backprop))
-        # a float32 alpha (Keras 3) is read in the layer's dtype, as Keras's autocast does
-        alpha = self._layers["bn"]._broadcast(alpha.astype(x.dtype, copy=False), x.ndim)
+        alpha = self._layers["bn"]._broadcast(alpha, x.ndim)
         # alpha (1 - p) x + p x, factored to save passes over (B, T, H)
         gate = p * (1.0 - alpha)
         gate += alpha
@@ -231,12 +230,11 @@ class Dice(Layer):
     def backward(self, grad_output):
         (x, p, gate), dy = self._take_cache(grad_output)
         bn = self._layers["bn"]
-        alpha = bn._broadcast(self._params["dice_alpha"].astype(x.dtype, copy=False), x.ndim)
+        alpha = bn._broadcast(self._params["dice_alpha"], x.ndim)
         reduce_axes = tuple(a for a in range(x.ndim) if a != bn._feature_axis)
         u = dy * x
         u *= 1.0 - p                                   # dy x (1 - p)
-        d_alpha = np.sum(u, axis=reduce_axes)          # rounded to alpha's dtype, as a framework's cast
-        self._grads["dice_alpha"] = d_alpha.astype(self._params["dice_alpha"].dtype, copy=False)
+        self._grads["dice_alpha"] = np.sum(u, axis=reduce_axes)
         u *= p
         u *= 1.0 - alpha                               # dL/d bn(x) = dy x (1 - alpha) p (1 - p)
         dx = bn.backward(u)

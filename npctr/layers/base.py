@@ -73,15 +73,11 @@ class Layer:
             child._set_conventions(self._conventions_name)
 
     # -- construction -----------------------------------------------------------------
-    def add_weight(self, key, value, trainable=True, l2_reg=0.0, dtype=None):
-        """Register a weight under ``key``; returns the stored array.
-
-        ``dtype`` (default: the layer's) stores a weight in another dtype, e.g. Keras 3's
-        float32 ``dice_alpha`` in a float64 layer.
-        """
+    def add_weight(self, key, value, trainable=True, l2_reg=0.0):
+        """Register a weight under ``key``; returns the stored array."""
         if self.dtype is None:      # built by hand before any input fixed the dtype
             self.dtype = np.dtype(np.float64)
-        value = np.array(value, dtype=self.dtype if dtype is None else dtype)
+        value = np.array(value, dtype=self.dtype)
         if trainable:
             self._params[key] = value
             self._grads[key] = np.zeros_like(value)
