@@ -3,8 +3,10 @@
 The recordings (DeepCTR on tf.keras 2 and Keras 3, DeepCTR-Torch; see the folder's README) are what the
 parity tests compare npctr against. These tests check the files themselves: every case the index lists
 exists, its JSON meta parses, every weight has an initial value of a plausible shape, gradients and buffers
-are where the kind says, trajectories have 9 rows. The smoke check: npctr's default DIN (tf_keras
-conventions) with the recorded weights reproduces the tf_keras DIN outputs in inference mode.
+are where the kind says, trajectories have 9 rows, and the frameworks' recordings of one case start from
+the same weights and inputs. The smoke check: npctr's default DIN (tf_keras conventions) with the recorded
+weights reproduces the recorded DIN outputs in inference mode (tf_keras and Keras 3, and DeepCTR-Torch's
+sigmoid DIN) to 1e-12 relative.
 """
 import json
 from pathlib import Path
@@ -93,6 +95,39 @@ def test_case_is_self_consistent(entry):
         assert meta["optimizer"]["flavour"] in ("keras", "keras_legacy", "torch")
 
 
+def _same_case_groups():
+    """Cases recorded by more than one framework (same case name): [(case, [entries])]."""
+    by_case = {}
+    for e in INDEX:
+        key = e["case"].replace("_keras_legacy_", "_X_").replace("_keras_", "_X_").replace("_torch_", "_X_")
+        by_case.setdefault(key, []).append(e)
+    return [(k, v) for k, v in sorted(by_case.items()) if len(v) > 1]
+
+
+GROUPS = _same_case_groups()
+
+
+@pytest.mark.parametrize("case,entries", GROUPS, ids=[g[0] for g in GROUPS])
+def test_frameworks_start_from_the_same_weights_and_inputs(case, entries):
+    """The README's promise: one initial value per npctr path, shared by every framework's recording."""
+    first = None
+    for e in entries:
+        z, meta = _load(e)
+        weights = {p: w.reshape(-1) for p, w in recorded_weights(z).items()}
+        inputs = {k: z[k] for k in z.files if k.startswith("x/")}
+        if first is None:
+            first = (weights, inputs, z["y"])
+            continue
+        common = set(weights) & set(first[0])
+        assert len(common) >= 10
+        for p in common:
+            np.testing.assert_array_equal(weights[p], first[0][p], err_msg=f"{e['file']} {p}")
+        assert inputs.keys() == first[1].keys()
+        for k in inputs:
+            np.testing.assert_array_equal(inputs[k], first[1][k])
+        np.testing.assert_array_equal(z["y"], first[2])
+
+
 # -- parity smoke check ---------------------------------------------------------------------------
 def npctr_din(meta):
     """npctr's DIN built from a recording's feature columns and constructor arguments."""
@@ -122,12 +157,15 @@ def recorded_weights(z):
     return out
 
 
-TF_KERAS_DIN_F64 = [e for e in INDEX if e["framework"] == "tf_keras" and e["kind"] == "din"
-                    and e["dtype"] == "float64"]
+# npctr's default conventions are tf.keras 2's; Keras 3's DIN forward is the same math (its outputs equal
+# tf.keras's bit for bit here), and DeepCTR-Torch's sigmoid DIN without BN/Dice is too on these inputs
+# (history ids are non-zero exactly for t < seq_length, so torch's length mask equals TF's id mask).
+SMOKE = [e for e in INDEX if e["kind"] == "din" and e["dtype"] == "float64"
+         and (e["framework"] in ("tf_keras", "keras3") or e["case"].startswith("din_sig_"))]
 
 
-@pytest.mark.parametrize("entry", TF_KERAS_DIN_F64, ids=_ids(TF_KERAS_DIN_F64))
-def test_npctr_default_din_reproduces_tf_keras_inference(entry):
+@pytest.mark.parametrize("entry", SMOKE, ids=_ids(SMOKE))
+def test_npctr_default_din_reproduces_recorded_inference(entry):
     z, meta = _load(entry)
     model = npctr_din(meta)
     model.set_weights(recorded_weights(z))

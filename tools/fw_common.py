@@ -58,6 +58,35 @@ OPTIMIZERS = [
 FLOAT32_OPTIMIZERS = ("momentum", "adam")
 
 
+def feature_columns(sparse_feat, varlen_sparse_feat, dense_feat, dense_dtype="float32"):
+    """``FEATURES`` as a framework's own feature-column objects (DeepCTR's or DeepCTR-Torch's classes)."""
+    cols = []
+    for f in FEATURES:
+        if f["type"] == "SparseFeat":
+            cols.append(sparse_feat(f["name"], f["vocabulary_size"], f["embedding_dim"],
+                                    embedding_name=f["embedding_name"]))
+        elif f["type"] == "DenseFeat":
+            cols.append(dense_feat(f["name"], f["dimension"], dtype=dense_dtype))
+        else:
+            cols.append(varlen_sparse_feat(sparse_feat(f["name"], f["vocabulary_size"], f["embedding_dim"],
+                                                       embedding_name=f["embedding_name"]),
+                                           maxlen=f["maxlen"], combiner=f["combiner"], length_name=f["length_name"]))
+    return cols
+
+
+def din_cases():
+    """(variant, emb, dtype) of every "din" case, in recording order."""
+    return [(v, e, d) for d in ("float64", "float32") for v in VARIANTS for e in EMB_L2]
+
+
+def train_cases(flavours):
+    """(flavour, opt name, class, Keras hyperparameters, torch hyperparameters, variant, emb, dtype)."""
+    return [(fl, name, cls, hp_keras, hp_torch, v, e, d)
+            for d in ("float64", "float32") for fl in flavours
+            for name, cls, hp_keras, hp_torch in OPTIMIZERS if d == "float64" or name in FLOAT32_OPTIMIZERS
+            for v in VARIANTS for e in EMB_L2]
+
+
 def make_inputs(n, seed, dtype):
     """Inputs of ``n`` rows: history ids non-zero exactly for ``t < seq_length``.
 

@@ -93,18 +93,7 @@ def set_floatx(dtype):
 
 
 def feature_columns(dtype):
-    cols = []
-    for f in C.FEATURES:
-        if f["type"] == "SparseFeat":
-            cols.append(SparseFeat(f["name"], f["vocabulary_size"], f["embedding_dim"],
-                                   embedding_name=f["embedding_name"]))
-        elif f["type"] == "DenseFeat":
-            cols.append(DenseFeat(f["name"], f["dimension"], dtype=dtype))
-        else:
-            cols.append(VarLenSparseFeat(SparseFeat(f["name"], f["vocabulary_size"], f["embedding_dim"],
-                                                    embedding_name=f["embedding_name"]),
-                                         maxlen=f["maxlen"], combiner=f["combiner"], length_name=f["length_name"]))
-    return cols
+    return C.feature_columns(SparseFeat, VarLenSparseFeat, DenseFeat, dense_dtype=dtype)
 
 
 def columns_meta(dtype):
@@ -342,22 +331,14 @@ def main(argv=None):
     flavours = ["keras", "keras_legacy"] if LEGACY else ["keras"]
     done = []
     if a.only in ("din", "all"):
-        for dtype in ("float64", "float32"):
-            for variant in C.VARIANTS:
-                for emb in C.EMB_L2:
-                    done.append(record_din(a.out, variant, emb, dtype))
+        for variant, emb, dtype in C.din_cases():
+            done.append(record_din(a.out, variant, emb, dtype))
         x, _ = C.make_inputs(C.BATCH, C.SEED, "float64")
         compile_defaults(a.out, x)
     if a.only in ("train", "all"):
-        for dtype in ("float64", "float32"):
-            for flavour in flavours:
-                for opt_name, cls, hp, _ in C.OPTIMIZERS:
-                    if dtype == "float32" and opt_name not in C.FLOAT32_OPTIMIZERS:
-                        continue
-                    for variant in C.VARIANTS:
-                        for emb in C.EMB_L2:
-                            done.append(record_train(a.out, flavour, opt_name, cls, hp, variant, emb, dtype))
-                            print(FRAMEWORK, done[-1], flush=True)
+        for flavour, opt_name, cls, hp, _, variant, emb, dtype in C.train_cases(flavours):
+            done.append(record_train(a.out, flavour, opt_name, cls, hp, variant, emb, dtype))
+            print(FRAMEWORK, done[-1], flush=True)
     C.write_index(a.out)
     print(FRAMEWORK, len(done), "cases")
 

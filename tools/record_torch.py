@@ -149,18 +149,7 @@ def set_initial(module, names, paths, transpose, dtype, scale_of=None):
 
 # -- DIN --------------------------------------------------------------------------------------
 def feature_columns():
-    cols = []
-    for f in C.FEATURES:
-        if f["type"] == "SparseFeat":
-            cols.append(SparseFeat(f["name"], f["vocabulary_size"], f["embedding_dim"],
-                                   embedding_name=f["embedding_name"]))
-        elif f["type"] == "DenseFeat":
-            cols.append(DenseFeat(f["name"], f["dimension"]))
-        else:
-            cols.append(VarLenSparseFeat(SparseFeat(f["name"], f["vocabulary_size"], f["embedding_dim"],
-                                                    embedding_name=f["embedding_name"]),
-                                         maxlen=f["maxlen"], combiner=f["combiner"], length_name=f["length_name"]))
-    return cols
+    return C.feature_columns(SparseFeat, VarLenSparseFeat, DenseFeat)
 
 
 def din_args(variant, emb):
@@ -430,19 +419,12 @@ def main(argv=None):
     os.makedirs(os.path.join(a.out, FRAMEWORK), exist_ok=True)
     done = []
     if a.only in ("din", "all"):
-        for dtype in ("float64", "float32"):
-            for variant in C.VARIANTS:
-                for emb in C.EMB_L2:
-                    done.append(record_din(a.out, variant, emb, dtype))
+        for variant, emb, dtype in C.din_cases():
+            done.append(record_din(a.out, variant, emb, dtype))
         compile_defaults(a.out)
     if a.only in ("train", "all"):
-        for dtype in ("float64", "float32"):
-            for opt_name, cls, _, hp in C.OPTIMIZERS:
-                if dtype == "float32" and opt_name not in C.FLOAT32_OPTIMIZERS:
-                    continue
-                for variant in C.VARIANTS:
-                    for emb in C.EMB_L2:
-                        done.append(record_train(a.out, opt_name, cls, hp, variant, emb, dtype))
+        for _, opt_name, cls, _, hp, variant, emb, dtype in C.train_cases(["torch"]):
+            done.append(record_train(a.out, opt_name, cls, hp, variant, emb, dtype))
     if a.only in ("layer", "all"):
         for case in _layer_cases():
             done.append(record_layer(a.out, *case))
