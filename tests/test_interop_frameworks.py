@@ -10,6 +10,7 @@ import pytest
 
 from npctr.interop import keras_spec, load_keras_weights, load_torch_state_dict, map_keras_names, torch_spec
 
+from framework_util import layer_of, layer_scales, rel_error, training_gradients
 from test_frameworks_data import INDEX, _ids, _load, npctr_din
 from test_interop_keras import normwise
 
@@ -80,3 +81,26 @@ def test_imported_din_reproduces_the_recording(entry):
     for n, p in zip(names, recorded_paths):
         if p and p in model.state:
             assert normwise(model.state[p], z[f"after_train/{n}"]) <= rtol, p
+
+    # the recorded gradients of the framework's loss, matched to npctr's by the importer's names
+    model = _model(meta)
+    (load_torch_state_dict if meta["framework"] == "torch" else load_keras_weights)(model, source)
+    _, _, _, _, grads = training_gradients(model, x, z["y"])
+    if meta["framework"] == "torch":
+        path_of = {name: path for path, (name, _) in torch_spec(model).items()}
+        layouts = {path: layout for path, (_, layout) in torch_spec(model).items()}
+    else:
+        path_of, layouts = map_keras_names(model, names), {}
+    recorded = {}
+    for n in names:
+        if f"grad/{n}" in z.files:
+            path = path_of[n]
+            g = z[f"grad/{n}"]
+            recorded[path] = (g.T if layouts.get(path) == "linear" else g).reshape(grads[path].shape)
+    assert sorted(recorded) == sorted(model.params)
+    scales = layer_scales(recorded)
+    for path, expected in recorded.items():
+        err = rel_error(grads[path], expected)
+        if np.max(np.abs(expected)) <= 1e3 * np.finfo(meta["dtype"]).eps * scales[layer_of(path)]:
+            err = rel_error(grads[path], expected, scale=scales[layer_of(path)])   # an exact-zero gradient
+        assert err <= rtol, (path, err)

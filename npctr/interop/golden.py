@@ -20,9 +20,11 @@ key                              what
 ``<mode>/grad_input/<name>``     dL/d input (float inputs; a model's dense features)
 ``<mode>/grad_weight/<path>``    dL/d every trainable weight (embeddings as dense tables)
 ``train/moving/<path>``          every moving statistic after exactly one training call
-``loss/value``                   models: the compiled loss of the training-mode output against
-                                 ``input/y``, plus the L2 regularisation (layers: ``L``)
-``loss/grad_output``             models: d loss / d output
+``loss/value``                   models: the loss the profile's framework minimises (the compiled
+                                 loss, else the profile's: Keras's clipped mean BCE, Torch's sum)
+                                 of the training-mode output against ``input/y``, plus L2 (layers: ``L``)
+``loss/grad_output``             models: d loss / d output (``loss/grad_logit``: d loss / d logit,
+                                 what the trainer backpropagates for a binary model)
 ``loss/grad_weight/<path>``      models: d loss / d every trainable weight, L2 included
 ===============================  =========================================================
 
@@ -263,15 +265,21 @@ def golden_vectors(target, seed=0, batch_size=4, seq_len=None, input_dim=None, r
     if model:
         from ..training import losses
         target.restore(snap)
-        loss = losses.get(getattr(target, "loss", None) or
-                          {"binary": "binary_crossentropy", "regression": "mse"}[target.task])
+        # what the profile's framework minimises, differentiated as the trainer does it
+        loss = getattr(target, "loss", None) or target._default_loss()
         y = named["y"].reshape(-1, 1).astype(dtype)
-        pred = target.forward(forward_input, training=True, backprop=True)
-        d_pred = loss.grad(y, pred)
+        if target.task == "binary" and loss.link == "sigmoid":
+            z = target.forward_logits(forward_input, training=True, backprop=True)
+            pred, d_logit = losses.probability(z), loss.logit_grad(y, z)
+            target.backward_logits(d_logit)
+            put("loss/grad_logit", d_logit, "d loss / d logit (the sigmoid's input)")
+        else:
+            pred = target.forward(forward_input, training=True, backprop=True)
+            target.backward(loss.grad(y, pred))
         put("loss/value", np.array(loss.value(y, pred) + target.regularization_loss()),
-            f"{type(loss).__name__} of the training-mode output vs input/y, plus L2")
-        put("loss/grad_output", d_pred, "d loss / d output")
-        target.backward(d_pred)
+            f"{type(loss).__name__} ({target.conventions.name} conventions) of the training-mode "
+            "output vs input/y, plus L2")
+        put("loss/grad_output", loss.grad(y, pred), "d loss / d output")
         target.add_regularization_grads()
         for path, g in target.grads.items():
             put(f"loss/grad_weight/{path}", g, "d loss / d weight, L2 included")
