@@ -103,10 +103,11 @@ def test_recorded_deepctr_layers_import_by_name(folder, name):
 
 
 # -- a DIN with DeepCTR's names ----------------------------------------------------------------
-def din_columns():
+def din_columns(SparseFeat=SparseFeat, DenseFeat=DenseFeat, VarLenSparseFeat=VarLenSparseFeat, **dense_kwargs):
+    """The README's DIN columns, in npctr's classes or a framework's (same signatures)."""
     return [SparseFeat("user", 3, embedding_dim=10), SparseFeat("gender", 2, embedding_dim=4),
             SparseFeat("item_id", 4, embedding_dim=8), SparseFeat("cate_id", 3, embedding_dim=4),
-            DenseFeat("pay_score", 1),
+            DenseFeat("pay_score", 1, **dense_kwargs),
             VarLenSparseFeat(SparseFeat("hist_item_id", 4, embedding_dim=8, embedding_name="item_id"),
                              maxlen=4, length_name="seq_length"),
             VarLenSparseFeat(SparseFeat("hist_cate_id", 3, embedding_dim=4, embedding_name="cate_id"),

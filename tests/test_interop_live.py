@@ -61,13 +61,7 @@ def keras_din(tf, **kwargs):
     from deepctr.feature_column import DenseFeat, SparseFeat, VarLenSparseFeat
     from deepctr.models import DIN as KerasDIN
     from tf_keras import backend
-    columns = [SparseFeat("user", 3, embedding_dim=10), SparseFeat("gender", 2, embedding_dim=4),
-               SparseFeat("item_id", 4, embedding_dim=8), SparseFeat("cate_id", 3, embedding_dim=4),
-               DenseFeat("pay_score", 1, dtype=backend.floatx()),
-               VarLenSparseFeat(SparseFeat("hist_item_id", 4, embedding_dim=8, embedding_name="item_id"),
-                                maxlen=4, length_name="seq_length"),
-               VarLenSparseFeat(SparseFeat("hist_cate_id", 3, embedding_dim=4, embedding_name="cate_id"),
-                                maxlen=4, length_name="seq_length")]
+    columns = din_columns(SparseFeat, DenseFeat, VarLenSparseFeat, dtype=backend.floatx())
     return KerasDIN(columns, ["item_id", "cate_id"], **{**DIN_ARGS, **kwargs})
 
 
@@ -197,13 +191,7 @@ def _torch():
 def torch_din(torch, **kwargs):
     from deepctr_torch.inputs import DenseFeat, SparseFeat, VarLenSparseFeat
     from deepctr_torch.models import DIN as TorchDIN
-    columns = [SparseFeat("user", 3, embedding_dim=10), SparseFeat("gender", 2, embedding_dim=4),
-               SparseFeat("item_id", 4, embedding_dim=8), SparseFeat("cate_id", 3, embedding_dim=4),
-               DenseFeat("pay_score", 1),
-               VarLenSparseFeat(SparseFeat("hist_item_id", 4, embedding_dim=8, embedding_name="item_id"),
-                                maxlen=4, length_name="seq_length"),
-               VarLenSparseFeat(SparseFeat("hist_cate_id", 3, embedding_dim=4, embedding_name="cate_id"),
-                                maxlen=4, length_name="seq_length")]
+    columns = din_columns(SparseFeat, DenseFeat, VarLenSparseFeat)
     torch.manual_seed(0)
     return TorchDIN(columns, ["item_id", "cate_id"], **{**DIN_ARGS, **kwargs}).double()
 

@@ -32,6 +32,18 @@ def source_path(source):
     return None
 
 
+def take_prefix(weights, prefix, separator, strip, what):
+    """The entries of ``weights`` under ``prefix`` (a layer or module path), the prefix removed.
+    ``strip(name)`` is the name compared (e.g. without TensorFlow's ``:0``)."""
+    if prefix is None:
+        return weights
+    start = prefix.rstrip(separator) + separator
+    taken = {name[len(start):]: value for name, value in weights.items() if strip(name).startswith(start)}
+    if not taken:
+        raise ValueError(f"{what}: no weight name starts with prefix {prefix!r}")
+    return taken
+
+
 def _listing(names, limit=40):
     names = list(names)
     shown = ", ".join(repr(n) for n in names[:limit])

@@ -31,7 +31,7 @@ from ..layers.embedding import Embedding
 from ..layers.normalization import BatchNormalization
 from ..layers.sequence import AttentionSequencePoolingLayer
 from ..models.base import Model
-from ._names import load_matched, source_path, to_numpy
+from ._names import load_matched, source_path, take_prefix, to_numpy
 
 #: Keras's default names of the layers npctr mirrors (the ones Keras numbers)
 AUTO_NAMES = {"dnn", "batch_normalization", "dice", "p_re_lu", "local_activation_unit",
@@ -219,13 +219,7 @@ def read_keras_source(source, prefix=None):
         raise TypeError(f"load_keras_weights: source must be a Keras model or layer, a dict "
                         f"{{name: array}} or a path to a .h5 / .weights.h5 / .keras file, got "
                         f"{type(source).__name__}")
-    if prefix is not None:
-        start = prefix.rstrip("/") + "/"
-        weights = {name[len(start):]: value for name, value in weights.items()
-                   if _TF_OUTPUT.sub("", str(name)).startswith(start)}
-        if not weights:
-            raise ValueError(f"load_keras_weights: no weight name starts with prefix {prefix!r}")
-    return weights
+    return take_prefix(weights, prefix, "/", lambda name: _TF_OUTPUT.sub("", str(name)), "load_keras_weights")
 
 
 def _require_h5py():

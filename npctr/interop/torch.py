@@ -22,7 +22,7 @@ from ..layers.embedding import Embedding
 from ..layers.normalization import BatchNormalization
 from ..layers.sequence import AttentionSequencePoolingLayer
 from ..models.base import Model
-from ._names import load_matched, source_path, to_numpy
+from ._names import load_matched, source_path, take_prefix, to_numpy
 
 _BN = {"gamma": "weight", "beta": "bias", "moving_mean": "running_mean", "moving_variance": "running_var"}
 LINEAR, ALPHA, PLAIN = "linear", "alpha", "plain"
@@ -135,12 +135,7 @@ def read_torch_source(source, prefix=None):
     else:
         raise TypeError(f"load_torch_state_dict: source must be a state_dict (dict), a torch module or "
                         f"a path to a .pt / .pth file, got {type(source).__name__}")
-    if prefix is not None:
-        start = prefix.rstrip(".") + "."
-        state = {k[len(start):]: v for k, v in state.items() if k.startswith(start)}
-        if not state:
-            raise ValueError(f"load_torch_state_dict: no state_dict name starts with prefix {prefix!r}")
-    return state
+    return take_prefix(state, prefix, ".", str, "load_torch_state_dict")
 
 
 def _read_torch_file(path):
