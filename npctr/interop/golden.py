@@ -319,8 +319,9 @@ def main(argv=None):
         prog="python -m npctr golden",
         description="Write golden vectors (inputs, weights, outputs, gradients, moving statistics, loss) "
                     "of an npctr layer or model to a self-describing .npz.")
-    parser.add_argument("source", help='a JSON config {"class": "DNN", "config": {...}, "input_dim": 8} or '
-                                       "a saved npctr model file (.npz)")
+    parser.add_argument("source", help='a JSON config {"class": "DNN", "config": {...}, "input_dim": 8} '
+                                       "(weights drawn from the seed) or a saved npctr model file (.npz, "
+                                       "its weights kept)")
     parser.add_argument("-o", "--out", default="golden.npz", help="output file (default golden.npz)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=4)
@@ -329,9 +330,6 @@ def main(argv=None):
                              "(batch, T, dim); a model's is its columns' maxlen")
     parser.add_argument("--input-dim", type=int, default=None, help="a layer's input size (overrides the config's)")
     parser.add_argument("--dtype", choices=["float64", "float32"], default=None)
-    parser.add_argument("--keep-weights", action="store_true",
-                        help="keep the weights of a saved model (default for model files); configs are "
-                             "always randomized from the seed")
     args = parser.parse_args(argv)
     if args.batch_size < 1:
         parser.error("--batch-size must be >= 1")
