@@ -12,7 +12,8 @@ temporary file, renamed at the end).
 A progress bar goes to stderr when it is a terminal (``--no-progress`` / ``--quiet`` turn it
 off). Exit status: 0 done; 1 the data or the model file is bad (the message names the row,
 0-based from the first data row, and the column); 2 the command line is wrong (an option, a
-file that does not exist, an unknown extension). Parquet needs pyarrow (``npctr[parquet]``).
+file or output directory that does not exist, an unknown extension); 130 interrupted (Ctrl-C;
+no output is left behind). Parquet needs pyarrow (``npctr[parquet]``).
 """
 import argparse
 import csv
@@ -22,6 +23,7 @@ import sys
 import tempfile
 import time
 import zipfile
+import zlib
 from itertools import islice
 
 import numpy as np
@@ -55,6 +57,9 @@ def _pyarrow(what):
 
 
 # -- readers: ``columns``, ``n_rows`` (None if unknown) and ``chunks(wanted, rows)`` --------------
+_DAMAGE = (zipfile.BadZipFile, EOFError, zlib.error, ValueError)   # ValueError: a bad .npy header
+
+
 class NpzReader:
     """Streams each wanted ``.npy`` member of the archive, ``rows`` rows at a time (no pickles)."""
 
@@ -67,8 +72,16 @@ class NpzReader:
         for info in self._zip.infolist():
             if not info.filename.endswith(".npy"):
                 continue
-            with self._zip.open(info) as f:
-                shape, fortran, dtype = self._header(f, info.filename)
+            try:
+                with self._zip.open(info) as f:
+                    shape, fortran, dtype = self._header(f, info.filename)
+            except TableError:
+                self._zip.close()
+                raise
+            except _DAMAGE as exc:
+                self._zip.close()
+                raise TableError(f"{os.fspath(path)!r}: the .npz archive is damaged: {type(exc).__name__}: "
+                                 f"{exc}") from exc
             name = info.filename[:-4]
             if not shape:
                 raise TableError(f"array {name!r} is a scalar, expected one row per sample", column=name)
@@ -91,6 +104,14 @@ class NpzReader:
         return shape, fortran, dtype
 
     def chunks(self, wanted, rows):
+        try:
+            yield from self._chunks(wanted, rows)
+        except TableError:
+            raise
+        except _DAMAGE as exc:
+            raise TableError(f"the .npz archive is damaged: {type(exc).__name__}: {exc}") from exc
+
+    def _chunks(self, wanted, rows):
         files, row_bytes = {}, {}
         try:
             for name in wanted:
@@ -150,7 +171,10 @@ class CsvReader:
         width = len(self.columns)
         row0 = 0
         while True:
-            block = list(islice(self._rows, rows))
+            try:
+                block = list(islice(self._rows, rows))
+            except csv.Error as exc:
+                raise TableError(f"line {self._rows.line_num}: not valid CSV: {exc}") from exc
             if not block:
                 return
             for i, r in enumerate(block):
@@ -370,6 +394,9 @@ def main(argv=None):
                 raise UsageError(f"{what} file {path!r} does not exist")
         file_format(args.input, "input")
         file_format(args.output, "output")
+        out_dir = os.path.dirname(os.path.abspath(args.output))
+        if not os.path.isdir(out_dir):
+            raise UsageError(f"the output's directory {out_dir!r} does not exist")
         from .io import load_model
         model = load_model(args.model)
         start = time.perf_counter()
@@ -381,6 +408,9 @@ def main(argv=None):
     except (ValueError, TypeError, OSError) as exc:
         print(f"npctr predict: error: {exc}", file=err)
         return 1
+    except KeyboardInterrupt:
+        print("\nnpctr predict: interrupted; no output written", file=err)
+        return 130
     if not args.quiet:
         print(f"scored {rows} rows in {time.perf_counter() - start:.2f}s -> {args.output}", file=err)
     return 0

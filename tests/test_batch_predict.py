@@ -256,7 +256,8 @@ def test_usage_errors_exit_2(saved, tmp_path):
             ([model, "-i", tmp_path / "in.npz", "-o", tmp_path / "s.txt"], "unknown format '.txt'"),
             ([model, "-i", tmp_path / "nope.csv", "-o", tmp_path / "s.csv"], "does not exist"),
             ([tmp_path / "nope.npz", "-i", tmp_path / "in.npz", "-o", tmp_path / "s.csv"], "model file"),
-            ([model, "-i", tmp_path / "in.npz", "-o", tmp_path / "s.csv", "--batch-size", "0"], "--batch-size")]:
+            ([model, "-i", tmp_path / "in.npz", "-o", tmp_path / "s.csv", "--batch-size", "0"], "--batch-size"),
+            ([model, "-i", tmp_path / "in.npz", "-o", tmp_path / "no" / "s.csv"], "directory")]:
         code, err = _run(args, tmp_path)
         assert code == 2 and message in err, err
     assert _run([model, "-i", tmp_path / "in.npz"], tmp_path)[0] == 2          # argparse: -o missing
@@ -338,3 +339,87 @@ def test_float32_scores_round_trip_exactly(dst, tmp_path):
     expected = model.predict(x, batch_size=20).reshape(-1)
     assert scores.dtype == (np.float64 if dst == ".csv" else np.float32)
     np.testing.assert_array_equal(scores.astype(np.float32), expected)
+
+
+from hypothesis import given, strategies as st  # noqa: E402
+
+
+@given(st.integers(0, 30), st.integers(1, 12), st.booleans(), st.booleans(), st.integers(0, 2 ** 16))
+def test_property_decoding_any_layout_and_chunking(n, rows, split, as_text, seed):
+    """Split columns or lists, numbers or CSV text, any chunking: the decoded features are the arrays."""
+    model = _model()
+    x = _data(n, seed)
+    if split:
+        table = _split(x)
+    else:
+        from npctr.tabular import ragged_from_cells
+        # (the trailing None keeps NumPy from stacking the rows into a 2-D array: an object column of arrays)
+        table = {k: (ragged_from_cells(np.array(list(v) + [None], dtype=object)[:-1], 0, k)
+                     if np.ndim(v) == 2 and np.shape(v)[1] > 1 else np.asarray(v).reshape(len(v)))
+                 for k, v in x.items()}
+    if as_text:
+        table = {k: (np.array([repr(float(e)) if np.asarray(v).dtype.kind == "f" else str(e) for e in v],
+                              dtype=object) if not hasattr(v, "offsets") else v) for k, v in table.items()}
+    decoder = FeatureDecoder(model, list(table))
+    parts = []
+    for row0 in range(0, n, rows):
+        chunk = {k: (v[row0:row0 + rows] if not hasattr(v, "offsets") else
+                     type(v)(v.values[v.offsets[row0]:v.offsets[min(row0 + rows, n)]],
+                             v.offsets[row0:min(row0 + rows, n) + 1] - v.offsets[row0]))
+                 for k, v in table.items()}
+        parts.append(decoder.decode(chunk, row0))
+    for name, expected in x.items():
+        got = np.concatenate([p[name] for p in parts]) if parts else np.zeros((0,) + np.shape(expected)[1:])
+        np.testing.assert_array_equal(got.reshape(np.shape(expected)), expected)
+
+
+def test_interrupted_run_leaves_no_output(saved, tmp_path, monkeypatch):
+    import npctr.io
+    model, path = saved
+    write_npz(tmp_path / "in.npz", _data())
+    calls = []
+
+    def interrupt(x, batch_size):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return np.zeros((len(x["user"]), 1))
+    monkeypatch.setattr(model, "predict", interrupt)
+    monkeypatch.setattr(npctr.io, "load_model", lambda p: model)
+    for out in ("s.csv", "s.npz", "s.parquet"):
+        calls.clear()
+        code, err = _run([path, "-i", tmp_path / "in.npz", "-o", tmp_path / out, "--batch-size", "10"], tmp_path)
+        assert code == 130 and "interrupted" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.npz", "model.npz"]
+
+
+def test_npz_fortran_order_compressed_and_damaged(saved, tmp_path):
+    model, path = saved
+    x = _data()
+    np.savez(tmp_path / "f.npz", **{k: np.asfortranarray(v) for k, v in x.items()})
+    np.savez_compressed(tmp_path / "c.npz", **x)
+    for name in ("f.npz", "c.npz"):
+        assert main([str(path), "-i", str(tmp_path / name), "-o", str(tmp_path / "s.npz"), "-q"]) == 0
+        np.testing.assert_array_equal(read_scores(tmp_path / "s.npz"), model.predict(x, batch_size=4096).ravel())
+    data = bytearray((tmp_path / "c.npz").read_bytes())
+    middle = len(data) // 2
+    data[middle:middle + 64] = bytes(64)           # zero a stretch of compressed data
+    (tmp_path / "d.npz").write_bytes(bytes(data))
+    code, err = _run([path, "-i", tmp_path / "d.npz", "-o", tmp_path / "s2.npz"], tmp_path)
+    assert code == 1 and "npctr predict: error:" in err and not (tmp_path / "s2.npz").exists()
+
+
+def test_npz_with_pickled_objects_is_refused(saved, tmp_path):
+    x = dict(_data())
+    x["hist_item"] = np.array([list(r) for r in x["hist_item"]] + [None], dtype=object)[:-1]
+    np.savez(tmp_path / "o.npz", **x)
+    code, err = _run([saved[1], "-i", tmp_path / "o.npz", "-o", tmp_path / "s.csv"], tmp_path)
+    assert code == 1 and "array 'hist_item' holds Python objects (pickled); refusing to load it" in err
+
+
+def test_malformed_csv_is_a_clear_error(saved, tmp_path):
+    write_csv(tmp_path / "in.csv", _data(5))
+    with open(tmp_path / "in.csv", "a") as f:
+        f.write('"' + "1" * 200_000 + '"\n')          # longer than the csv module's field size limit
+    code, err = _run([saved[1], "-i", tmp_path / "in.csv", "-o", tmp_path / "s.csv"], tmp_path)
+    assert code == 1 and "line 7: not valid CSV: field larger than field limit" in err, err

@@ -42,7 +42,7 @@ def _data(n=23, seed=0):
             "price": rng.normal(size=n), "ctx": rng.normal(size=(n, 3)),
             "hist_a": np.where(valid, rng.integers(1, 11, (n, T)), 0),
             "hist_b": np.where(valid, rng.integers(1, 6, (n, T)), 0),
-            "tags": tags, "tags_len": rng.integers(0, 6, (n, 1))}
+            "tags": tags, "tags_len": rng.integers(0, 6, (n, 1)), "hist_len": rng.integers(0, T + 1, (n, 1))}
 
 
 def _randomize(model, seed=1):
@@ -110,6 +110,24 @@ def test_pooled_sequences_match_predict(dtype, pooling, pooled_length, tmp_path)
     baseline = _randomize(DNNModel(columns, dnn_hidden_units=(6, 4), dnn_use_bn=True, dnn_activation="dice",
                                    task="regression", dtype=dtype))
     _check(baseline, _features(baseline, x), tmp_path)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("conventions", ["keras3", "torch"])
+def test_conventions_profiles_match_predict(conventions, dtype, tmp_path):
+    """DeepCTR-Torch's profile: affine Dice BN, other epsilons, the history masked by its length
+    (``hist_len`` here is drawn independently of the ids' padding, so the two masks differ)."""
+    pytest.importorskip("npctr.conventions")
+    columns = [SparseFeat("a", 11, embedding_dim=4), SparseFeat("b", 6, embedding_dim=2), DenseFeat("price", 1),
+               VarLenSparseFeat(SparseFeat("hist_a", 11, embedding_dim=4, embedding_name="a"), T,
+                                length_name="hist_len"),
+               VarLenSparseFeat(SparseFeat("hist_b", 6, embedding_dim=2, embedding_name="b"), T,
+                                length_name="hist_len")]
+    for weight_normalization in (False, True):
+        model = _randomize(DIN(columns, ["a", "b"], dnn_hidden_units=(6, 4), att_hidden_size=(5,), dnn_use_bn=True,
+                               dnn_activation="dice", att_weight_normalization=weight_normalization,
+                               conventions=conventions, dtype=dtype))
+        _check(model, _features(model, _data()), tmp_path)
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
@@ -186,3 +204,59 @@ def test_import_npctr_does_not_import_onnx():
     code = ("import sys, npctr; npctr.export_onnx; import npctr.interop; "
             "assert 'onnx' not in sys.modules and 'onnxruntime' not in sys.modules, 'onnx imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+from hypothesis import given, strategies as st  # noqa: E402
+
+_SESSIONS = {}
+
+
+def _exported(weight_normalization, pooling, dtype, tmp_dir):
+    """One exported model per configuration, shared by the property's examples."""
+    key = (weight_normalization, pooling, dtype)
+    if key not in _SESSIONS:
+        model = _randomize(DIN(_columns(pooling, pooled_length=pooling == "mean"), ["a", "b"],
+                               dnn_hidden_units=(6,), att_hidden_size=(5, 3), dnn_use_bn=True,
+                               att_weight_normalization=weight_normalization, dtype=dtype))
+        path = tmp_dir / f"din_{'_'.join(map(str, key))}.onnx"
+        npctr.export_onnx(model, path)
+        _SESSIONS[key] = model, ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return _SESSIONS[key]
+
+
+@pytest.fixture(scope="module")
+def onnx_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("onnx")
+
+
+@given(st.integers(1, 17), st.booleans(), st.sampled_from(["mean", "sum", "max"]),
+       st.sampled_from(["float64", "float32"]), st.integers(0, 2 ** 16))
+def test_property_any_batch_and_padding_matches_predict(onnx_dir, n, weight_normalization, pooling, dtype, seed):
+    model, session = _exported(weight_normalization, pooling, dtype, onnx_dir)
+    rows = np.random.default_rng(seed).permutation(n + 3)[:n]     # rows 0-2: all padding, full, one behaviour
+    x = {k: v[rows] for k, v in _features(model, _data(n + 3, seed)).items()}
+    out = session.run(None, onnx_inputs(model, x))[0]
+    tol = TOL[dtype]
+    np.testing.assert_allclose(out, model.predict(x), rtol=tol, atol=tol)
+
+
+def test_export_onnx_command(tmp_path):
+    from npctr.datasets import make_din_data
+    from npctr.interop.onnx import random_inputs
+    _, _, columns, history = make_din_data(10, maxlen=6, seed=1)
+    for dtype in ("float32", "float64"):
+        model = _randomize(DIN(columns, history, dnn_hidden_units=(8,), att_hidden_size=(4,), dnn_use_bn=True,
+                               dtype=dtype))
+        model.save(tmp_path / "m.npz")
+        run = subprocess.run([sys.executable, "-m", "npctr", "export-onnx", str(tmp_path / "m.npz"),
+                              str(tmp_path / "m.onnx"), "--check", "300"], capture_output=True, text=True)
+        assert run.returncode == 0, run.stderr
+        assert "onnxruntime vs model.predict on 300 random rows" in run.stderr
+        session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+        x = random_inputs(model, 23, seed=4)
+        np.testing.assert_allclose(session.run(None, onnx_inputs(model, x))[0], model.predict(x),
+                                   rtol=TOL[dtype], atol=TOL[dtype])
+    from npctr.interop.onnx import main
+    assert main([str(tmp_path / "nope.npz"), str(tmp_path / "m.onnx")]) == 2
+    (tmp_path / "bad.npz").write_bytes(b"PK junk")
+    assert main([str(tmp_path / "bad.npz"), str(tmp_path / "m.onnx")]) == 1

@@ -75,6 +75,12 @@ class _Graph:
         return self.const("axes", list(axes), dtype=np.int64)
 
 
+def _is(layer, cls):
+    """``layer`` computes what ``cls`` computes at inference: an instance whose ``forward`` is
+    ``cls``'s own (a subclass that only changes defaults passes; one that overrides forward does not)."""
+    return isinstance(layer, cls) and type(layer).forward is cls.forward
+
+
 def _unsupported(path, layer, what):
     return TypeError(f"export_onnx cannot export {path or 'the model'} ({type(layer).__name__}): {what}")
 
@@ -82,7 +88,7 @@ def _unsupported(path, layer, what):
 # -- layers ----------------------------------------------------------------------------------
 def _batch_norm(g, bn, x, ndim, path):
     """``(x - mean) * inv_std [* gamma] [+ beta]`` with the moving statistics (inference)."""
-    if type(bn) is not BatchNormalization:
+    if not _is(bn, BatchNormalization):
         raise _unsupported(path, bn, "only npctr's BatchNormalization is supported")
     mean = bn._broadcast(bn._state["moving_mean"], ndim)
     inv_std = 1.0 / np.sqrt(bn._broadcast(bn._state["moving_variance"], ndim) + bn.epsilon)
@@ -96,8 +102,7 @@ def _batch_norm(g, bn, x, ndim, path):
 
 
 def _activation(g, layer, x, ndim, path):
-    kind = type(layer)
-    if kind is Dice:
+    if _is(layer, Dice):
         bn = layer._layers["bn"]
         alpha = bn._broadcast(layer._params["dice_alpha"], ndim)
         p = g.op("Sigmoid", _batch_norm(g, bn, x, ndim, f"{path}/bn"), hint=f"{path}/p")
@@ -105,13 +110,16 @@ def _activation(g, layer, x, ndim, path):
         gate = g.op("Add", g.op("Mul", p, g.const(f"{path}/one_minus_alpha", 1.0 - alpha)),
                     g.const(f"{path}/dice_alpha", alpha), hint=f"{path}/gate")
         return g.op("Mul", gate, x, hint=path)
-    if kind is PReLU:
+    if _is(layer, PReLU):
+        if not layer.built:
+            raise _unsupported(path, layer, "not built yet (its alpha's shape comes from its first input): "
+                                            "call the model once first")
         if ndim - 1 != len(layer._input_tail):
             raise _unsupported(path, layer, f"built for inputs of rank {len(layer._input_tail) + 1}, not {ndim}")
         zero = g.const("zero", 0.0)
         negative = g.op("Mul", g.const(f"{path}/alpha", layer._params["alpha"]), g.op("Min", x, zero))
         return g.op("Add", g.op("Max", x, zero), negative, hint=path)
-    if kind is Activation:
+    if _is(layer, Activation):
         if layer.activation == "linear":
             return x
         if layer.activation == "softmax":
@@ -123,7 +131,7 @@ def _activation(g, layer, x, ndim, path):
 
 def _dnn(g, dnn, x, ndim, path, z0=None):
     """DeepCTR's DNN in inference: per layer ``x W + b``, BN, activation (dropout is the identity)."""
-    if type(dnn) is not DNN:
+    if not _is(dnn, DNN):
         raise _unsupported(path, dnn, "only npctr's DNN is supported")
     a = x
     for i in range(len(dnn.hidden_units)):
@@ -135,7 +143,7 @@ def _dnn(g, dnn, x, ndim, path, z0=None):
         if dnn.use_bn:
             z = _batch_norm(g, dnn._layers[f"bn{i}"], z, ndim, f"{path}/bn{i}")
         a = _activation(g, dnn._layers[f"activation{i}"], z, ndim, f"{path}/activation{i}")
-        if type(dnn._layers[f"dropout{i}"]) is not Dropout:
+        if not _is(dnn._layers[f"dropout{i}"], Dropout):
             raise _unsupported(f"{path}/dropout{i}", dnn._layers[f"dropout{i}"], "only npctr's Dropout")
     return a
 
@@ -189,7 +197,7 @@ def _pooling(g, layer, seq, valid, lengths, path):
 
 
 def _prediction(g, layer, logit, path):
-    if type(layer) is not PredictionLayer or layer.task not in ("binary", "regression"):
+    if not _is(layer, PredictionLayer) or layer.task not in ("binary", "regression"):
         raise _unsupported(path, layer, "only a binary or regression PredictionLayer is supported")
     if layer.use_bias:
         logit = g.op("Add", logit, g.const(f"{path}/global_bias", layer._params["global_bias"]))
@@ -197,6 +205,11 @@ def _prediction(g, layer, logit, path):
 
 
 # -- models ----------------------------------------------------------------------------------
+def _length_mask(g, maxlen, length):
+    """``(B, T)`` bool ``t < length`` for a ``(B, 1)`` int64 length input (``tf.sequence_mask``)."""
+    return g.op("Less", g.const(f"positions_{maxlen}", np.arange(maxlen)[None, :], np.int64), length)
+
+
 def _feature_model(g, model):
     """The graph of ``FeatureModel._forward_logit`` + the prediction; returns (inputs, output)."""
     helper, tp = g.onnx.helper, g.onnx.TensorProto
@@ -222,17 +235,20 @@ def _feature_model(g, model):
         if fc.length_name is None:
             valid, lengths = g.op("Not", g.op("Equal", fc.name, g.const("id_pad", 0, np.int64))), None
         else:
-            positions = g.const(f"positions_{fc.maxlen}", np.arange(fc.maxlen)[None, :], np.int64)
-            valid = g.op("Less", positions, fc.length_name)
+            valid = _length_mask(g, fc.maxlen, fc.length_name)
             lengths = g.op("Cast", fc.length_name, to=float_type)
         pieces.append(_pooling(g, model._layers[path], emb[fc.name], valid, lengths, path))
     if model.history_columns:
         query = g.op("Concat", *[emb[fc.name] for fc in model.query_columns], axis=-1, hint="query")
         keys = g.op("Concat", *[emb[fc.name] for fc in model.history_columns], axis=-1, hint="keys")
-        valid = None
-        for fc in model.history_columns:      # a position is valid when none of its ids is padding
-            v = g.op("Not", g.op("Equal", fc.name, g.const("id_pad", 0, np.int64)))
-            valid = v if valid is None else g.op("And", valid, v)
+        if getattr(getattr(model, "conventions", None), "history_mask", "ids") == "length":
+            # DeepCTR-Torch's profile: position t is valid when t < keys_length
+            valid = _length_mask(g, model.history_columns[0].maxlen, model._history_length_name)
+        else:
+            valid = None
+            for fc in model.history_columns:      # a position is valid when none of its ids is padding
+                v = g.op("Not", g.op("Equal", fc.name, g.const("id_pad", 0, np.int64)))
+                valid = v if valid is None else g.op("And", valid, v)
         valid = g.op("Unsqueeze", valid, g.axes(1), hint="history_mask")                 # (B, 1, T)
         pieces.append(_attention(g, model._layers["attention_sequence_pooling_layer"], query, keys, valid,
                                  "attention_sequence_pooling_layer"))
@@ -321,3 +337,76 @@ def export_onnx(model, path):
     onnx.checker.check_model(proto, full_check=True)
     onnx.save(proto, path)
     return proto
+
+
+# -- python -m npctr export-onnx -------------------------------------------------------------
+def random_inputs(model, n, seed=0):
+    """``n`` rows of valid random inputs for ``model``: ids in ``[1, vocabulary_size)``, histories
+    padded with 0 after a random length (some rows all padding), lengths in ``[0, maxlen]``,
+    dense features standard normal."""
+    rng = np.random.default_rng(seed)
+    x = {}
+    for name, fc in model._inputs.items():
+        if isinstance(fc, DenseFeat):
+            x[name] = rng.normal(size=(n, fc.dimension))
+        elif isinstance(fc, VarLenSparseFeat) and name == fc.name:
+            length = rng.integers(0, fc.maxlen + 1, size=(n, 1))
+            ids = rng.integers(1, max(fc.vocabulary_size, 2), size=(n, fc.maxlen)) % fc.vocabulary_size
+            x[name] = np.where(np.arange(fc.maxlen) < length, ids, 0)
+        elif isinstance(fc, VarLenSparseFeat):
+            x[name] = rng.integers(0, fc.maxlen + 1, size=(n, 1))
+        else:
+            x[name] = rng.integers(0, fc.vocabulary_size, size=(n, 1))
+    return x
+
+
+def check_export(model, path, n=256, seed=0):
+    """Run the exported graph at ``path`` in ONNX Runtime on ``n`` random rows; return the largest
+    ``|onnx - model.predict|``. Needs onnxruntime."""
+    import onnxruntime as ort
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    if type(model) is DNN:
+        x = np.random.default_rng(seed).normal(size=(n, model._input_dim)).astype(model.dtype)
+        expected = model.forward(x)
+    else:
+        x = random_inputs(model, n, seed)
+        expected = model.predict(x)
+    out = session.run(None, onnx_inputs(model, x))[0]
+    return float(np.max(np.abs(out - expected)))
+
+
+def main(argv=None):
+    """``python -m npctr export-onnx MODEL OUTPUT [--check N]``: exit 0 done, 1 failed, 2 usage."""
+    import argparse
+    import os
+    import sys
+    p = argparse.ArgumentParser(prog="python -m npctr export-onnx",
+                                description="Write a saved DIN / DNNModel as an ONNX inference graph.")
+    p.add_argument("model", help="model file written by model.save")
+    p.add_argument("output", help="the .onnx file to write")
+    p.add_argument("--check", type=int, default=0, metavar="N",
+                   help="then run it in onnxruntime on N random rows and compare with model.predict "
+                        "(fails above 1e-6 for float32, 1e-12 for float64)")
+    try:
+        args = p.parse_args(argv)
+    except SystemExit as exc:
+        return exc.code
+    if not os.path.isfile(args.model):
+        print(f"npctr export-onnx: model file {args.model!r} does not exist", file=sys.stderr)
+        return 2
+    try:
+        from ..io import load_model
+        model = load_model(args.model)
+        export_onnx(model, args.output)
+        print(f"wrote {args.output}", file=sys.stderr)
+        if args.check > 0:
+            error = check_export(model, args.output, args.check)
+            tol = 1e-6 if model.dtype == np.float32 else 1e-12
+            print(f"onnxruntime vs model.predict on {args.check} random rows: max |difference| {error:.3g} "
+                  f"(tolerance {tol:g})", file=sys.stderr)
+            if not error <= tol:
+                return 1
+    except (ImportError, ValueError, TypeError, OSError) as exc:
+        print(f"npctr export-onnx: error: {exc}", file=sys.stderr)
+        return 1
+    return 0
