@@ -63,8 +63,9 @@ class Conventions:
     loss_reduction : {'mean', 'sum'}
         Batch reduction of the data loss (DeepCTR-Torch's fit: ``reduction='sum'``).
     l2_float32 : bool
-        The L2 coefficient enters rounded to float32 in float64 models (measured on Keras 3;
-        tf.keras 2 casts it to ``floatx``, which a float64 DeepCTR model sets to float64).
+        The L2 coefficient enters rounded to float32 in float64 models (Keras 3's
+        ``ops.cast(self.l2, x.dtype)`` goes through a float32 constant; tf.keras 2 casts it to
+        ``floatx``, which a float64 DeepCTR model sets to float64: exact).
     l2_on_dnn : bool
         ``l2_reg_dnn`` / a DNN's ``l2_reg`` enters the loss. DeepCTR-Torch's DNN stores
         ``l2_reg`` but never registers it, so its DIN ignores ``l2_reg_dnn``.
@@ -105,7 +106,8 @@ class Conventions:
 
 TF_KERAS = Conventions(
     name="tf_keras", framework="DeepCTR 0.9.4 on tf.keras 2 (tf-keras 2.21, TF_USE_LEGACY_KERAS=1)",
-    bn_momentum=0.99, bn_momentum_convention="keras", bn_epsilon=1e-3, bn_moving_update="subtract", bn_decay_float32=True,
+    bn_momentum=0.99, bn_momentum_convention="keras", bn_epsilon=1e-3, bn_moving_update="subtract",
+    bn_decay_float32=True,
     bn_moving_variance="biased", dice_epsilon=1e-9, dice_bn_affine=False, dice_bn_momentum=0.99,
     loss="tf_keras", loss_reduction="mean", l2_float32=False, l2_on_dnn=True,
     history_mask="nonzero_ids", optimizer_flavor="keras", kernel_layout="(in, out)")

@@ -9,10 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from npctr.feature_column import SparseFeat, VarLenSparseFeat, DenseFeat
 from npctr.training.losses import probability
-from npctr.models import DIN
 from npctr.sparse import RowGrad
+from test_frameworks_data import npctr_din
 
 FRAMEWORKS = Path(__file__).parent / "data" / "frameworks"
 
@@ -30,32 +29,14 @@ def load(file):
     return data, json.loads(str(data["meta"]))
 
 
-def feature_columns(spec):
-    out = []
-    for fc in spec:
-        if fc["type"] == "SparseFeat":
-            out.append(SparseFeat(fc["name"], fc["vocabulary_size"], fc["embedding_dim"],
-                                  embedding_name=fc["embedding_name"]))
-        elif fc["type"] == "DenseFeat":
-            out.append(DenseFeat(fc["name"], fc["dimension"]))
-        else:
-            out.append(VarLenSparseFeat(SparseFeat(fc["name"], fc["vocabulary_size"], fc["embedding_dim"],
-                                                   embedding_name=fc["embedding_name"]),
-                                        fc["maxlen"], combiner=fc["combiner"], length_name=fc["length_name"]))
-    return out
-
-
 def build_din(meta):
     """npctr's DIN for a recording, with the recording's framework as conventions profile."""
-    args = meta["model"]["args"]
-    act = {"Dice": "dice"}.get(args["att_activation"], args["att_activation"])
-    dnn_act = {"Dice": "dice"}.get(args["dnn_activation"], args["dnn_activation"])
-    return DIN(feature_columns(meta["feature_columns"]), meta["history_feature_list"],
-               dnn_use_bn=args["dnn_use_bn"], dnn_hidden_units=tuple(args["dnn_hidden_units"]),
-               dnn_activation=dnn_act, att_hidden_size=tuple(args["att_hidden_size"]), att_activation=act,
-               att_weight_normalization=args["att_weight_normalization"], l2_reg_dnn=args["l2_reg_dnn"],
-               l2_reg_embedding=args["l2_reg_embedding"], dnn_dropout=args["dnn_dropout"], seed=args["seed"],
-               dtype=meta["dtype"], conventions=meta["framework"])
+    return npctr_din(meta, conventions=meta["framework"])
+
+
+def feature_columns(meta):
+    """A recording's feature columns as npctr's."""
+    return npctr_din(meta).dnn_feature_columns
 
 
 def mapping(data):

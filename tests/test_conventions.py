@@ -22,7 +22,7 @@ def make_din(conventions=None, **kwargs):
     meta = _CASE[1]
     args = dict(dnn_hidden_units=(4,), att_hidden_size=(4,), seed=3)
     args.update(kwargs)
-    return DIN(feature_columns(meta["feature_columns"]), meta["history_feature_list"], conventions=conventions,
+    return DIN(feature_columns(meta), meta["history_feature_list"], conventions=conventions,
                **args)
 
 
@@ -170,16 +170,6 @@ def test_din_gradients_under_every_profile(name):
 
 
 # --- losses ------------------------------------------------------------------------------------
-def _numeric(f, z, h=1e-6):
-    g = np.zeros_like(z)
-    for i in np.ndindex(*z.shape):
-        zp, zm = z.copy(), z.copy()
-        zp[i] += h
-        zm[i] -= h
-        g[i] = (f(zp) - f(zm)) / (2 * h)
-    return g
-
-
 @pytest.mark.parametrize("convention", losses.CONVENTIONS)
 def test_exact_logit_gradient_is_the_derivative_of_the_value(convention):
     rng = np.random.default_rng(6)
@@ -187,7 +177,7 @@ def test_exact_logit_gradient_is_the_derivative_of_the_value(convention):
     z = rng.normal(0, 3, (7, 1))
     loss = losses.BinaryCrossentropy(convention)
     g = loss.logit_grad(y, z)
-    np.testing.assert_allclose(g, _numeric(lambda w: loss.value(y, losses.probability(w)), z),
+    np.testing.assert_allclose(g, npctr.numerical_gradient(lambda: loss.value(y, losses.probability(z)), z),
                                rtol=1e-6, atol=1e-10)
 
 
@@ -339,3 +329,60 @@ def _run_f32(opt):
     for g in G:
         opt.apply_gradients(params, {"w": np.array(g, dtype=np.float32)})
     return params["w"]
+
+
+def test_torch_history_mask_needs_a_length_feature():
+    from npctr.feature_column import SparseFeat, VarLenSparseFeat
+    cols = [SparseFeat("item", 10, 4), VarLenSparseFeat(SparseFeat("hist_item", 10, 4, embedding_name="item"), 3)]
+    DIN(cols, ["item"], dnn_hidden_units=(2,), att_hidden_size=(2,))                 # Keras: id mask
+    with pytest.raises(ValueError, match="length_name"):
+        DIN(cols, ["item"], dnn_hidden_units=(2,), att_hidden_size=(2,), conventions="torch")
+
+
+def test_torch_history_mask_is_the_length_not_the_ids():
+    """DeepCTR-Torch masks t >= seq_length even where the id is non-zero; Keras masks id 0."""
+    torch_model, keras_model = make_din("torch", att_activation="sigmoid"), make_din("keras3", att_activation="sigmoid")
+    keras_model.set_weights(torch_model.get_weights())
+    x, _ = din_batch(torch_model)
+    assert np.array_equal(torch_model.predict(x), keras_model.predict(x))      # ids agree with lengths
+    x = dict(x, seq_length=np.maximum(x["seq_length"] - 1, 0))
+    torch_model.predict(x)
+    keras_model.predict(x)
+    t_scores, k_scores = torch_model.attention_scores, keras_model.attention_scores
+    lengths = x["seq_length"].reshape(-1)
+    for b, n in enumerate(lengths):
+        assert np.all(t_scores[b, 0, n:] == 0)
+    assert not np.array_equal(t_scores, k_scores)
+
+
+def test_dnn_model_takes_conventions():
+    from npctr.models import DNNModel
+    model = DNNModel(feature_columns(_CASE[1]), dnn_hidden_units=(4,), dnn_use_bn=True, conventions="torch")
+    assert model._layers["dnn"]._layers["bn0"].epsilon == 1e-5
+    assert model.get_config()["conventions"] == "torch"
+
+
+def test_l2_reg_dnn_is_ignored_under_torch_as_deepctr_torch():
+    assert make_din("torch", l2_reg_dnn=0.5).regularization_loss() == \
+        make_din("torch", l2_reg_dnn=0.0).regularization_loss()
+    assert make_din("keras3", l2_reg_dnn=0.5).regularization_loss() > \
+        make_din("keras3", l2_reg_dnn=0.0).regularization_loss()
+
+
+@given(st.sampled_from(optimizers.FLAVORS), st.sampled_from(["sgd", "adagrad", "adam", "momentum"]),
+       st.integers(0, 2 ** 16))
+def test_property_every_flavour_row_sparse_equals_dense(flavor, kind, seed):
+    """The RowGrad path (lazy or densified) gives what the dense gradient gives, in every flavour."""
+    from npctr.sparse import RowGrad
+    make = {"sgd": lambda: SGD(0.1, flavor=flavor), "momentum": lambda: SGD(0.1, momentum=0.9, flavor=flavor),
+            "adagrad": lambda: Adagrad(0.1, flavor=flavor), "adam": lambda: Adam(0.1, flavor=flavor)}[kind]
+    rng = np.random.default_rng(seed)
+    table = rng.standard_normal((7, 3))
+    a, b = {"e": table.copy()}, {"e": table.copy()}
+    sparse_opt, dense_opt = make(), make()
+    for _ in range(3):
+        rows = np.unique(rng.integers(0, 7, 3))
+        g = RowGrad(rows, rng.standard_normal((len(rows), 3)), (7, 3))
+        sparse_opt.apply_gradients(a, {"e": g})
+        dense_opt.apply_gradients(b, {"e": g.to_dense()})
+    np.testing.assert_allclose(a["e"], b["e"], rtol=1e-15, atol=1e-15)

@@ -129,8 +129,9 @@ def test_frameworks_start_from_the_same_weights_and_inputs(case, entries):
 
 
 # -- parity smoke check ---------------------------------------------------------------------------
-def npctr_din(meta):
-    """npctr's DIN built from a recording's feature columns and constructor arguments."""
+def npctr_din(meta, **kwargs):
+    """npctr's DIN built from a recording's feature columns and constructor arguments
+    (``kwargs``, e.g. ``conventions=``, are passed on to ``DIN``)."""
     cols = []
     for f in meta["feature_columns"]:
         if f["type"] == "SparseFeat":
@@ -144,7 +145,7 @@ def npctr_din(meta):
                                          maxlen=f["maxlen"], combiner=f["combiner"], length_name=f["length_name"]))
     args = {k: v for k, v in meta["model"]["args"].items() if k not in ("dnn_feature_columns", "history_feature_list")}
     args = {k: (tuple(v) if isinstance(v, list) else v) for k, v in args.items()}
-    return DIN(cols, meta["history_feature_list"], dtype=meta["dtype"], **args)
+    return DIN(cols, meta["history_feature_list"], dtype=meta["dtype"], **args, **kwargs)
 
 
 def recorded_weights(z):

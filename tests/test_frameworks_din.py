@@ -17,15 +17,6 @@ DIN_CASES = cases("din")
 
 #: a gradient below ZERO ulps of its layer's gradient scale is exactly zero up to round-off
 ZERO = 1e3
-#: worst relative error per framework and dtype, filled as the tests run (reported in docs)
-WORST = {}
-
-
-def _note(meta, err):
-    key = (meta["framework"], meta["dtype"])
-    WORST[key] = max(WORST.get(key, 0.0), err)
-
-
 @pytest.mark.parametrize("file", DIN_CASES)
 def test_din_matches_framework(file):
     data, meta = load(file)
@@ -36,7 +27,6 @@ def test_din_matches_framework(file):
 
     out = model.predict(x, batch_size=len(y))
     err = rel_error(out, data["out_infer"])
-    _note(meta, err)
     assert err <= tol, f"out_infer: {err:.3g}"
 
     out_train, total, data_loss, reg, grads = training_gradients(model, x, y)
@@ -44,7 +34,6 @@ def test_din_matches_framework(file):
     assert err <= tol, f"out_train: {err:.3g}"
     if meta["dtype"] == "float64":
         err = rel_error(data_loss, data["data_loss"])
-        _note(meta, err)
         assert err <= tol, f"data_loss {data_loss!r} vs {float(data['data_loss'])!r}: {err:.3g}"
     else:
         # float32: a sample saturated on the wrong side (final_kernel_scale) has 1 - p ~ 1e-7, a few
@@ -55,14 +44,20 @@ def test_din_matches_framework(file):
         framework_loss = loss.value(y.astype(np.float32).reshape(-1, 1), data["out_train"].astype(np.float32))
         err = rel_error(framework_loss, data["data_loss"])
         assert err <= tol, f"data_loss from the framework's p: {framework_loss!r} vs {float(data['data_loss'])!r}"
-        reg_tol = tol
     # DeepCTR-Torch accumulates its regularisation in a float32 tensor (torch.zeros((1,))), so its
     # reg_loss and total loss are float32 even for a float64 model (meta["loss_dtypes"]): only their
     # value is rounded, the gradients are float64.
-    reg_tol = 1e-6 if meta.get("loss_dtypes", {}).get("reg_loss") == "torch.float32" else tol
-    assert rel_error(reg, data["reg_loss"]) <= reg_tol, (reg, float(data["reg_loss"]))
-    if meta["dtype"] == "float64":
-        assert rel_error(total, data["loss"]) <= reg_tol, (total, float(data["loss"]))
+    if meta.get("loss_dtypes", {}).get("reg_loss") == "torch.float32":
+        # a few float32 ulps (one rounding per accumulated parameter), compared outside rel_error
+        # so tools/framework_agreement.py reports the arrays, not this reporting precision
+        ulps = 4 * np.finfo(np.float32).eps
+        assert abs(reg - float(data["reg_loss"])) <= ulps * abs(float(data["reg_loss"])), reg
+        if meta["dtype"] == "float64":      # (float32: the data loss is ill-conditioned, see above)
+            assert abs(total - float(data["loss"])) <= ulps * abs(float(data["loss"])), total
+    else:
+        assert rel_error(reg, data["reg_loss"]) <= tol, (reg, float(data["reg_loss"]))
+        if meta["dtype"] == "float64":
+            assert rel_error(total, data["loss"]) <= tol, (total, float(data["loss"]))
 
     params = model.params
     recorded = {}
@@ -72,17 +67,14 @@ def test_din_matches_framework(file):
     assert sorted(recorded) == sorted(params)
     scales = layer_scales(recorded)
     for path, expected in recorded.items():
-        err = rel_error(grads[path], expected, scale=None)
-        if np.max(np.abs(expected)) <= ZERO * np.finfo(meta["dtype"]).eps * scales[layer_of(path)]:
-            err = rel_error(grads[path], expected, scale=scales[layer_of(path)])   # exact-zero gradient
-        _note(meta, err)
+        zero = np.max(np.abs(expected)) <= ZERO * np.finfo(meta["dtype"]).eps * scales[layer_of(path)]
+        err = rel_error(grads[path], expected, scale=scales[layer_of(path)] if zero else None)
         assert err <= tol, f"grad {path}: {err:.3g}"
 
     state = model.state
     for name, path, transpose in mapping(data):
         if path in state:
             err = rel_error(state[path], to_npctr(data["after_train/" + name], transpose, state[path].shape))
-            _note(meta, err)
             assert err <= tol, f"after_train {path}: {err:.3g}"
 
 

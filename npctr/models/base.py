@@ -85,7 +85,8 @@ class Model(Layer):
         ``'regression'``. Names follow the model's conventions profile: the loss's formula
         and reduction (Keras's mean, DeepCTR-Torch's sum) and the optimizer's flavour and
         defaults (``compile('adam')`` is what ``compile('adam')`` gives in that framework);
-        an optimizer instance with ``flavor=None`` takes the profile's flavour. ``metrics``: names (``'auc'``, ``'binary_crossentropy'``,
+        an optimizer instance with ``flavor=None`` takes the profile's flavour.
+        ``metrics``: names (``'auc'``, ``'binary_crossentropy'``,
         ``'logloss'``, ``'accuracy'``, ``'mse'``, ...) or callables ``f(y_true, y_pred)``.
         """
         conv = self.conventions

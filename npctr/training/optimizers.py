@@ -25,8 +25,8 @@ entries to these tables and, if its arithmetic differs, a ``_dense_<formula>`` m
 zero gradient row provably changes nothing (plain SGD, Adagrad in every flavour) only
 the touched rows are read and written; everywhere else (momentum, Adam) the dense math
 runs, as the frameworks do on a DIN (tf.keras's optimizers decay every velocity and moment
-row, the recorded legacy momentum trajectories too; torch's embeddings have dense gradients). Equations: each class's Notes and
-``docs/training.md``.
+row, the recorded legacy momentum trajectories too; torch's embeddings have dense gradients).
+Equations: each class's Notes, ``docs/training.md`` and ``docs/conventions.md``.
 """
 import numpy as np
 
@@ -242,7 +242,6 @@ class SGD(Optimizer):
     _sparse_keras = _sparse_rows
     _sparse_torch = _sparse_rows
 
-
     def _dense_torch(self, key, param, grad):
         t = param.dtype.type
         lr = self._h("learning_rate", t)
@@ -277,8 +276,8 @@ class Adagrad(Optimizer):
     * torch: :math:`w \leftarrow w - \eta\,g / (\sqrt a + \epsilon)` (exact hyperparameters).
 
     In float64 training :math:`\eta` enters float32-rounded in keras_legacy, and Keras 3
-    (``framework='keras3'``) starts the accumulator at float32(``initial_accumulator_value``). ``RowGrad``: only the touched rows change
-    (exact: a zero gradient row keeps :math:`a` and :math:`w`).
+    (``framework='keras3'``) starts the accumulator at float32(``initial_accumulator_value``).
+    ``RowGrad``: only the touched rows change (exact: a zero gradient row keeps :math:`a` and :math:`w`).
     """
     slot_names = ("accumulator",)
     defaults = {"keras": {"learning_rate": 0.001, "initial_accumulator_value": 0.1, "epsilon": 1e-7},
