@@ -287,8 +287,8 @@ def test_models_and_predictors_deepcopy():
 
 @pytest.mark.parametrize("wn", [False, True])
 def test_attention_weights(wn):
-    """``return_attention=True`` gives forward's attention weights; ``predict`` leaves those of its
-    last batch in ``model.attention_scores``, as forward did batch by batch."""
+    """``return_attention=True`` gives forward's attention weights; ``predict`` leaves those of
+    every row in ``model.attention_scores``, as its forward path does."""
     model, cols = din(att_weight_normalization=wn)
     x = features(cols, 23, np.random.default_rng(19))
     model.forward(x)
@@ -300,4 +300,4 @@ def test_attention_weights(wn):
         np.testing.assert_allclose(p, model.forward(xn), rtol=1e-12, atol=0)
     model.attention_scores = None
     model.predict(x, batch_size=10)
-    np.testing.assert_allclose(model.attention_scores, expected[20:], rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(model.attention_scores, expected, rtol=1e-12, atol=1e-15)
