@@ -76,8 +76,8 @@ class Model(Layer):
         """Tell holders of ``inference()`` that weight arrays were edited in place by hand."""
         self._weights_version += 1
 
-    def set_weights(self, weights, strict=True):
-        super().set_weights(weights, strict)
+    def set_weights(self, weights, *args, **kwargs):
+        super().set_weights(weights, *args, **kwargs)
         self.weights_changed()
 
     # -- subclass contract --------------------------------------------------------------
