@@ -479,12 +479,10 @@ def plot_gradient_check(layer_or_model, inputs, steps=None, name=None, training=
                 errors = gradient_check_errors(layer_or_model, inputs, steps, order, dtype, name,
                                                training=training, **check_kwargs)
                 ax.loglog(steps, np.maximum(errors, 1e-17), marker=marker, markersize=4, label=label)
-            ax.axvline(default_eps, color="0.3", linestyle=":", linewidth=1.5)
-            ax.text(default_eps, 0.02, f" check_gradients default\n eps={default_eps:g}, order={default_order}",
-                    transform=ax.get_xaxis_transform(), fontsize=9, va="bottom")
-            ax.axvline(MODEL_CHECK_STEP, color="0.3", linestyle="--", linewidth=1.2)
-            ax.text(MODEL_CHECK_STEP, 0.55, f" DIN model checks\n eps={MODEL_CHECK_STEP:g}, order={MODEL_CHECK_ORDER}",
-                    transform=ax.get_xaxis_transform(), fontsize=9, va="bottom")
+            ax.axvline(default_eps, color="0.3", linestyle=":", linewidth=1.5,
+                       label=f"check_gradients default: eps={default_eps:g}, order={default_order}")
+            ax.axvline(MODEL_CHECK_STEP, color="0.3", linestyle="--", linewidth=1.2,
+                       label=f"DIN model checks: eps={MODEL_CHECK_STEP:g}, order={MODEL_CHECK_ORDER}")
             machine = np.finfo(dtype).eps
             ax.set_title(f"{dtype} (machine epsilon {machine:.1e})")
             ax.set_xlabel(r"finite-difference step $\varepsilon$")
@@ -492,9 +490,12 @@ def plot_gradient_check(layer_or_model, inputs, steps=None, name=None, training=
                     va="center", fontsize=10, color="0.25")
             ax.text(0.98, 0.03, "truncation\n" + r"$\propto \varepsilon^2$ or $\varepsilon^4$",
                     transform=ax.transAxes, va="bottom", ha="right", fontsize=10, color="0.25")
+            if dtype == "float32":
+                ax.text(0.03, 0.88, "steps below float32's resolution:\n" + r"$x \pm \varepsilon$ rounds to $x$",
+                        transform=ax.transAxes, va="top", fontsize=9, color="0.25")
             ax.grid(alpha=0.3, which="major")
         axes[0].set_ylabel("relative error of the gradient" + ("" if name is None else f" of {name}"))
-        axes[0].legend(loc="lower left", bbox_to_anchor=(0.0, 0.12))
+        axes[1].legend(loc="lower left", fontsize=9)
         what = type(layer_or_model).__name__ + (" (training mode)" if training else "")
         fig.suptitle(title or f"Finite-difference gradient check of {what}: error against step size")
         return _finish(fig, path, dpi)
