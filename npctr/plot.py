@@ -165,11 +165,12 @@ def plot_history(history, metrics=None, title=None, path=None, dpi=100):
                         ax.plot(epochs, values, style, color=colour, marker="o", markersize=4,
                                 label=f"{label} {kind}".strip())
             ax.set_xlabel("epoch")
-            ax.set_ylabel(METRIC_NAMES.get(metric, metric))
+            ax.set_ylabel(metric if metric != "auc" else "AUC")
             ax.set_title(METRIC_NAMES.get(metric, metric))
             ax.xaxis.get_major_locator().set_params(integer=True)
             ax.grid(alpha=0.3)
-            ax.legend()
+        handles, labels = axes[0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="outside lower center", ncol=len(runs), frameon=False)
         if title:
             fig.suptitle(title)
         return _finish(fig, path, dpi)
@@ -223,8 +224,10 @@ def _draw_attention(ax, model, features, i, weights, title):
         first_pad = int(np.argmin(valid)) + 1
         ax.axvspan(first_pad - 0.5, T + 0.5, color=PADDING_COLOUR, alpha=0.5, hatch="//", zorder=0,
                    linewidth=0)
-        ax.text((first_pad + T) / 2, 0.5, "padding (id 0, masked: weight 0)", transform=ax.get_xaxis_transform(),
-                ha="center", va="center", fontsize=10, color="0.35")
+        wide = T - first_pad + 1 >= max(T // 3, 1)
+        ax.text((first_pad + T) / 2, 0.5, "padding (id 0, masked: weight 0)" if wide else "padding",
+                transform=ax.get_xaxis_transform(), ha="center", va="center", fontsize=10, color="0.35",
+                rotation=0 if wide else 90)
     ax.axhline(0, color="black", linewidth=0.6)
     ticks = positions[valid]
     ax.set_xticks(ticks)
@@ -608,8 +611,10 @@ def demo_figures(model, histories, x, directory, item="item_id", category="cate_
       in the history, so only the category can match).
 
     The captions say how the rows were chosen and, over every row of ``x`` whose history
-    holds the candidate's category, how often the highest-weighted behaviour has that
-    category, next to the rate of a behaviour drawn at random.
+    holds the candidate's category, how often the behaviour of largest absolute weight has
+    that category, next to the rate of a behaviour drawn at random. (DIN's weights are
+    unnormalised scores by default: a behaviour dominates the pooled ``sum_t w_t e_t``
+    through a large weight of either sign.)
 
     Returns
     -------
@@ -636,14 +641,15 @@ def demo_figures(model, histories, x, directory, item="item_id", category="cate_
     if not rows:
         raise ValueError(f"x holds no row with at least {min_length} behaviours to plot")
 
-    # how often attention singles out a matching behaviour, over every row with a match
+    # how often attention singles out a matching behaviour, over every row with a match; the weights
+    # are unnormalised scores (DeepCTR's default), so a behaviour stands out in sum_t w_t e_t by |w_t|
     _, weights, _ = _score_rows(model, x)
     has_match = n_match >= 1
-    top = np.argmax(np.where(valid, weights, -np.inf), axis=1)
+    top = np.argmax(np.where(valid, np.abs(weights), -np.inf), axis=1)
     top_match_rate = float(np.mean(matches[np.arange(len(top)), top][has_match]))
     chance_rate = float(np.mean(n_match[has_match] / length[has_match]))
     summary = (f"Over all {int(has_match.sum())} held-out impressions whose history holds the candidate's "
-               f"{category}, the highest-weighted behaviour has that {category} in {100 * top_match_rate:.0f}% "
+               f"{category}, the behaviour of largest |weight| has that {category} in {100 * top_match_rate:.0f}% "
                f"(a random behaviour of the history: {100 * chance_rate:.0f}%).")
     caption = (f"Rows chosen from the inputs only, before looking at the weights: the first {n_rows} held-out "
                f"impressions with >= {min_length} behaviours of which 1-2 share the candidate's {category}, then "
@@ -666,7 +672,8 @@ def demo_figures(model, histories, x, directory, item="item_id", category="cate_
         other_item = int(candidates[0]) if candidates.size else int(hist_items[hist_cates == other][0])
         caption = (f"Row {row} (the first row of the attention figure), scored against its own candidate and "
                    f"against item {other_item} of {category} {other}, the history's most frequent other "
-                   f"{category}{'' if candidates.size else ' (an item of the history)'}.")
+                   f"{category}{'' if candidates.size else ' (an item of the history)'}. The weights are "
+                   "unnormalised scores (DeepCTR's default): large ones of either sign dominate the pooled interest.")
         fig = plot_attention_contrast(model, x, row, [own, {item: other_item, category: other}],
                                       caption=caption, path=directory / "attention_contrast.png", dpi=dpi)
         plt.close(fig)

@@ -258,7 +258,7 @@ def test_demo_writes_its_figures(tmp_path):
     demo.run(n_samples=1500, epochs=1, verbose=0, out=out, plot_dir=tmp_path / "figs")
     for name in ("learning_curves.png", "attention.png", "attention_contrast.png"):
         assert (tmp_path / "figs" / name).stat().st_size > 1000
-    assert "highest-weighted behaviour" in out.getvalue()
+    assert "largest |weight|" in out.getvalue()
 
 
 # -- matplotlib stays optional ----------------------------------------------------------------------------
