@@ -251,14 +251,32 @@ def test_dice_arguments(kwargs, match):
 
 
 # -- the demo ------------------------------------------------------------------------------------------
-def test_demo_writes_its_figures(tmp_path):
-    import io
-    from npctr import demo
-    out = io.StringIO()
-    demo.run(n_samples=1500, epochs=1, verbose=0, out=out, plot_dir=tmp_path / "figs")
+def test_demo_command_writes_its_figures(tmp_path):
+    from npctr.__main__ import main
+    assert main(["demo", "--samples", "1500", "--epochs", "1", "--verbose", "0",
+                 "--plot", str(tmp_path / "figs")]) == 0
     for name in ("learning_curves.png", "attention.png", "attention_contrast.png"):
         assert (tmp_path / "figs" / name).stat().st_size > 1000
+
+
+def test_demo_figures_rows_and_rates(din_data, tmp_path):
+    import io
+    model, x, _, _ = din_data
+    out = io.StringIO()
+    result = nplot.demo_figures(model, {"DIN": {"loss": [0.7, 0.6]}}, x, tmp_path, min_length=4, n_rows=2,
+                                out=out)
+    # the rates, recomputed: largest |weight| among valid behaviours vs a random behaviour
+    model.forward(x)
+    w = model.attention_scores[:, 0, :]
+    valid = x["hist_item_id"] != 0
+    match = valid & (x["hist_cate_id"] == x["cate_id"][:, None])
+    has = match.any(axis=1)
+    top = np.argmax(np.where(valid, np.abs(w), -np.inf), axis=1)
+    assert result["top_match_rate"] == pytest.approx(match[np.arange(len(x["cate_id"])), top][has].mean())
+    assert result["chance_rate"] == pytest.approx((match.sum(1) / valid.sum(1))[has].mean())
     assert "largest |weight|" in out.getvalue()
+    assert {p.name for p in tmp_path.iterdir()} == {"learning_curves.png", "attention.png",
+                                                    "attention_contrast.png"}
 
 
 # -- matplotlib stays optional ----------------------------------------------------------------------------
