@@ -213,19 +213,22 @@ def _draw_attention(ax, model, features, i, weights, title):
     query = [int(features[fc.name][i, 0]) for fc in model.query_columns]
     fields = [fc.name for fc in model.query_columns]
     valid = np.logical_and.reduce([h != 0 for h in hist])
-    matches = np.array([[h[t] == q for h, q in zip(hist, query)] for t in range(valid.size)])
+    matches = np.stack([h == q for h, q in zip(hist, query)], axis=1)          # (T, n_fields)
     n_match = matches.sum(axis=1)
     T = valid.size
     positions = np.arange(1, T + 1)
     colours = [MATCH_COLOURS[min(k, len(MATCH_COLOURS) - 1)] if v else PADDING_COLOUR
                for k, v in zip(n_match, valid)]
     ax.bar(positions, weights, color=colours, edgecolor="black", linewidth=0.4, label="attention weight")
-    if not valid.all():
-        first_pad = int(np.argmin(valid)) + 1
-        ax.axvspan(first_pad - 0.5, T + 0.5, color=PADDING_COLOUR, alpha=0.5, hatch="//", zorder=0,
-                   linewidth=0)
-        wide = T - first_pad + 1 >= max(T // 3, 1)
-        ax.text((first_pad + T) / 2, 0.5, "padding (id 0, masked: weight 0)" if wide else "padding",
+    # shade each run of padded positions (post-padding gives one run at the end)
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], (~valid).astype(int), [0]])))
+    runs = list(zip(edges[::2] + 1, edges[1::2]))                                # 1-based, inclusive
+    for lo, hi in runs:
+        ax.axvspan(lo - 0.5, hi + 0.5, color=PADDING_COLOUR, alpha=0.5, hatch="//", zorder=0, linewidth=0)
+    if runs:
+        lo, hi = max(runs, key=lambda r: r[1] - r[0])
+        wide = hi - lo + 1 >= max(T // 3, 1)
+        ax.text((lo + hi) / 2, 0.5, "padding (id 0, masked: weight 0)" if wide else "padding",
                 transform=ax.get_xaxis_transform(), ha="center", va="center", fontsize=10, color="0.35",
                 rotation=0 if wide else 90)
     ax.axhline(0, color="black", linewidth=0.6)
