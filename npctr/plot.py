@@ -611,7 +611,7 @@ def demo_figures(model, histories, x, directory, item="item_id", category="cate_
       then the first such long row with no behaviour of that category;
     * ``attention_contrast.png``: the first of those rows scored against its own candidate
       and against an item of the history's most frequent other category (an item not
-      in the history, so only the category can match).
+      in the history, so only the category can match); skipped if the history holds one category only.
 
     The captions say how the rows were chosen and, over every row of ``x`` whose history
     holds the candidate's category, how often the behaviour of largest absolute weight has

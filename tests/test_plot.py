@@ -304,6 +304,13 @@ def test_without_matplotlib_the_error_says_how_to_install():
                      "try:\n    npctr.plot.plot_dice()\n"
                      "except ImportError as e:\n    print(e)")
     assert "pip install 'npctr[plot]'" in out
+    # the demo asks for matplotlib before it trains anything
+    out = run_python("import sys; sys.modules['matplotlib'] = None\n"
+                     "from npctr import demo\n"
+                     "demo.load_data = None\n"
+                     "try:\n    demo.run(plot_dir='figs')\n"
+                     "except ImportError as e:\n    print(e)")
+    assert "pip install 'npctr[plot]'" in out
 
 
 def test_agg_when_headless_and_the_users_backend_kept():
