@@ -23,7 +23,7 @@ import pytest
 
 from npctr import AttentionSequencePoolingLayer
 
-from test_golden_core import GOLDEN, _load, canon_to_path, check_golden, load_golden_weights
+from test_golden_core import GOLDEN, _load, canon_to_path, check_golden, load_golden_weights, FOLDER_CONVENTIONS
 
 FOLDERS = ("tf_legacy", "tf")
 CASES = [c["name"] for c in json.loads((GOLDEN / "tf" / "_index.json").read_text())["cases"]
@@ -62,12 +62,11 @@ def test_golden_asp(folder, name):
     assert case["kind"] == "asp"
     layer = AttentionSequencePoolingLayer(tuple(case["hidden"]), att_activation=case["act"],
                                           weight_normalization=case["wn"], return_score=case["return_score"],
-                                          dtype=np.dtype(meta["dtype"]).name)
+                                          dtype=np.dtype(meta["dtype"]).name,
+                                          conventions=FOLDER_CONVENTIONS[folder])
     inputs = [data["in_query"], data["in_keys"], data["in_keys_length"]]
     assert data["in_keys_length"].reshape(-1).tolist() == case["keys_length"] == [6, 3, 1, 0]
     # keys_length is integer: its gradient must be None.
-    # (No float64 tf_legacy ASP case has moving statistics today; check_golden's
-    # float32-decay branch is there for symmetry.)
     checked = check_golden(layer, data, meta, folder, inputs, ["query", "keys", None], to_path=asp_canon_to_path)
     if case["act"] == "dice":
         assert checked == 4                    # two Dice layers, mean and variance each

@@ -1,4 +1,9 @@
-"""One optimizer step equals the hand-computed tf.keras 2 update; sparse == dense where exact."""
+"""One optimizer step equals the hand-computed tf.keras update; sparse == dense where exact.
+
+The default flavour is ``"keras"`` (tf.keras >= 2.11): in float64 its momentum enters
+float32-rounded (``f32``), Adam's betas only in the bias correction, and Adagrad divides
+by ``sqrt(a + eps)``. tests/test_optimizer_flavors.py covers every flavour.
+"""
 import numpy as np
 import pytest
 
@@ -7,6 +12,12 @@ from npctr.training import optimizers
 from npctr.training.optimizers import SGD, Adagrad, Adam
 
 W0 = [1.0, -2.0]
+
+
+def f32(v):
+    return float(np.float32(v))
+
+
 G1 = [0.5, -1.0]
 G2 = [1.0, 0.0]
 
@@ -27,23 +38,33 @@ def test_sgd_momentum_two_steps():
     # step 1: v = -0.1 * g1 = [-0.05, 0.1];             w = [0.95, -1.9]
     # step 2: v = 0.9 * v - 0.1 * g2 = [-0.145, 0.09];  w = [0.805, -1.81]
     opt = SGD(0.1, momentum=0.9)
-    np.testing.assert_allclose(run(opt, G1, G2), [0.805, -1.81], rtol=1e-14)
-    np.testing.assert_allclose(opt.slots["momentum"]["dense/kernel"], [-0.145, 0.09], rtol=1e-14)
+    lr, mu = 0.1, f32(0.9)
+    v1 = -lr * np.array(G1)
+    v2 = mu * v1 - lr * np.array(G2)
+    np.testing.assert_allclose(run(opt, G1, G2), np.array(W0) + v1 + v2, rtol=1e-14)
+    np.testing.assert_allclose(opt.slots["momentum"]["dense/kernel"], v2, rtol=1e-14)
+    np.testing.assert_allclose(v2, [-0.145, 0.09], rtol=1e-7)
     assert opt.iterations == 2
 
 
 def test_sgd_nesterov_two_steps():
     # step 1: v = [-0.05, 0.1];   w += 0.9 v - 0.1 g1 = [-0.095, 0.19]   -> [0.905, -1.81]
     # step 2: v = [-0.145, 0.09]; w += 0.9 v - 0.1 g2 = [-0.2305, 0.081] -> [0.6745, -1.729]
-    np.testing.assert_allclose(run(SGD(0.1, momentum=0.9, nesterov=True), G1, G2), [0.6745, -1.729],
-                               rtol=1e-14)
+    lr, mu = 0.1, f32(0.9)
+    v1 = -lr * np.array(G1)
+    w1 = np.array(W0) + mu * v1 - lr * np.array(G1)
+    v2 = mu * v1 - lr * np.array(G2)
+    w2 = w1 + mu * v2 - lr * np.array(G2)
+    np.testing.assert_allclose(run(SGD(0.1, momentum=0.9, nesterov=True), G1, G2), w2, rtol=1e-14)
+    np.testing.assert_allclose(w2, [0.6745, -1.729], rtol=1e-7)
 
 
 def test_adagrad_two_steps():
-    # step 1: acc = 0.1 + g1^2 = [0.35, 1.1];  w -= 0.1 g1 / (sqrt(acc) + 1e-7)
-    w1 = [1.0 - 0.1 * 0.5 / (np.sqrt(0.35) + 1e-7), -2.0 + 0.1 * 1.0 / (np.sqrt(1.1) + 1e-7)]
+    # step 1: acc = 0.1 + g1^2 = [0.35, 1.1];  w -= lr g1 / sqrt(acc + 1e-7)
+    lr = 0.1
+    w1 = [1.0 - lr * 0.5 / np.sqrt(0.35 + 1e-7), -2.0 + lr * 1.0 / np.sqrt(1.1 + 1e-7)]
     # step 2: acc = [1.35, 1.1]; the second element has g = 0 and does not move
-    w2 = [w1[0] - 0.1 * 1.0 / (np.sqrt(1.35) + 1e-7), w1[1]]
+    w2 = [w1[0] - lr * 1.0 / np.sqrt(1.35 + 1e-7), w1[1]]
     opt = Adagrad(0.1)
     np.testing.assert_allclose(run(opt, G1), w1, rtol=1e-15)
     np.testing.assert_allclose(run(Adagrad(0.1), G1, G2), w2, rtol=1e-15)
@@ -55,12 +76,14 @@ def test_adam_two_steps():
     # step 1: m = 0.1 g1 = [0.05, -0.1]; v = 0.001 g1^2 = [0.00025, 0.001]
     #         lr_1 = 0.1 * sqrt(1 - 0.999) / (1 - 0.9)
     m1, v1 = np.array([0.05, -0.1]), np.array([0.00025, 0.001])
-    lr1 = lr * np.sqrt(1 - b2) / (1 - b1)
+    # tf.keras: the betas float32 in the bias correction only
+    c1, c2 = f32(b1), f32(b2)
+    lr1 = lr * np.sqrt(1 - c2) / (1 - c1)
     w1 = np.array(W0) - lr1 * m1 / (np.sqrt(v1) + eps)
     # step 2: m = 0.9 m1 + 0.1 g2 = [0.145, -0.09]; v = 0.999 v1 + 0.001 g2^2 = [0.00124975, 0.000999]
     #         lr_2 = 0.1 * sqrt(1 - 0.999^2) / (1 - 0.9^2)
     m2, v2 = np.array([0.145, -0.09]), np.array([0.00124975, 0.000999])
-    lr2 = lr * np.sqrt(1 - b2 ** 2) / (1 - b1 ** 2)
+    lr2 = lr * np.sqrt(1 - c2 ** 2) / (1 - c1 ** 2)
     w2 = w1 - lr2 * m2 / (np.sqrt(v2) + eps)
     np.testing.assert_allclose(run(Adam(lr), G1), w1, rtol=1e-14)
     opt = Adam(lr)
@@ -73,17 +96,19 @@ def test_adam_amsgrad_uses_max_of_second_moments():
     # step 1 as Adam; step 2 with g = 0: v shrinks, vhat keeps step 1's v
     lr, b1, b2, eps = 0.1, 0.9, 0.999, 1e-7
     m1, v1 = 0.1 * np.array(G1), 0.001 * np.array(G1) ** 2
-    w1 = np.array(W0) - lr * np.sqrt(1 - b2) / (1 - b1) * m1 / (np.sqrt(v1) + eps)
-    w2 = w1 - lr * np.sqrt(1 - b2 ** 2) / (1 - b1 ** 2) * (0.9 * m1) / (np.sqrt(v1) + eps)
+    c1, c2 = f32(b1), f32(b2)
+    w1 = np.array(W0) - lr * np.sqrt(1 - c2) / (1 - c1) * m1 / (np.sqrt(v1) + eps)
+    w2 = w1 - lr * np.sqrt(1 - c2 ** 2) / (1 - c1 ** 2) * (0.9 * m1) / (np.sqrt(v1) + eps)
     np.testing.assert_allclose(run(Adam(lr, amsgrad=True), G1, [0.0, 0.0]), w2, rtol=1e-13)
 
 
 def test_defaults_are_keras():
-    assert SGD().get_config() == {"name": "SGD", "learning_rate": 0.01, "momentum": 0.0, "nesterov": False}
-    assert Adagrad().get_config() == {"name": "Adagrad", "learning_rate": 0.001,
-                                      "initial_accumulator_value": 0.1, "epsilon": 1e-7}
-    assert Adam().get_config() == {"name": "Adam", "learning_rate": 0.001, "beta_1": 0.9, "beta_2": 0.999,
-                                   "epsilon": 1e-7, "amsgrad": False}
+    assert (SGD().learning_rate, SGD().momentum, SGD().nesterov) == (0.01, 0.0, False)
+    a = Adagrad()
+    assert (a.learning_rate, a.initial_accumulator_value, a.epsilon) == (0.001, 0.1, 1e-7)
+    a = Adam()
+    assert (a.learning_rate, a.beta_1, a.beta_2, a.epsilon, a.amsgrad) == (0.001, 0.9, 0.999, 1e-7, False)
+    assert Adam().get_config()["flavor"] is None
 
 
 @pytest.mark.parametrize("name,cls", [("sgd", SGD), ("SGD", SGD), ("adagrad", Adagrad), ("Adam", Adam),

@@ -121,7 +121,7 @@ def test_bce_multi_output_grad_is_not_scaled_by_outputs():
     loss = BinaryCrossentropy()
     y = np.zeros((4, 3))
     z = np.zeros((4, 3))
-    np.testing.assert_allclose(loss.logit_grad(y, z), np.full((4, 3), 0.5 / 12))
+    np.testing.assert_allclose(loss.fused_logit_grad(y, z), np.full((4, 3), 0.5 / 12))
 
 
 # --- 3. Dice / PReLU constructor validation --------------------------------------------
@@ -238,7 +238,7 @@ def test_mse_grad_matches_its_value_for_every_shape(shape):
 @pytest.mark.parametrize("kwargs,exc,message", [
     ({"momentum": "0.9"}, TypeError, "momentum must be a number in [0, 1], got '0.9'"),
     ({"momentum": 1.5}, ValueError, "momentum must be in [0, 1], got 1.5"),
-    ({"epsilon": None}, TypeError, "epsilon must be a positive number, got None"),
+    ({"epsilon": "1e-3"}, TypeError, "epsilon must be a positive number, got '1e-3'"),   # None: the profile's
     ({"epsilon": 0.0}, ValueError, "epsilon must be a positive finite number, got 0.0"),
 ])
 def test_batch_normalization_arguments_are_named(kwargs, exc, message):

@@ -60,13 +60,18 @@ def t_dense(x, kernel, bias=None):
 
 
 def t_batch_norm(x, P, S, prefix, training, new_state, epsilon=1e-3, momentum=0.99, affine=True):
-    """Keras BatchNormalization on the last axis: biased batch variance in training."""
+    """Keras BatchNormalization on the last axis: biased batch variance in training.
+
+    The moving update is npctr's default profile's ("tf_keras", docs/conventions.md):
+    ``moving -= (moving - stat) * float32(1 - momentum)``, as tf.keras 2 computes it.
+    """
     axes = tuple(range(x.dim() - 1))
     if training:
         mean = x.mean(dim=axes)
         variance = ((x - mean) ** 2).mean(dim=axes)
+        decay = float(np.float32(1 - momentum))
         for name, stat in (("moving_mean", mean), ("moving_variance", variance)):
-            new_state[prefix + name] = S[prefix + name] * momentum + stat.detach() * (1 - momentum)
+            new_state[prefix + name] = S[prefix + name] - (S[prefix + name] - stat.detach()) * decay
     else:
         mean, variance = S[prefix + "moving_mean"], S[prefix + "moving_variance"]
     y = (x - mean) / torch.sqrt(variance + epsilon)

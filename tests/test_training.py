@@ -42,7 +42,7 @@ def test_fused_logit_gradient_matches_finite_differences():
     def keras_value(z):
         return bce.value(y, sigmoid(z))
 
-    g = bce.logit_grad(y, z)
+    g = bce.fused_logit_grad(y, z)
     h = 1e-6
     for i in range(z.shape[0]):
         zp, zm = z.copy(), z.copy()
@@ -56,7 +56,7 @@ def test_fused_logit_gradient_matches_finite_differences():
 def test_fused_gradient_is_finite_for_extreme_logits():
     z = np.array([[1e4], [-1e4], [40.0], [-40.0]])
     y = np.array([[0.0], [1.0], [1.0], [0.0]])
-    g = losses.BinaryCrossentropy().logit_grad(y, z)
+    g = losses.BinaryCrossentropy().fused_logit_grad(y, z)
     np.testing.assert_allclose(g[:, 0], [0.25, -0.25, 0.0, 0.0], atol=1e-17)
 
 
@@ -111,7 +111,7 @@ def test_training_gradient_including_l2_matches_finite_differences():
         return np.mean(np.logaddexp(0, z) - yb * z) + model.regularization_loss()
 
     z = model.forward_logits(x, training=True, backprop=True)
-    model.backward_logits(bce.logit_grad(yb, z))
+    model.backward_logits(bce.fused_logit_grad(yb, z))
     model.add_regularization_grads()
     grads = {k: np.array(v) for k, v in model.grads.items()}
     h = 1e-6

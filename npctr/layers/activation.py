@@ -161,14 +161,19 @@ class Dice(Layer):
     .. math::
         p = \sigma(\mathrm{BN}(x)), \qquad y = \alpha (1 - p) x + p x
 
-    ``BN`` is a BatchNormalization over every axis but ``axis`` with no centre
-    or scale (momentum 0.99, ``epsilon``); ``alpha`` (weight ``dice_alpha``,
-    shape ``(units,)``) starts at zero.
+    ``BN`` is a BatchNormalization over every axis but ``axis`` (child ``bn``);
+    ``alpha`` (weight ``dice_alpha``, shape ``(units,)``) starts at zero. The
+    conventions profile sets BN's epsilon, momentum and whether it is affine:
+    DeepCTR (``"tf_keras"``, ``"keras3"``): no centre or scale, momentum 0.99,
+    epsilon 1e-9; DeepCTR-Torch (``"torch"``): ``BatchNorm1d(eps=1e-8)``, learnable
+    ``bn/gamma`` and ``bn/beta``, momentum 0.1 (torch terms), unbiased moving variance.
 
     Parameters
     ----------
     axis : int, default -1
-    epsilon : float, default 1e-9
+    epsilon : float or None
+        None: the profile's ``dice_epsilon``.
+    conventions : str, optional
 
     Notes
     -----
@@ -176,27 +181,34 @@ class Dice(Layer):
     :math:`d\alpha = \sum dy\,x(1-p)`,
     :math:`dx = dy\,(\alpha(1-p) + p) + \mathrm{BN}^\top\!\big(dy\,x(1-\alpha)\,p(1-p)\big)`,
     where :math:`\mathrm{BN}^\top` is the batch-norm backward (batch statistics in
-    training mode, moving statistics otherwise). See ``docs/dice.md``.
+    training mode, moving statistics otherwise), which also gives the affine BN's
+    :math:`d\gamma, d\beta`. See ``docs/dice.md``.
     """
 
-    def __init__(self, axis=-1, epsilon=1e-9, **kwargs):
+    def __init__(self, axis=-1, epsilon=None, **kwargs):
         super().__init__(**kwargs)
         if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):
             raise TypeError(f"axis must be an int, got {axis!r} of type {type(axis).__name__}")
-        epsilon = check_positive(epsilon, "epsilon")
         self.axis = int(axis)
-        self.epsilon = float(epsilon)
+        self._epsilon = None if epsilon is None else check_positive(epsilon, "epsilon")
+
+    @property
+    def epsilon(self):
+        """The epsilon in use: the explicit one, else the profile's ``dice_epsilon``."""
+        return self._epsilon if self._epsilon is not None else float(self.conventions.dice_epsilon)
 
     def build(self, input_shape):
         rank = len(input_shape)
         if not -rank <= self.axis < rank:
             raise ValueError(f"axis {self.axis} is out of range for input shape {tuple(input_shape)} "
                              f"(expected an axis in [{-rank}, {rank - 1}])")
+        conv = self.conventions
         self.add_weight("dice_alpha", np.zeros(input_shape[self.axis]))
-        # center/scale off: Dice only needs the normalised input for its gate
-        bn = self.add_layer("bn", BatchNormalization(axis=self.axis, epsilon=self.epsilon, center=False,
-                                                     scale=False, dtype=self.dtype, name="bn"))
-        bn._build_for(self.dtype, input_shape)
+        # DeepCTR: center/scale off, Dice only needs the normalised input for its gate;
+        # DeepCTR-Torch: an affine BatchNorm1d (learnable gamma/beta)
+        bn = _DiceBatchNormalization(axis=self.axis, epsilon=self.epsilon, center=conv.dice_bn_affine,
+                                     scale=conv.dice_bn_affine, dtype=self.dtype, name="bn")
+        self.add_layer("bn", bn, input_shape=input_shape)
         super().build(input_shape)
 
     def forward(self, inputs, training=False, backprop=None):
@@ -233,10 +245,15 @@ class Dice(Layer):
         return tuple(input_shape)
 
     def get_config(self):
-        return {**super().get_config(), "axis": self.axis, "epsilon": self.epsilon}
+        return {**super().get_config(), "axis": self.axis, "epsilon": self._epsilon}
 
 
-def activation_layer(activation, name=None, dtype=None):
+class _DiceBatchNormalization(BatchNormalization):
+    """Dice's inner BatchNormalization: its momentum default is the profile's ``dice_bn_momentum``."""
+    _momentum_field = "dice_bn_momentum"
+
+
+def activation_layer(activation, name=None, dtype=None, conventions=None):
     """DeepCTR's ``activation_layer``: a layer for a name or an activation layer class.
 
     Names are matched as DeepCTR 0.9.4 matches them: ``'dice'`` or ``'Dice'``,
@@ -247,11 +264,11 @@ def activation_layer(activation, name=None, dtype=None):
     """
     if isinstance(activation, str):
         if activation in ("dice", "Dice"):
-            return Dice(name=name, dtype=dtype)
+            return Dice(name=name, dtype=dtype, conventions=conventions)
         if activation in ("prelu", "PReLU"):
-            return PReLU(name=name, dtype=dtype)
+            return PReLU(name=name, dtype=dtype, conventions=conventions)
         if activation in ACTIVATIONS:
-            return Activation(activation, name=name, dtype=dtype)
+            return Activation(activation, name=name, dtype=dtype, conventions=conventions)
         lowered = activation.lower()
         hint = ""
         if lowered in ACTIVATIONS:

@@ -19,6 +19,7 @@ import re
 import numpy as np
 
 from .._validation import resolve_dtype, check_seed, float_array, check_rank
+from .. import conventions as conventions_mod
 
 
 class NoCacheError(ValueError, RuntimeError):
@@ -34,9 +35,11 @@ def _snake_case(name):
 class Layer:
     """Base class: weights, child layers, flat dicts, weight import/export, config."""
 
-    def __init__(self, name=None, dtype=None, trainable=True):
+    def __init__(self, name=None, dtype=None, trainable=True, conventions=None):
         self.name = name if name is not None else _snake_case(type(self).__name__)
         self.dtype = resolve_dtype(dtype)
+        # None: open, taken from the parent (add_layer) or, at use, the default profile
+        self._conventions_name = conventions_mod.check_name(conventions)
         self.trainable = bool(trainable)
         self.built = False
         self._params = {}
@@ -46,6 +49,19 @@ class Layer:
         self._layers = {}      # child name -> Layer, in creation order (Keras tracking order)
         self._cache = None
         self._output_shape = None
+
+    # -- conventions --------------------------------------------------------------------
+    @property
+    def conventions(self):
+        """The :class:`npctr.conventions.Conventions` profile this layer follows."""
+        return conventions_mod.get(self._conventions_name)
+
+    def _set_conventions(self, name):
+        """Fix this layer's profile if still open, and pass it on to children still open."""
+        if self._conventions_name is None:
+            self._conventions_name = name
+        for child in self._layers.values():
+            child._set_conventions(self._conventions_name)
 
     # -- construction -----------------------------------------------------------------
     def add_weight(self, key, value, trainable=True, l2_reg=0.0):
@@ -65,12 +81,15 @@ class Layer:
     def add_layer(self, key, layer, input_shape=None):
         """Register a child layer; its weights appear under ``key/...``.
 
-        A child whose dtype is open takes this layer's (now, or when it is fixed).
+        A child whose dtype (or conventions profile) is open takes this layer's (now, or
+        when it is fixed).
         With ``input_shape``, the child is built now, in this layer's dtype.
         """
         self._layers[key] = layer
         if self.dtype is not None:
             layer._set_dtype(self.dtype)
+        if self._conventions_name is not None:
+            layer._set_conventions(self._conventions_name)
         if input_shape is not None:
             layer._build_for(self.dtype, input_shape)
         return layer
@@ -172,15 +191,24 @@ class Layer:
         raise NotImplementedError
 
     # -- regularization ---------------------------------------------------------------
+    def _l2_coefficients(self):
+        """``key -> c`` as the profile applies them (tf.keras 2 rounds ``c`` to float32)."""
+        if not self._l2:
+            return {}
+        if self.conventions.l2_float32:
+            return {k: float(np.float32(c)) for k, c in self._l2.items()}
+        return self._l2
+
     def regularization_loss(self):
         """Sum of ``c * sum(w**2)`` over every regularized weight (Keras's ``l2(c)``)."""
         # vdot: the sum of squares without a weight-sized temporary (embedding tables are large)
-        total = sum(c * float(np.vdot(self._params[k], self._params[k])) for k, c in self._l2.items())
+        total = sum(c * float(np.vdot(self._params[k], self._params[k]))
+                    for k, c in self._l2_coefficients().items())
         return total + sum(child.regularization_loss() for child in self._layers.values())
 
     def add_regularization_grads(self):
         """Add ``2 c w`` to the gradient of each regularized weight."""
-        for key, c in self._l2.items():
+        for key, c in self._l2_coefficients().items():
             self._grads[key] += (2.0 * c) * self._params[key]
         for child in self._layers.values():
             child.add_regularization_grads()
@@ -244,9 +272,12 @@ class Layer:
 
     # -- config -----------------------------------------------------------------------
     def get_config(self):
-        return {"name": self.name,
-                "dtype": None if self.dtype is None else self.dtype.name,
-                "trainable": self.trainable}
+        config = {"name": self.name,
+                  "dtype": None if self.dtype is None else self.dtype.name,
+                  "trainable": self.trainable}
+        if self._conventions_name is not None:     # written only when chosen: old configs load as before
+            config["conventions"] = self._conventions_name
+        return config
 
     @classmethod
     def from_config(cls, config):

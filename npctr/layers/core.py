@@ -73,8 +73,9 @@ class DNN(Layer):
         n = len(self.hidden_units)
         # Keras tracking order: kernels, biases, then bn, dropout, activation layers
         for i in range(n):
+            # DeepCTR-Torch's DNN stores l2_reg but never registers it (profile field l2_on_dnn)
             self.add_weight(f"kernel{i}", initializers.glorot_normal(rng, (sizes[i], sizes[i + 1])),
-                            l2_reg=self.l2_reg)
+                            l2_reg=self.l2_reg if self.conventions.l2_on_dnn else 0.0)
         for i in range(n):
             self.add_weight(f"bias{i}", np.zeros(sizes[i + 1]))
         if self.use_bn:

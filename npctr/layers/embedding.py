@@ -116,10 +116,11 @@ class Embedding(Layer):
 
     def add_regularization_grads(self):
         # Keras regularizes the whole table, so the exact gradient 2 c W touches every row.
-        if not self.l2_reg:
+        c = self._l2_coefficients().get("embeddings")
+        if not c:
             return
         g = self._grads["embeddings"]
-        dense = (2.0 * self.l2_reg) * self._params["embeddings"]
+        dense = (2.0 * c) * self._params["embeddings"]
         if isinstance(g, RowGrad):
             dense[g.indices] += g.values
         else:

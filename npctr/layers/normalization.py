@@ -84,35 +84,72 @@ class BatchNormalization(Layer):
     ----------
     axis : int, default -1
         The feature axis; statistics are pooled over all other axes.
-    momentum : float, default 0.99
-        ``moving = moving * momentum + batch_stat * (1 - momentum)`` in training.
-    epsilon : float, default 1e-3
+    momentum : float or None
+        In Keras terms: the weight of the old moving statistic. None: the
+        conventions profile's (0.99 for tf_keras / keras3, torch's 0.1 = 0.9 in Keras terms).
+    epsilon : float or None
+        None: the profile's (1e-3 Keras, 1e-5 torch).
     center, scale : bool, default True
         Learn ``beta`` / ``gamma``.
+    conventions : str, optional
+        ``"tf_keras"`` (default), ``"keras3"``, ``"torch"``: how the moving statistics are
+        updated (``npctr.conventions``).
 
     Weights: ``gamma``, ``beta`` (trainable, shape ``(C,)``), ``moving_mean``,
     ``moving_variance`` (state, shape ``(C,)``).
 
     Notes
     -----
-    Training mode uses the batch mean and the biased batch variance and updates
-    the moving statistics; inference mode uses the moving statistics.
+    Training mode normalises with the batch mean and the biased batch variance and
+    updates the moving statistics with the decay :math:`d = 1 - \\text{momentum}` as the
+    profile says (``bn_moving_update``; tf.keras 2 rounds :math:`d` to float32; torch feeds
+    the unbiased batch variance :math:`\\tfrac{m}{m-1}\\sigma^2` to the moving variance);
+    inference mode uses the moving statistics. ``docs/batch_normalization.md``.
     """
 
-    def __init__(self, axis=-1, momentum=0.99, epsilon=1e-3, center=True, scale=True, **kwargs):
+    #: profile fields giving the defaults (Dice's inner BN reads the ``dice_*`` ones)
+    _momentum_field = "bn_momentum"
+    _epsilon_field = "bn_epsilon"
+
+    def __init__(self, axis=-1, momentum=None, epsilon=None, center=True, scale=True, **kwargs):
         super().__init__(**kwargs)
         if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
             raise TypeError(f"axis must be an int, got {axis!r}")
-        if isinstance(momentum, bool) or not isinstance(momentum, numbers.Real):
-            raise TypeError(f"momentum must be a number in [0, 1], got {momentum!r}")
-        if not 0.0 <= momentum <= 1.0:
-            raise ValueError(f"momentum must be in [0, 1], got {momentum!r}")
-        epsilon = check_positive(epsilon, "epsilon")
+        if momentum is not None:
+            if isinstance(momentum, bool) or not isinstance(momentum, numbers.Real):
+                raise TypeError(f"momentum must be a number in [0, 1], got {momentum!r}")
+            if not 0.0 <= momentum <= 1.0:
+                raise ValueError(f"momentum must be in [0, 1], got {momentum!r}")
+            momentum = float(momentum)
+        if epsilon is not None:
+            epsilon = check_positive(epsilon, "epsilon")
         self.axis = int(axis)
-        self.momentum = float(momentum)
-        self.epsilon = float(epsilon)
+        self._momentum = momentum
+        self._epsilon = epsilon
         self.center = bool(center)
         self.scale = bool(scale)
+
+    @property
+    def epsilon(self):
+        """The epsilon in use: the explicit one, else the profile's."""
+        if self._epsilon is not None:
+            return self._epsilon
+        return float(getattr(self.conventions, self._epsilon_field))
+
+    def _momentum_and_decay(self):
+        """``(momentum, decay)`` as Python floats: weights of the old and of the batch statistic,
+        each as the framework writes it (torch's 0.1 stays exactly 0.1)."""
+        if self._momentum is not None:
+            return self._momentum, 1.0 - self._momentum
+        value = float(getattr(self.conventions, self._momentum_field))
+        if self.conventions.bn_momentum_convention == "torch":
+            return 1.0 - value, value
+        return value, 1.0 - value
+
+    @property
+    def momentum(self):
+        """The momentum in use, in Keras terms (weight of the old moving statistic)."""
+        return self._momentum_and_decay()[0]
 
     def build(self, input_shape):
         ndim = len(input_shape)
@@ -147,7 +184,7 @@ class BatchNormalization(Layer):
         centred = None
         if training:
             mean, variance, centred = batch_moments(x, axes)
-            self._update_moving(mean.reshape(-1), variance.reshape(-1))
+            self._update_moving(mean.reshape(-1), variance.reshape(-1), x.size // x.shape[self._feature_axis])
         else:
             mean = self._broadcast(self._state["moving_mean"], x.ndim)
             variance = self._broadcast(self._state["moving_variance"], x.ndim)
@@ -157,11 +194,29 @@ class BatchNormalization(Layer):
         self._output_shape = y.shape
         return y
 
-    def _update_moving(self, batch_mean, batch_variance):
-        m = self.momentum
+    def _update_moving(self, batch_mean, batch_variance, count):
+        """Update the moving statistics from the batch's (``count`` elements per feature)."""
+        conv = self.conventions
+        if conv.bn_moving_variance == "unbiased":
+            if count < 2:
+                raise ValueError(f"{self.name}: training needs more than 1 value per feature for the "
+                                 f"unbiased moving variance (conventions {conv.name!r}), got {count}")
+            batch_variance = batch_variance * (count / (count - 1.0))
+        m, d = self._momentum_and_decay()
+        t = self.dtype.type
+        if conv.bn_decay_float32:
+            d = float(np.float32(d))
         for key, value in (("moving_mean", batch_mean), ("moving_variance", batch_variance)):
             moving = self._state[key]
-            moving[...] = moving * m + value * (1.0 - m)
+            if conv.bn_moving_update == "subtract":     # tf.keras 2: assign_sub((moving - batch) * d)
+                moving -= (moving - value) * t(d)
+            elif conv.bn_moving_update == "lerp":       # Keras 3: moving * m + batch * (1 - m)
+                moving[...] = moving * t(m) + value * t(d)
+            elif conv.bn_moving_update == "torch":      # torch: d * batch + (1 - d) * moving
+                moving[...] = t(d) * value + t(1.0 - d) * moving
+            else:
+                raise ValueError(f"unknown bn_moving_update {conv.bn_moving_update!r} in conventions "
+                                 f"{conv.name!r}; expected 'subtract', 'lerp' or 'torch'")
 
     def backward(self, grad_output):
         cache, dy = self._take_cache(grad_output)
@@ -176,5 +231,5 @@ class BatchNormalization(Layer):
         return tuple(input_shape)
 
     def get_config(self):
-        return {**super().get_config(), "axis": self.axis, "momentum": self.momentum,
-                "epsilon": self.epsilon, "center": self.center, "scale": self.scale}
+        return {**super().get_config(), "axis": self.axis, "momentum": self._momentum,
+                "epsilon": self._epsilon, "center": self.center, "scale": self.scale}

@@ -82,14 +82,16 @@ class Model(Layer):
         """Choose the optimizer, the loss and the metrics, by Keras name or instance.
 
         ``loss=None`` picks ``binary_crossentropy`` for ``task='binary'``, ``mse`` for
-        ``'regression'``. ``metrics``: names (``'auc'``, ``'binary_crossentropy'``,
+        ``'regression'``. Names follow the model's conventions profile: the loss's formula
+        and reduction (Keras's mean, DeepCTR-Torch's sum) and the optimizer's flavour and
+        defaults (``compile('adam')`` is what ``compile('adam')`` gives in that framework);
+        an optimizer instance with ``flavor=None`` takes the profile's flavour.
+        ``metrics``: names (``'auc'``, ``'binary_crossentropy'``,
         ``'logloss'``, ``'accuracy'``, ``'mse'``, ...) or callables ``f(y_true, y_pred)``.
         """
-        if loss is None:
-            loss = {"binary": "binary_crossentropy", "regression": "mse",
-                    "multiclass": "categorical_crossentropy"}[self.task]
-        self.optimizer = optimizers_mod.get(optimizer)
-        self.loss = losses_mod.get(loss)
+        conv = self.conventions
+        self.optimizer = optimizers_mod.get(optimizer, flavor=conv.optimizer_flavor, framework=conv.name)
+        self.loss = self._default_loss() if loss is None else losses_mod.get(loss, conv.loss, conv.loss_reduction)
         if metrics is None:
             metrics = []
         elif isinstance(metrics, str) or callable(metrics):
@@ -101,6 +103,26 @@ class Model(Layer):
             raise ValueError(f"metrics must have distinct names other than 'loss', got {keys}")
         self.stop_training = False
         return self
+
+    def _default_loss(self):
+        name = {"binary": "binary_crossentropy", "regression": "mse",
+                "multiclass": "categorical_crossentropy"}[self.task]
+        return losses_mod.get(name, self.conventions.loss, self.conventions.loss_reduction)
+
+    def compute_loss(self, x, y, training=False):
+        """The training objective on one batch: data loss plus regularisation, a float.
+
+        What the profile's framework minimises (Keras's ``compute_loss``: mean loss plus
+        ``model.losses``; DeepCTR-Torch's fit: ``reduction='sum'`` loss plus
+        ``get_regularization_loss()``), with the compiled loss (or the profile's default for
+        the task). ``training=True`` runs the forward in training mode (batch statistics,
+        dropout), which updates the moving statistics as a training step would; nothing is
+        cached either way.
+        """
+        x, y, _ = self._check_xy(x, y)
+        loss = getattr(self, "loss", None) or self._default_loss()
+        pred = self.forward(x, training=bool(training), backprop=False)
+        return loss.value(y, pred) + self.regularization_loss()
 
     def _check_compiled(self, what):
         if getattr(self, "optimizer", None) is None:
@@ -196,7 +218,7 @@ class Model(Layer):
         uses_logits = self._uses_logits()
         if uses_logits:
             z = self.forward_logits(xb, training=True, backprop=True)
-            pred = sigmoid(z) if self.task == "binary" else softmax(z)
+            pred = losses_mod.probability(z) if self.task == "binary" else softmax(z)
         else:
             pred = self.forward(xb, training=True, backprop=True)
         total = self.loss.value(yb, pred) + self.regularization_loss()

@@ -31,8 +31,10 @@ class FeatureModel(Model):
     def __init__(self, dnn_feature_columns, history_feature_list=(), dnn_use_bn=False,
                  dnn_hidden_units=(256, 128, 64), dnn_activation="relu", att_hidden_size=(80, 40),
                  att_activation="dice", att_weight_normalization=False, l2_reg_dnn=0, l2_reg_embedding=1e-6,
-                 dnn_dropout=0, seed=1024, task="binary", dtype="float64", name=None, split=True):
-        super().__init__(name=name, dtype=resolve_dtype(dtype) or np.dtype(np.float64))
+                 dnn_dropout=0, seed=1024, task="binary", dtype="float64", name=None, split=True,
+                 conventions=None):
+        super().__init__(name=name, dtype=resolve_dtype(dtype) or np.dtype(np.float64),
+                         conventions=conventions)
         if isinstance(dnn_feature_columns, (SparseFeat, VarLenSparseFeat, DenseFeat)) or \
                 not hasattr(dnn_feature_columns, "__iter__"):
             raise TypeError("dnn_feature_columns must be a list of feature columns")
@@ -91,6 +93,13 @@ class FeatureModel(Model):
             if q.embedding_dim != k.embedding_dim:
                 raise ValueError(f"embedding_dim of {q.name!r} ({q.embedding_dim}) and {k.name!r} "
                                  f"({k.embedding_dim}) must match")
+        # DeepCTR-Torch masks the history by the first VarLenSparseFeat's length_name
+        self._history_length_name = next((fc.length_name for fc in varlen if fc.length_name is not None), None)
+        if self.history_columns and self.conventions.history_mask == "length" and \
+                self._history_length_name is None:
+            raise ValueError(f"conventions {self.conventions.name!r} mask the history by a length feature "
+                             "(DeepCTR-Torch's keys_length), but no VarLenSparseFeat has a length_name; "
+                             "give the history VarLenSparseFeat a length_name")
         if len({fc.maxlen for fc in self.history_columns}) > 1:
             raise ValueError("every history VarLenSparseFeat must have the same maxlen, got "
                              f"{ {fc.name: fc.maxlen for fc in self.history_columns} }")
@@ -204,7 +213,10 @@ class FeatureModel(Model):
         if self.history_columns:
             query = np.concatenate([emb[fc.name] for fc in self.query_columns], axis=-1)
             keys = np.concatenate([emb[fc.name] for fc in self.history_columns], axis=-1)
-            mask = np.logical_and.reduce([f[fc.name] != 0 for fc in self.history_columns])
+            if self.conventions.history_mask == "length":      # DeepCTR-Torch: t < keys_length
+                mask = np.arange(keys.shape[1]) < f[self._history_length_name].reshape(-1, 1)
+            else:                                                # Keras mask_zero: AND over fields
+                mask = np.logical_and.reduce([f[fc.name] != 0 for fc in self.history_columns])
             hist, scores = self._layers["attention_sequence_pooling_layer"].forward_with_scores(
                 [query, keys], training, backprop, mask=mask)
             self.attention_scores = scores
@@ -273,7 +285,8 @@ class FeatureModel(Model):
                 "dnn_use_bn": self.dnn_use_bn, "dnn_hidden_units": list(self.dnn_hidden_units),
                 "dnn_activation": self.dnn_activation, "l2_reg_dnn": self.l2_reg_dnn,
                 "l2_reg_embedding": self.l2_reg_embedding, "dnn_dropout": self.dnn_dropout, "seed": self.seed,
-                "task": self.task, "dtype": self.dtype.name, "name": self.name, "split": self.split}
+                "task": self.task, "dtype": self.dtype.name, "name": self.name, "split": self.split,
+                "conventions": self._conventions_name}
 
     @classmethod
     def from_config(cls, config):
@@ -301,6 +314,10 @@ class DIN(FeatureModel):
     dtype : 'float64' (default) or 'float32'
     split : bool, default True
         The LocalActivationUnit's split first layer (same result, less work).
+    conventions : {'tf_keras', 'keras3', 'torch'}, optional
+        Whose numbers to reproduce (``npctr.conventions``, ``docs/conventions.md``):
+        BatchNormalization/Dice constants, the history mask, the loss and the
+        optimizer flavour ``compile`` picks. Default ``"tf_keras"``.
 
     ``forward(x)`` takes a dict of arrays keyed by ``feature_names`` and returns
     ``(batch_size, 1)``; afterwards ``attention_scores`` holds the attention
@@ -310,14 +327,15 @@ class DIN(FeatureModel):
     def __init__(self, dnn_feature_columns, history_feature_list, dnn_use_bn=False,
                  dnn_hidden_units=(256, 128, 64), dnn_activation="relu", att_hidden_size=(80, 40),
                  att_activation="dice", att_weight_normalization=False, l2_reg_dnn=0, l2_reg_embedding=1e-6,
-                 dnn_dropout=0, seed=1024, task="binary", dtype="float64", name="din", split=True):
+                 dnn_dropout=0, seed=1024, task="binary", dtype="float64", name="din", split=True,
+                 conventions=None):
         if isinstance(history_feature_list, str) or not hasattr(history_feature_list, "__iter__"):
             raise TypeError(f"history_feature_list must be a list of feature names, got {history_feature_list!r}")
         if not list(history_feature_list):
             raise ValueError("history_feature_list must name at least one feature")
         super().__init__(dnn_feature_columns, history_feature_list, dnn_use_bn, dnn_hidden_units,
                          dnn_activation, att_hidden_size, att_activation, att_weight_normalization, l2_reg_dnn,
-                         l2_reg_embedding, dnn_dropout, seed, task, dtype, name, split)
+                         l2_reg_embedding, dnn_dropout, seed, task, dtype, name, split, conventions)
 
     def get_config(self):
         return {**super().get_config(), "history_feature_list": list(self.history_feature_list),
@@ -336,7 +354,7 @@ class DNNModel(FeatureModel):
 
     def __init__(self, dnn_feature_columns, dnn_use_bn=False, dnn_hidden_units=(256, 128, 64),
                  dnn_activation="relu", l2_reg_dnn=0, l2_reg_embedding=1e-6, dnn_dropout=0, seed=1024,
-                 task="binary", dtype="float64", name="dnn_model", split=True):
+                 task="binary", dtype="float64", name="dnn_model", split=True, conventions=None):
         super().__init__(dnn_feature_columns, (), dnn_use_bn, dnn_hidden_units, dnn_activation,
                          l2_reg_dnn=l2_reg_dnn, l2_reg_embedding=l2_reg_embedding, dnn_dropout=dnn_dropout,
-                         seed=seed, task=task, dtype=dtype, name=name, split=split)
+                         seed=seed, task=task, dtype=dtype, name=name, split=split, conventions=conventions)

@@ -1,48 +1,118 @@
-r"""Optimizers with tf.keras 2's (``optimizer_v2``) defaults and update formulas.
+r"""Optimizers in three flavours: tf.keras (``"keras"``), its legacy ``optimizer_v2``
+(``"keras_legacy"``) and ``torch.optim`` (``"torch"``).
 
-An optimizer works on two flat dicts with the same keys, the model's ``params``
-and ``grads`` (``model.params``, ``model.grads``): ``apply_gradients(params, grads)``
-updates every array of ``params`` **in place** and keeps its state (slots) keyed
-by the parameter's path, e.g. ``slots['m']['dnn/kernel0']``. ``iterations`` counts
-the calls, as Keras's ``optimizer.iterations``.
+An optimizer works on two flat dicts with the same keys, the model's ``params`` and
+``grads``: ``apply_gradients(params, grads)`` updates every array of ``params`` **in
+place** and keeps its state (slots) keyed by the parameter's path, e.g.
+``slots['m']['dnn/kernel0']``. ``iterations`` counts the calls.
 
-A gradient is an ndarray or an :class:`npctr.sparse.RowGrad` (the row-sparse
-gradient of an embedding table). With a ``RowGrad``:
+**Flavours.** What a flavour changes is data, chosen in one place per optimizer class:
 
-* ``SGD`` without momentum and ``Adagrad`` update only the touched rows. That is
-  exact: a zero gradient row leaves the row and its accumulator unchanged.
-* ``SGD`` with momentum and ``Adam`` apply the dense math, as if the untouched rows had
-  a zero gradient: every velocity / moment row decays and every row whose velocity or
-  moment is non-zero moves. For Adam this is what tf.keras 2 does too (its sparse path
-  decays the whole ``m`` and ``v`` slots and updates every row); for SGD with momentum
-  tf.keras's sparse kernel is lazy (untouched rows keep their velocity and do not move),
-  so npctr differs from TensorFlow there, and agrees with TensorFlow whenever the
-  table's gradient is dense (e.g. any ``l2_reg_embedding > 0``, whose gradient
-  ``2 c W`` touches every row).
+* ``defaults[flavor]``: the default hyperparameters (``None`` in the constructor takes them);
+* ``float32_hypers[flavor]``: hyperparameters the framework holds in float32, so that in
+  float64 training they enter rounded (``name`` everywhere, ``name@where`` at one use
+  only, e.g. Adam's ``beta_1@bias_correction`` in tf.keras); a key ``flavor@framework``
+  (e.g. ``"keras@keras3"``) refines a flavour for one framework (``framework`` is the
+  conventions profile's name, set by ``compile``);
+* ``formulas[flavor]``: which update (``_dense_<formula>`` / ``_sparse_<formula>``) runs.
 
-Hyperparameters are used in the parameter's dtype. (tf.keras 2 stores ``learning_rate``,
-``momentum``, ``beta_1`` and ``beta_2`` as float32 variables, so for float64 weights its
-effective values are float32-rounded; npctr uses the exact values: identical for
-float32 models, a ~1e-8 relative difference for float64 ones.) The equations are in
-each class's Notes and in ``docs/training.md``.
+``flavor=None`` is resolved by ``Model.compile`` from the model's conventions profile
+(``keras`` for tf_keras / keras3, ``torch`` for torch), or to ``"keras"`` at the first
+``apply_gradients`` of an optimizer used on its own. A new flavour or optimizer adds
+entries to these tables and, if its arithmetic differs, a ``_dense_<formula>`` method.
+
+**Row-sparse gradients** (:class:`npctr.sparse.RowGrad`, an embedding table's): where a
+zero gradient row provably changes nothing (plain SGD, Adagrad in every flavour) only
+the touched rows are read and written; everywhere else (momentum, Adam) the dense math
+runs, as the frameworks do on a DIN (tf.keras's optimizers decay every velocity and moment
+row, the recorded legacy momentum trajectories too; torch's embeddings have dense gradients).
+Equations: each class's Notes, ``docs/training.md`` and ``docs/conventions.md``.
 """
-
 import numpy as np
 
 from ..sparse import RowGrad
 from .._validation import check_positive, check_rate, check_nonnegative
 
+FLAVORS = ("keras", "keras_legacy", "torch")
+
+
+def check_flavor(flavor, allow_none=True):
+    """Validate a ``flavor=`` argument (None allowed when ``allow_none``)."""
+    if flavor is None and allow_none:
+        return None
+    if flavor not in FLAVORS:
+        raise ValueError(f"flavor must be one of {list(FLAVORS)}" + (" or None" if allow_none else "")
+                         + f", got {flavor!r}")
+    return flavor
+
+
+def _f32(value):
+    """``value`` rounded to float32, as a Python float (a framework's float32 variable)."""
+    return float(np.float32(value))
+
 
 class Optimizer:
-    """Base class: slots keyed by parameter path, ``iterations``, ``apply_gradients``."""
+    """Base class: flavour tables, hyperparameters, slots keyed by parameter path, ``apply_gradients``."""
 
     #: slot names created per parameter
     slot_names = ()
+    #: flavour -> {hyperparameter: default}
+    defaults = {f: {} for f in FLAVORS}
+    #: flavour -> hyperparameters held in float32 by the framework (``name`` or ``name@where``)
+    float32_hypers = {f: frozenset() for f in FLAVORS}
+    #: flavour -> formula family (``_dense_<family>``, optional ``_sparse_<family>``)
+    formulas = {f: "keras" for f in FLAVORS}
 
-    def __init__(self, name=None):
+    def __init__(self, flavor=None, name=None, **hypers):
+        self._flavor = check_flavor(flavor)
+        self.framework = None                 # a conventions profile's name, refining the flavour
+        self._given = dict(hypers)          # None: the flavour's default
         self.name = name or type(self).__name__
         self.iterations = 0
         self.slots = {s: {} for s in self.slot_names}
+
+    # -- flavour and hyperparameters --------------------------------------------------
+    @property
+    def flavor(self):
+        """The flavour in use (None until resolved)."""
+        return self._flavor
+
+    def set_flavor(self, flavor, framework=None):
+        """Fix the flavour if it is still open (``Model.compile`` calls this, with the
+        conventions profile's name as ``framework``). Returns ``self``."""
+        flavor = check_flavor(flavor, allow_none=False)
+        if self._flavor is None:
+            if self.iterations:
+                raise ValueError(f"{self.name} already took {self.iterations} steps as 'keras'; "
+                                 "choose flavor= at construction")
+            self._flavor = flavor
+        if self.framework is None and flavor == self._flavor:
+            self.framework = framework
+        return self
+
+    def _resolved_flavor(self):
+        return self._flavor or "keras"
+
+    def hyper(self, name):
+        """A hyperparameter's value: the given one, else the flavour's default."""
+        value = self._given.get(name)
+        return self.defaults[self._resolved_flavor()][name] if value is None else value
+
+    def __getattr__(self, name):
+        # learning_rate, momentum, beta_1, ...: read through the flavour's defaults
+        given = self.__dict__.get("_given")
+        if given is not None and name in given:
+            return self.hyper(name)
+        raise AttributeError(f"{type(self).__name__!s} has no attribute {name!r}")
+
+    def _h(self, name, t, where=None):
+        """Hyperparameter ``name`` as the framework enters it at ``where``, in the scalar type ``t``."""
+        value = self.hyper(name)
+        flavor = self._resolved_flavor()
+        f32 = self.float32_hypers[flavor] | self.float32_hypers.get(f"{flavor}@{self.framework}", frozenset())
+        if name in f32 or (where is not None and f"{name}@{where}" in f32):
+            value = _f32(value)
+        return t(value)
 
     # -- state ------------------------------------------------------------------------
     def _slot(self, slot, key, param, fill=0.0):
@@ -70,240 +140,309 @@ class Optimizer:
         missing = [k for k in params if k not in grads]
         if missing:
             raise ValueError(f"apply_gradients: no gradient for parameters {missing}")
-        self._prepare()
+        if self._flavor is None:
+            self._flavor = "keras"
+        formula = self.formulas[self._flavor]
+        dense = getattr(self, f"_dense_{formula}")
+        sparse = getattr(self, f"_sparse_{formula}", None)
         for key, param in params.items():
             grad = grads[key]
             if isinstance(grad, RowGrad):
                 if tuple(grad.dense_shape) != param.shape:
                     raise ValueError(f"apply_gradients: RowGrad for {key!r} has dense_shape "
                                      f"{tuple(grad.dense_shape)}, parameter has shape {param.shape}")
-                self._apply_sparse(key, param, grad)
+                if sparse is not None and sparse(key, param, grad):
+                    continue
+                grad = grad.to_dense(param.shape)    # the dense math, as if untouched rows had g = 0
             else:
                 grad = np.asarray(grad)
                 if grad.shape != param.shape:
                     raise ValueError(f"apply_gradients: gradient for {key!r} has shape {grad.shape}, "
                                      f"parameter has shape {param.shape}")
-                self._apply_dense(key, param, grad.astype(param.dtype, copy=False))
+            dense(key, param, grad.astype(param.dtype, copy=False))
         self.iterations += 1
 
-    def _prepare(self):
-        """Per-step coefficients (Keras's ``_prepare_local``)."""
-
-    def _apply_dense(self, key, param, grad):
-        raise NotImplementedError
-
-    def _apply_sparse(self, key, param, grad):
-        """Default: the dense math on the densified gradient (exact, not lazy)."""
-        self._apply_dense(key, param, grad.to_dense(param.shape).astype(param.dtype, copy=False))
-
     def get_config(self):
-        return {"name": self.name}
+        return {"name": self.name, "flavor": self._flavor,
+                **{k: self._given[k] for k in sorted(self._given)}}
 
     def __repr__(self):
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items() if k != "name")
         return f"{type(self).__name__}({args})"
 
 
+def _check_optional(value, check, name):
+    return None if value is None else check(value, name)
+
+
 class SGD(Optimizer):
-    r"""Gradient descent, with optional (Nesterov) momentum, as tf.keras 2's ``SGD``.
+    r"""Gradient descent, with optional (Nesterov) momentum.
 
     Parameters
     ----------
-    learning_rate : float, default 0.01
-    momentum : float in [0, 1), default 0.0
+    learning_rate : float, optional
+        Default 0.01 (keras, keras_legacy), 0.001 (torch).
+    momentum : float in [0, 1), default 0
     nesterov : bool, default False
+    flavor : {'keras', 'keras_legacy', 'torch'} or None
 
     Notes
     -----
-    Without momentum: :math:`w \leftarrow w - \eta g`.
-    With momentum :math:`\mu` (velocity :math:`v`, slot ``'momentum'``, starts at 0):
+    keras / keras_legacy (float64 training: :math:`\mu` enters float32-rounded, and
+    :math:`\eta` too in keras_legacy), velocity
+    :math:`v` (slot ``'momentum'``) from 0:
+    :math:`v \leftarrow \mu v - \eta g`, :math:`w \leftarrow w + v`
+    (Nesterov :math:`w \leftarrow w + \mu v - \eta g`); without momentum :math:`w \leftarrow w - \eta g`.
 
-    .. math::
-        v \leftarrow \mu v - \eta g, \qquad
-        w \leftarrow w + v \ \ \text{(plain)}, \qquad
-        w \leftarrow w + \mu v - \eta g \ \ \text{(Nesterov, with the new } v)
+    torch (``torch.optim.SGD``, dampening 0; exact hyperparameters): buffer
+    :math:`b \leftarrow \mu b + g` (:math:`b = g` at the first step, the same from 0),
+    :math:`d = b` (Nesterov :math:`d = g + \mu b`), :math:`w \leftarrow w - \eta d`.
 
-    ``RowGrad``: without momentum only the touched rows change (exact); with momentum the
-    dense math (every velocity row decays), see the module docstring.
+    ``RowGrad``: without momentum only the touched rows (exact in every flavour); with
+    momentum the dense math (every velocity row decays), in every flavour.
     """
+    defaults = {"keras": {"learning_rate": 0.01, "momentum": 0.0},
+                "keras_legacy": {"learning_rate": 0.01, "momentum": 0.0},
+                "torch": {"learning_rate": 0.001, "momentum": 0.0}}
+    float32_hypers = {"keras": frozenset({"momentum"}),
+                      "keras_legacy": frozenset({"learning_rate", "momentum"}),
+                      "torch": frozenset()}
+    formulas = {"keras": "keras", "keras_legacy": "keras", "torch": "torch"}
 
-    def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, name="SGD"):
-        self.learning_rate = check_positive(learning_rate, "learning_rate")
-        self.momentum = check_rate(momentum, "momentum")
+    def __init__(self, learning_rate=None, momentum=None, nesterov=False, name="SGD", flavor=None):
+        super().__init__(flavor, name, learning_rate=_check_optional(learning_rate, check_positive,
+                                                                       "learning_rate"),
+                         momentum=_check_optional(momentum, check_rate, "momentum"))
         self.nesterov = bool(nesterov)
-        self.slot_names = ("momentum",) if self.momentum > 0 else ()
-        super().__init__(name)
-
-    def _apply_dense(self, key, param, grad):
-        lr = param.dtype.type(self.learning_rate)
-        if self.momentum == 0:
-            param -= lr * grad
-            return
-        mu = param.dtype.type(self.momentum)
-        v = self._slot("momentum", key, param)
-        v *= mu
-        v -= lr * grad
-        if self.nesterov:
-            param += mu * v - lr * grad
-        else:
-            param += v
-
-    def _apply_sparse(self, key, param, grad):
-        if self.momentum == 0:
-            # w[rows] -= lr * g_rows: untouched rows have g = 0 and do not change
-            param[grad.indices] -= param.dtype.type(self.learning_rate) * \
-                grad.values.astype(param.dtype, copy=False)
-        else:
-            super()._apply_sparse(key, param, grad)
+        self.slot_names = ("momentum",) if (momentum or 0) > 0 else ()
+        self.slots = {s: {} for s in self.slot_names}
 
     def get_config(self):
-        return {"name": self.name, "learning_rate": self.learning_rate,
-                "momentum": self.momentum, "nesterov": self.nesterov}
+        return {**super().get_config(), "nesterov": self.nesterov}
+
+    def _dense_keras(self, key, param, grad):
+        t = param.dtype.type
+        lr = self._h("learning_rate", t)
+        if not self.hyper("momentum"):
+            param += -grad * lr
+            return
+        mu = self._h("momentum", t)
+        v = self._slot("momentum", key, param)
+        v[...] = -grad * lr + v * mu
+        param += (-grad * lr + v * mu) if self.nesterov else v
+
+    def _sparse_rows(self, key, param, grad):
+        """Plain SGD on the touched rows only; returns False (dense) with momentum."""
+        if self.hyper("momentum"):
+            return False
+        t = param.dtype.type
+        param[grad.indices] -= self._h("learning_rate", t) * grad.values.astype(param.dtype, copy=False)
+        return True
+
+    _sparse_keras = _sparse_rows
+    _sparse_torch = _sparse_rows
+
+    def _dense_torch(self, key, param, grad):
+        t = param.dtype.type
+        lr = self._h("learning_rate", t)
+        mu = self._h("momentum", t)
+        if mu:
+            buf = self._slot("momentum", key, param)
+            buf *= mu
+            buf += grad
+            grad = grad + mu * buf if self.nesterov else buf
+        param += -lr * grad
 
 
 class Adagrad(Optimizer):
-    r"""tf.keras 2's ``Adagrad``.
+    r"""Adagrad.
 
     Parameters
     ----------
-    learning_rate : float, default 0.001
-    initial_accumulator_value : float, default 0.1
-    epsilon : float, default 1e-7
+    learning_rate : float, optional
+        Default 0.001 (keras, keras_legacy), 0.01 (torch).
+    initial_accumulator_value : float, optional
+        Default 0.1 (keras, keras_legacy), 0 (torch).
+    epsilon : float, optional
+        Default 1e-7 (keras, keras_legacy), 1e-10 (torch ``eps``).
+    flavor : {'keras', 'keras_legacy', 'torch'} or None
 
     Notes
     -----
-    Accumulator :math:`a` (slot ``'accumulator'``, starts at ``initial_accumulator_value``):
+    Accumulator :math:`a` (slot ``'accumulator'``), :math:`a \leftarrow a + g^2`, then
 
-    .. math::
-        a \leftarrow a + g^2, \qquad w \leftarrow w - \eta\,\frac{g}{\sqrt{a} + \epsilon}
+    * keras (tf.keras >= 2.11): :math:`w \leftarrow w - \eta\,g / \sqrt{a + \epsilon}`;
+    * keras_legacy (``ResourceApplyAdagradV2``): :math:`w \leftarrow w - \eta\,g / (\sqrt a + \epsilon)`;
+    * torch: :math:`w \leftarrow w - \eta\,g / (\sqrt a + \epsilon)` (exact hyperparameters).
 
-    (``ResourceApplyAdagradV2``: :math:`\epsilon` added to :math:`\sqrt a`.)
-    ``RowGrad``: only the touched rows of :math:`w` and :math:`a` change (exact).
+    In float64 training :math:`\eta` enters float32-rounded in keras_legacy, and Keras 3
+    (``framework='keras3'``) starts the accumulator at float32(``initial_accumulator_value``).
+    ``RowGrad``: only the touched rows change (exact: a zero gradient row keeps :math:`a` and :math:`w`).
     """
     slot_names = ("accumulator",)
+    defaults = {"keras": {"learning_rate": 0.001, "initial_accumulator_value": 0.1, "epsilon": 1e-7},
+                "keras_legacy": {"learning_rate": 0.001, "initial_accumulator_value": 0.1, "epsilon": 1e-7},
+                "torch": {"learning_rate": 0.01, "initial_accumulator_value": 0.0, "epsilon": 1e-10}}
+    float32_hypers = {"keras": frozenset(), "keras_legacy": frozenset({"learning_rate"}),
+                      "keras@keras3": frozenset({"initial_accumulator_value"}), "torch": frozenset()}
+    formulas = {"keras": "keras", "keras_legacy": "root_plus_eps", "torch": "root_plus_eps"}
 
-    def __init__(self, learning_rate=0.001, initial_accumulator_value=0.1, epsilon=1e-7, name="Adagrad"):
-        self.learning_rate = check_positive(learning_rate, "learning_rate")
-        self.initial_accumulator_value = check_nonnegative(initial_accumulator_value,
-                                                           "initial_accumulator_value")
-        self.epsilon = check_positive(epsilon, "epsilon")
-        super().__init__(name)
+    def __init__(self, learning_rate=None, initial_accumulator_value=None, epsilon=None, name="Adagrad",
+                 flavor=None):
+        super().__init__(flavor, name,
+                         learning_rate=_check_optional(learning_rate, check_positive, "learning_rate"),
+                         initial_accumulator_value=_check_optional(initial_accumulator_value, check_nonnegative,
+                                                                   "initial_accumulator_value"),
+                         epsilon=_check_optional(epsilon, check_positive, "epsilon"))
 
     def _accumulator(self, key, param):
-        return self._slot("accumulator", key, param, fill=self.initial_accumulator_value)
+        return self._slot("accumulator", key, param,
+                          fill=self._h("initial_accumulator_value", param.dtype.type))
 
-    def _apply_dense(self, key, param, grad):
-        t = param.dtype.type
+    def _step(self, grad, acc, t):
+        """The update ``-lr g / denominator`` of one flavour's formula."""
+        lr, eps = self._h("learning_rate", t), self._h("epsilon", t)
+        if self.formulas[self._flavor] == "keras":
+            return -(lr * grad / np.sqrt(acc + eps))
+        return -(lr * grad / (np.sqrt(acc) + eps))
+
+    def _dense_keras(self, key, param, grad):
         acc = self._accumulator(key, param)
         acc += grad * grad
-        param -= t(self.learning_rate) * grad / (np.sqrt(acc) + t(self.epsilon))
+        param += self._step(grad, acc, param.dtype.type)
 
-    def _apply_sparse(self, key, param, grad):
-        t = param.dtype.type
+    _dense_root_plus_eps = _dense_keras
+
+    def _sparse_keras(self, key, param, grad):
         acc = self._accumulator(key, param)
-        rows = grad.indices
-        g = grad.values.astype(param.dtype, copy=False)
+        rows, g = grad.indices, grad.values.astype(param.dtype, copy=False)
         a = acc[rows] + g * g
         acc[rows] = a
-        param[rows] -= t(self.learning_rate) * g / (np.sqrt(a) + t(self.epsilon))
+        param[rows] += self._step(g, a, param.dtype.type)
+        return True
 
-    def get_config(self):
-        return {"name": self.name, "learning_rate": self.learning_rate,
-                "initial_accumulator_value": self.initial_accumulator_value, "epsilon": self.epsilon}
+    _sparse_root_plus_eps = _sparse_keras
 
 
 class Adam(Optimizer):
-    r"""tf.keras 2's ``Adam`` (``epsilon`` is the paper's "epsilon hat").
+    r"""Adam (``epsilon`` is added to :math:`\sqrt{v}`, the paper's "epsilon hat" in Keras).
 
     Parameters
     ----------
-    learning_rate : float, default 0.001
-    beta_1 : float, default 0.9
-    beta_2 : float, default 0.999
-    epsilon : float, default 1e-7
+    learning_rate : float, optional
+        Default 0.001.
+    beta_1, beta_2 : float, optional
+        Default 0.9, 0.999.
+    epsilon : float, optional
+        Default 1e-7 (keras, keras_legacy), 1e-8 (torch ``eps``).
     amsgrad : bool, default False
+    flavor : {'keras', 'keras_legacy', 'torch'} or None
 
     Notes
     -----
-    At step :math:`t = \text{iterations} + 1`, slots ``'m'``, ``'v'`` (and ``'vhat'``) start at 0:
+    Step :math:`t = \text{iterations} + 1`; slots ``'m'``, ``'v'`` (``'vhat'``) start at 0.
 
-    .. math::
-        \eta_t = \eta\,\frac{\sqrt{1 - \beta_2^t}}{1 - \beta_1^t}, \quad
-        m \leftarrow m + (1 - \beta_1)(g - m), \quad
-        v \leftarrow v + (1 - \beta_2)(g^2 - v), \quad
-        w \leftarrow w - \eta_t\,\frac{m}{\sqrt{v} + \hat\epsilon}
+    keras / keras_legacy:
+    :math:`\alpha = \eta\sqrt{1 - \beta_2^t}/(1 - \beta_1^t)`,
+    :math:`m \leftarrow m + (g - m)(1 - \beta_1)`, :math:`v \leftarrow v + (g^2 - v)(1 - \beta_2)`,
+    :math:`w \leftarrow w - m\alpha / (\sqrt v + \epsilon)`. In float64 training tf.keras (>= 2.11)
+    and Keras 3 cast the betas through float32 in the bias correction only; the legacy
+    optimizer_v2 holds :math:`\eta, \beta_1, \beta_2` in float32 everywhere.
 
-    (``ResourceApplyAdam``'s arithmetic; :math:`m + (1-\beta_1)(g - m) = \beta_1 m + (1 - \beta_1) g`.)
-    AMSGrad: :math:`\hat v \leftarrow \max(\hat v, v)` and :math:`\sqrt{\hat v}` in the update.
+    torch: :math:`m \leftarrow m + (1 - \beta_1)(g - m)` (``lerp``),
+    :math:`v \leftarrow \beta_2 v + (1 - \beta_2) g^2`,
+    :math:`w \leftarrow w - \frac{\eta}{1 - \beta_1^t}\, m / (\sqrt v / \sqrt{1 - \beta_2^t} + \epsilon)`.
 
-    ``RowGrad``: the dense math, as tf.keras's sparse path: :math:`m \leftarrow \beta_1 m`,
-    :math:`v \leftarrow \beta_2 v` on every row, then :math:`(1-\beta_1) g` and
-    :math:`(1-\beta_2) g^2` added on the touched rows, then every row updated. Not lazy:
-    rows with non-zero moments keep moving after their last gradient.
+    AMSGrad: :math:`\hat v = \max(\hat v, v)` in the denominator. ``RowGrad``: the dense math
+    (every moment row decays; rows with non-zero moments keep moving), as the frameworks do.
     """
     slot_names = ("m", "v", "vhat")
+    defaults = {"keras": {"learning_rate": 0.001, "beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7},
+                "keras_legacy": {"learning_rate": 0.001, "beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7},
+                "torch": {"learning_rate": 0.001, "beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-8}}
+    float32_hypers = {"keras": frozenset({"beta_1@bias_correction", "beta_2@bias_correction"}),
+                      "keras_legacy": frozenset({"learning_rate", "beta_1", "beta_2"}),
+                      "torch": frozenset()}
+    formulas = {"keras": "keras", "keras_legacy": "keras_legacy", "torch": "torch"}
 
-    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, amsgrad=False,
-                 name="Adam"):
-        self.learning_rate = check_positive(learning_rate, "learning_rate")
-        self.beta_1 = check_rate(beta_1, "beta_1")
-        self.beta_2 = check_rate(beta_2, "beta_2")
-        self.epsilon = check_positive(epsilon, "epsilon")
+    def __init__(self, learning_rate=None, beta_1=None, beta_2=None, epsilon=None, amsgrad=False,
+                 name="Adam", flavor=None):
+        super().__init__(flavor, name,
+                         learning_rate=_check_optional(learning_rate, check_positive, "learning_rate"),
+                         beta_1=_check_optional(beta_1, check_rate, "beta_1"),
+                         beta_2=_check_optional(beta_2, check_rate, "beta_2"),
+                         epsilon=_check_optional(epsilon, check_positive, "epsilon"))
         self.amsgrad = bool(amsgrad)
         if not self.amsgrad:
             self.slot_names = ("m", "v")
-        super().__init__(name)
-
-    def _coefficients(self, dtype):
-        t = dtype.type
-        step = t(self.iterations + 1)
-        b1, b2 = t(self.beta_1), t(self.beta_2)
-        lr_t = t(self.learning_rate) * (np.sqrt(t(1) - b2 ** step) / (t(1) - b1 ** step))
-        return lr_t, b1, b2, t(self.epsilon)
-
-    def _apply_dense(self, key, param, grad):
-        lr_t, b1, b2, eps = self._coefficients(param.dtype)
-        one = param.dtype.type(1)
-        m = self._slot("m", key, param)
-        v = self._slot("v", key, param)
-        m += (grad - m) * (one - b1)
-        v += (grad * grad - v) * (one - b2)
-        self._step(key, param, lr_t, m, v, eps)
-
-    def _apply_sparse(self, key, param, grad):
-        lr_t, b1, b2, eps = self._coefficients(param.dtype)
-        one = param.dtype.type(1)
-        m = self._slot("m", key, param)
-        v = self._slot("v", key, param)
-        rows = grad.indices
-        g = grad.values.astype(param.dtype, copy=False)
-        m *= b1
-        m[rows] += g * (one - b1)
-        v *= b2
-        v[rows] += (g * g) * (one - b2)
-        self._step(key, param, lr_t, m, v, eps)
-
-    def _step(self, key, param, lr_t, m, v, eps):
-        if self.amsgrad:
-            vhat = self._slot("vhat", key, param)
-            np.maximum(vhat, v, out=vhat)
-            v = vhat
-        param -= lr_t * m / (np.sqrt(v) + eps)
+        self.slots = {s: {} for s in self.slot_names}
 
     def get_config(self):
-        return {"name": self.name, "learning_rate": self.learning_rate, "beta_1": self.beta_1,
-                "beta_2": self.beta_2, "epsilon": self.epsilon, "amsgrad": self.amsgrad}
+        return {**super().get_config(), "amsgrad": self.amsgrad}
+
+    def _second_moment(self, key, param, v):
+        if not self.amsgrad:
+            return v
+        vhat = self._slot("vhat", key, param)
+        np.maximum(vhat, v, out=vhat)
+        return vhat
+
+    def _dense_keras(self, key, param, grad):
+        t = param.dtype.type
+        step = t(self.iterations + 1)
+        lr = self._h("learning_rate", t)
+        b1_power = self._h("beta_1", t, "bias_correction") ** step
+        b2_power = self._h("beta_2", t, "bias_correction") ** step
+        alpha = lr * np.sqrt(t(1) - b2_power) / (t(1) - b1_power)
+        if self.formulas[self._flavor] == "keras":
+            # tf.keras: (1 - self.beta_1) is Python arithmetic on the exact beta
+            one_minus_b1, one_minus_b2 = t(1 - self.hyper("beta_1")), t(1 - self.hyper("beta_2"))
+        else:
+            # optimizer_v2: 1 - beta_t in the variable's dtype, beta_t float32-rounded
+            one_minus_b1 = t(1) - self._h("beta_1", t)
+            one_minus_b2 = t(1) - self._h("beta_2", t)
+        m = self._slot("m", key, param)
+        v = self._slot("v", key, param)
+        m += (grad - m) * one_minus_b1
+        v += (grad * grad - v) * one_minus_b2
+        v = self._second_moment(key, param, v)
+        param -= (m * alpha) / (np.sqrt(v) + self._h("epsilon", t))
+
+    _dense_keras_legacy = _dense_keras
+
+    def _dense_torch(self, key, param, grad):
+        t = param.dtype.type
+        step = self.iterations + 1
+        lr, b1, b2, eps = (self.hyper(n) for n in ("learning_rate", "beta_1", "beta_2", "epsilon"))
+        m = self._slot("m", key, param)
+        v = self._slot("v", key, param)
+        m += t(1 - b1) * (grad - m)                     # exp_avg.lerp_(grad, 1 - beta1)
+        v *= t(b2)
+        v += t(1 - b2) * (grad * grad)                  # exp_avg_sq.mul_(beta2).addcmul_(g, g, 1 - beta2)
+        v = self._second_moment(key, param, v)
+        step_size = lr / (1 - b1 ** step)               # Python floats, as torch's single-tensor path
+        bias_correction2_sqrt = (1 - b2 ** step) ** 0.5
+        denom = np.sqrt(v) / t(bias_correction2_sqrt) + t(eps)
+        param += t(-step_size) * (m / denom)
 
 
 _OPTIMIZERS = {"sgd": SGD, "adagrad": Adagrad, "adam": Adam}
+#: flavour -> name -> constructor arguments of ``compile(name)`` in that framework
+#: (DeepCTR-Torch's compile builds ``torch.optim.SGD(lr=0.01)``, the rest with torch's defaults)
+COMPILE_ARGUMENTS = {"keras": {}, "keras_legacy": {}, "torch": {"sgd": {"learning_rate": 0.01}}}
 
 
-def get(optimizer):
-    """An optimizer by name as Keras accepts it (``'sgd'``, ``'adagrad'``, ``'adam'``, any
-    case, with default arguments) or an :class:`Optimizer` instance, returned as is."""
+def get(optimizer, flavor=None, framework=None):
+    """An optimizer by name (``'sgd'``, ``'adagrad'``, ``'adam'``, any case) as ``compile(name)``
+    gives it in the ``flavor``'s framework (``framework``: a conventions profile's name), or
+    an :class:`Optimizer` instance (its open flavour set to ``flavor``) returned as is."""
+    flavor = check_flavor(flavor)
     if isinstance(optimizer, Optimizer):
-        return optimizer
+        return optimizer.set_flavor(flavor, framework) if flavor is not None else optimizer
     if isinstance(optimizer, str) and optimizer.lower() in _OPTIMIZERS:
-        return _OPTIMIZERS[optimizer.lower()]()
+        name = optimizer.lower()
+        kwargs = COMPILE_ARGUMENTS.get(flavor or "keras", {}).get(name, {})
+        opt = _OPTIMIZERS[name](flavor=flavor, **kwargs)
+        return opt.set_flavor(flavor, framework) if flavor is not None else opt
     raise ValueError(f"optimizer must be one of {sorted(_OPTIMIZERS)} (any case) or a npctr "
                      f"Optimizer instance, got {optimizer!r}")

@@ -1,0 +1,35 @@
+"""Record every framework reference in tests/data/frameworks: runs each recorder in its own process.
+
+    /work/refenv/bin/python tools/record_frameworks.py --out tests/data/frameworks [--only din|train|layer]
+
+tf.keras 2 and Keras 3 need separate processes (TF_USE_LEGACY_KERAS is read when TensorFlow is imported).
+"""
+import argparse
+import os
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", required=True)
+    p.add_argument("--only", choices=["din", "train", "layer", "all"], default="all")
+    a = p.parse_args(argv)
+    runs = []
+    if a.only != "layer":
+        tf_only = a.only
+        runs.append(({"TF_USE_LEGACY_KERAS": "1"}, "record_tf.py", tf_only))
+        runs.append(({"TF_USE_LEGACY_KERAS": ""}, "record_tf.py", tf_only))
+    runs.append(({}, "record_torch.py", a.only))
+    for env, script, only in runs:
+        e = dict(os.environ, **env)
+        if env.get("TF_USE_LEGACY_KERAS") == "":
+            e.pop("TF_USE_LEGACY_KERAS")
+        subprocess.run([sys.executable, os.path.join(HERE, script), "--out", a.out, "--only", only],
+                       env=e, check=True)
+
+
+if __name__ == "__main__":
+    main()
