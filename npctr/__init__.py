@@ -10,3 +10,13 @@ from .io import load_model, save_model  # noqa: E402
 from . import training  # noqa: E402,F401
 
 __all__ += ["load_model", "save_model", "training"]
+
+
+def export_onnx(model, path):
+    """Write ``model``'s inference graph (DIN, DNNModel or DNN) to ``path`` as ONNX; see
+    :func:`npctr.interop.onnx.export_onnx` and ``docs/onnx.md``. Imports onnx only when called."""
+    from .interop.onnx import export_onnx as _export
+    return _export(model, path)
+
+
+__all__ += ["export_onnx"]

@@ -115,6 +115,8 @@ def check_nonnegative(value, name):
         raise TypeError(f"{name} must be a non-negative number, got {value!r}")
     if not value >= 0:
         raise ValueError(f"{name} must be >= 0, got {value!r}")
+    if not np.isfinite(value):
+        raise ValueError(f"{name} must be finite (and >= 0), got {value!r}")
     return float(value)
 
 
@@ -124,3 +126,42 @@ def check_seed(seed, name="seed"):
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
         raise ValueError(f"{name} must be a non-negative integer or None, got {seed!r}")
     return int(seed)
+
+
+def as_feature_dict(x, names, name="x"):
+    """A model's input as a dict keyed by feature name: a dict as is, or a list / tuple of
+    arrays in ``names`` order (Keras's list form)."""
+    if isinstance(x, (list, tuple)):
+        if len(x) != len(names):
+            raise ValueError(f"{name} given as a list must hold {len(names)} arrays in the order "
+                             f"{list(names)}, got {len(x)}")
+        return dict(zip(names, x))
+    if not isinstance(x, dict):
+        raise TypeError(f"{name} must be a dict of arrays keyed by feature name {list(names)}, "
+                        f"got {type(x).__name__}")
+    return x
+
+
+def check_finite_rows(a, name, hint="pass check_finite=False to skip this check"):
+    """A float array without NaN or inf; else a ``ValueError`` naming ``name``, the first bad
+    row (first axis) and its value. Integer arrays pass unchecked."""
+    if a.dtype.kind != "f" or a.size == 0:
+        return
+    finite = np.isfinite(a)
+    if finite.all():
+        return
+    bad = ~finite.reshape(a.shape[0], -1)
+    row = int(np.argmax(bad.any(axis=1)))
+    value = a.reshape(a.shape[0], -1)[row][bad[row]][0]
+    raise ValueError(f"{name} holds NaN or infinite values: the first is {value} at row {row}; {hint}")
+
+
+def check_device(device):
+    """DeepCTR-Torch's ``device`` argument: npctr computes with NumPy on the CPU, so only
+    ``'cpu'`` (any case, or a ``torch.device('cpu')``) is accepted."""
+    text = str(device)
+    if isinstance(device, (str,)) or type(device).__name__ == "device":
+        if text.lower() == "cpu":
+            return "cpu"
+    raise ValueError(f"device must be 'cpu' (npctr computes with NumPy on the CPU; there is no GPU "
+                     f"support), got {device!r}")

@@ -30,14 +30,30 @@ MODEL = dict(dnn_hidden_units=(128, 64), l2_reg_embedding=1e-6, seed=1024)
 DIN_ONLY = dict(att_hidden_size=(80, 40), att_activation="dice")
 
 
+#: the smallest --samples: the last 20% are held out, and both splits need clicks and non-clicks
+MIN_SAMPLES = 50
+
+
 def load_data(n_samples, seed):
-    """Synthetic impressions without the user id; returns train and validation splits."""
+    """Synthetic impressions without the user id; returns train and validation splits.
+
+    Raises ``ValueError`` if ``n_samples`` is too small to give both splits clicks and
+    non-clicks (validation AUC is undefined otherwise).
+    """
+    if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < MIN_SAMPLES:
+        raise ValueError(f"n_samples (--samples) must be an integer >= {MIN_SAMPLES}: the last 20% are "
+                         f"held out for validation, got {n_samples!r}")
     x, y, columns, history = make_din_data(n_samples, seed=seed, **DATA)
     columns = [fc for fc in columns if fc.name != "user"]
     x = {k: v for k, v in x.items() if k != "user"}
     n_train = int(0.8 * n_samples)
     train = ({k: v[:n_train] for k, v in x.items()}, y[:n_train])
     valid = ({k: v[n_train:] for k, v in x.items()}, y[n_train:])
+    for name, (_, labels) in (("training", train), ("validation", valid)):
+        if labels.min() == labels.max():
+            raise ValueError(f"with n_samples (--samples) = {n_samples} and seed {seed}, the {name} split "
+                             f"({len(labels)} impressions) has only {'clicks' if labels[0] else 'non-clicks'}; "
+                             "use more samples")
     return train, valid, columns, history
 
 
@@ -95,6 +111,15 @@ def main(argv=None):
     parser.add_argument("--plot", metavar="DIR", default=None,
                         help="also write learning curves and attention figures (PNG) into DIR (needs matplotlib)")
     args = parser.parse_args(argv)
+    for flag, value in (("--epochs", args.epochs), ("--batch-size", args.batch_size)):
+        if value < 1:
+            parser.error(f"{flag} must be >= 1, got {value}")
+    if not args.learning_rate > 0:
+        parser.error(f"--learning-rate must be > 0, got {args.learning_rate}")
+    try:
+        load_data(args.samples, args.seed)      # refuse sizes too small before any training
+    except ValueError as exc:
+        parser.error(str(exc))
     run(args.samples, args.epochs, args.batch_size, args.learning_rate, args.seed, args.verbose,
         plot_dir=args.plot)
     return 0

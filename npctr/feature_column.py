@@ -8,6 +8,8 @@ Inputs to a model are a dict of NumPy arrays keyed by feature name:
 """
 from collections import OrderedDict, namedtuple
 
+import numpy as np
+
 from ._validation import check_positive_int
 
 DEFAULT_GROUP_NAME = "default_group"
@@ -76,15 +78,66 @@ class VarLenSparseFeat(namedtuple("VarLenSparseFeat", ["sparsefeat", "maxlen", "
         return self.name.__hash__()
 
 
+#: name -> function: the transforms a ``DenseFeat`` can be saved with (by name)
+DENSE_TRANSFORMS = {"log1p": np.log1p, "sqrt": np.sqrt, "abs": np.abs}
+
+
+def register_transform(name, fn):
+    """Make ``fn`` (elementwise, ``(batch_size, dimension)`` in and out) a named dense
+    transform: ``DenseFeat(..., transform_fn=name)`` or ``transform_fn=fn`` can then be saved
+    in a model file, which stores the name. Returns ``fn``."""
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"name must be a non-empty str, got {name!r}")
+    if not callable(fn):
+        raise TypeError(f"fn must be callable, got {fn!r}")
+    known = DENSE_TRANSFORMS.get(name)
+    if known is not None and known is not fn:
+        raise ValueError(f"a different transform is already registered as {name!r}: {known!r}")
+    DENSE_TRANSFORMS[name] = fn
+    return fn
+
+
+def transform_name(transform_fn, feature):
+    """The name a ``transform_fn`` is saved under (None stays None); ValueError if it has none."""
+    if transform_fn is None or isinstance(transform_fn, str):
+        return transform_fn
+    for name, fn in DENSE_TRANSFORMS.items():
+        if fn is transform_fn:
+            return name
+    raise ValueError(f"feature {feature!r}: transform_fn {transform_fn!r} is not a registered transform, "
+                     "so it cannot be saved in a model file (loading never runs unnamed code); register "
+                     "it first with npctr.feature_column.register_transform(name, fn) (known: "
+                     f"{sorted(DENSE_TRANSFORMS)})")
+
+
 class DenseFeat(namedtuple("DenseFeat", ["name", "dimension", "dtype", "transform_fn"])):
-    """A real-valued feature of ``dimension`` values per sample."""
+    """A real-valued feature of ``dimension`` values per sample.
+
+    ``transform_fn``: None, a callable or a registered name (``DENSE_TRANSFORMS``: ``'log1p'``,
+    ``'sqrt'``, ``'abs'``, or one added with ``register_transform``), applied to the feature's
+    ``(batch_size, dimension)`` values before they enter the DNN, as DeepCTR does. Only a
+    registered transform can be saved in a model file.
+    """
     __slots__ = ()
 
     def __new__(cls, name, dimension=1, dtype="float32", transform_fn=None):
         if not isinstance(name, str) or not name:
             raise TypeError(f"name must be a non-empty str, got {name!r}")
         dimension = check_positive_int(dimension, f"dimension of {name!r}")
+        if isinstance(transform_fn, str):
+            if transform_fn not in DENSE_TRANSFORMS:
+                raise ValueError(f"transform_fn of {name!r} must be a callable or a registered transform "
+                                 f"name {sorted(DENSE_TRANSFORMS)}, got {transform_fn!r}")
+        elif transform_fn is not None and not callable(transform_fn):
+            raise TypeError(f"transform_fn of {name!r} must be None, a callable or a registered name, "
+                            f"got {transform_fn!r}")
         return super().__new__(cls, name, dimension, dtype, transform_fn)
+
+    @property
+    def transform(self):
+        """The ``transform_fn`` as a function (None if there is none)."""
+        fn = self.transform_fn
+        return DENSE_TRANSFORMS[fn] if isinstance(fn, str) else fn
 
     def __hash__(self):
         return self.name.__hash__()
@@ -115,9 +168,12 @@ def feature_columns_to_config(feature_columns):
         cfg = fc._asdict()
         if isinstance(fc, VarLenSparseFeat):
             cfg["sparsefeat"] = feature_columns_to_config([fc.sparsefeat])[0]
-        for key in ("transform_fn", "embeddings_initializer"):
-            if cfg.get(key) is not None and not isinstance(cfg[key], str):
-                raise ValueError(f"feature {fc.name!r}: a callable {key} cannot be saved in a config")
+        if isinstance(fc, DenseFeat):
+            cfg["transform_fn"] = transform_name(fc.transform_fn, fc.name)
+        init = cfg.get("embeddings_initializer")
+        if init is not None and not isinstance(init, str):
+            raise ValueError(f"feature {fc.name!r}: a callable embeddings_initializer cannot be saved "
+                             "in a config")
         out.append({"class": type(fc).__name__, "config": cfg})
     return out
 

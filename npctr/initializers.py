@@ -1,5 +1,51 @@
-"""Weight initializers with DeepCTR's (tf.keras) semantics, drawn from a NumPy Generator."""
+"""Weight initializers with DeepCTR's (tf.keras) semantics, drawn from a NumPy Generator.
+
+Inside ``with placeholders():`` (what ``load_model`` builds a model in, before the stored
+arrays replace every weight) no initializer draws or allocates: each returns a read-only,
+zero-strided view of the right shape and dtype, and ``Layer.add_weight`` stores such views
+as they are. A model built so has no usable weights until they are all replaced.
+"""
+import contextlib
+import functools
+import inspect
+import threading
+
 import numpy as np
+
+_mode = threading.local()
+
+
+@contextlib.contextmanager
+def placeholders():
+    """Build layers without drawing or allocating their weights (see the module docstring)."""
+    previous = getattr(_mode, "placeholders", False)
+    _mode.placeholders = True
+    try:
+        yield
+    finally:
+        _mode.placeholders = previous
+
+
+def placeholders_active():
+    return getattr(_mode, "placeholders", False)
+
+
+def placeholder(shape, dtype=np.float64):
+    """A read-only array of ``shape`` and ``dtype`` that occupies no memory (one zero, broadcast)."""
+    return np.broadcast_to(np.zeros((), dtype=dtype), tuple(shape))
+
+
+def _skipped_by_placeholders(init):
+    signature = inspect.signature(init)
+
+    @functools.wraps(init)
+    def wrapper(*args, **kwargs):
+        if placeholders_active():
+            bound = signature.bind(*args, **kwargs)
+            bound.apply_defaults()
+            return placeholder(bound.arguments["shape"], bound.arguments["dtype"])
+        return init(*args, **kwargs)
+    return wrapper
 
 # Standard deviation of a standard normal truncated to [-2, 2]; tf.keras divides by it
 # so that the truncated draws keep the intended variance.
@@ -23,6 +69,7 @@ def _fans(shape):
     return shape[-2] * receptive, shape[-1] * receptive
 
 
+@_skipped_by_placeholders
 def glorot_normal(rng, shape, dtype=np.float64):
     """tf.keras ``GlorotNormal``: truncated normal with variance 2 / (fan_in + fan_out)."""
     fan_in, fan_out = _fans(shape)
@@ -30,6 +77,7 @@ def glorot_normal(rng, shape, dtype=np.float64):
     return truncated_normal(rng, shape, stddev, dtype)
 
 
+@_skipped_by_placeholders
 def glorot_uniform(rng, shape, dtype=np.float64):
     """tf.keras ``GlorotUniform``: U(-limit, limit), limit = sqrt(6 / (fan_in + fan_out))."""
     fan_in, fan_out = _fans(shape)
@@ -37,15 +85,18 @@ def glorot_uniform(rng, shape, dtype=np.float64):
     return rng.uniform(-limit, limit, shape).astype(dtype)
 
 
+@_skipped_by_placeholders
 def random_normal(rng, shape, stddev=0.05, mean=0.0, dtype=np.float64):
     """tf.keras ``RandomNormal`` (DeepCTR's embeddings use stddev 1e-4)."""
     return (mean + stddev * rng.standard_normal(shape)).astype(dtype)
 
 
+@_skipped_by_placeholders
 def zeros(rng, shape, dtype=np.float64):
     return np.zeros(shape, dtype=dtype)
 
 
+@_skipped_by_placeholders
 def ones(rng, shape, dtype=np.float64):
     return np.ones(shape, dtype=dtype)
 

@@ -1,10 +1,10 @@
 """The Python examples of the README and of docs/ run as written (so they cannot drift from the code).
 
-README blocks run in order, each after the ones before it (later blocks use earlier names).
+Every README block runs on its own, in a fresh namespace (a reader copies one block).
 In docs/, the complete examples (blocks that import what they use) run; the other blocks
 there are signature listings and fragments, not programs. A docs example that imports an optional
-package which is not installed (PyTorch in docs/verifying_backends.md, matplotlib through
-npctr.plot) is skipped.
+package which is not installed (PyTorch in docs/verifying_backends.md, ONNX Runtime, Dask, matplotlib
+through npctr.plot) is skipped.
 """
 import importlib.util
 import re
@@ -21,7 +21,7 @@ DOC_EXAMPLES = [(page.name, block)
 
 
 # optional packages a docs example may import; any other missing import is a failure, not a skip
-OPTIONAL_PACKAGES = {"torch", "matplotlib"}
+OPTIONAL_PACKAGES = {"torch", "onnx", "onnxruntime", "dask", "distributed", "pyarrow", "matplotlib"}
 # npctr modules that need an optional package
 NPCTR_EXTRAS = {"npctr.plot": "matplotlib"}
 
@@ -42,9 +42,7 @@ def test_there_are_examples():
 @pytest.mark.parametrize("index", range(len(README_BLOCKS)))
 def test_readme_example_runs(index, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)            # examples may write files (model.save)
-    namespace = {}
-    for i, block in enumerate(README_BLOCKS[:index + 1]):
-        exec(compile(block, f"README.md python block {i}", "exec"), namespace)
+    exec(compile(README_BLOCKS[index], f"README.md python block {index}", "exec"), {})
 
 
 @pytest.mark.parametrize("name,block", DOC_EXAMPLES, ids=[n for n, _ in DOC_EXAMPLES])

@@ -325,8 +325,9 @@ def test_din_negative_length(model):
 
 
 def test_din_not_a_dict(model):
-    with pytest.raises(TypeError, match=r"x must be a dict of arrays keyed by feature name, got list"):
-        model.forward(list(din_features().values()))
+    # a list in feature_names order is Keras's list form (accepted, as predict does); an array is not
+    with pytest.raises(TypeError, match=r"x must be a dict of arrays keyed by feature name .*, got ndarray"):
+        model.forward(np.zeros((3, 4)))
 
 
 def test_din_refuses_multiclass_task():

@@ -127,7 +127,7 @@ def load_golden_weights(layer, data, folder, paths):
     if folder == "tf_legacy":
         # DeepCTR's get_weights() order must be npctr's, name for name
         assert layer.weight_names() == paths
-        layer.set_weights([data[f"w{i}"] for i in range(len(paths))])
+        layer.set_weights([data[f"w{i}"] for i in range(len(paths))], order="tf_keras")
     else:
         assert sorted(layer.weight_names()) == sorted(paths)
         layer.set_weights({p: data[f"w{i}"] for i, p in enumerate(paths)})

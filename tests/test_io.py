@@ -70,7 +70,7 @@ def test_crash_mid_save_leaves_old_file_intact(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     model2, _ = trained()
-    model2.set_weights([w * 0 for w in model2.get_weights()])
+    model2.set_weights([w * 0 for w in model2.get_weights()], order="tf_keras")
     monkeypatch.setattr(npio.np, "savez", crash)
     with pytest.raises(OSError, match="disk full"):
         model2.save(path)

@@ -108,7 +108,7 @@ def nd_and_flat_dnns(kwargs, x, seed):
     """Two DNN(**kwargs) with the same random weights, built for ``x`` and for ``x`` flattened to 2D."""
     nd, flat = DNN(**kwargs), DNN(**kwargs)
     nd.forward(x)
-    nd.set_weights(random_weights(nd, seed))
+    nd.set_weights(random_weights(nd, seed), order="tf_keras")
     flat.forward(x.reshape(-1, x.shape[-1]))
     flat.set_weights(nd.get_weights())
     return nd, flat
@@ -235,8 +235,8 @@ def test_lau_split_equals_naive(b, t, e, units, activation, use_bn, training, se
     weights = [w + 0.3 * rng.standard_normal(w.shape) for w in split.get_weights()]
     weights = [np.abs(w) + 0.5 if n.endswith("moving_variance") else w
                for n, w in zip(split.weight_names(), weights)]
-    split.set_weights(weights)
-    naive.set_weights(weights)
+    split.set_weights(weights, order="tf_keras")
+    naive.set_weights(weights, order="tf_keras")
     out_s = split.forward(inputs, training=training, backprop=True)
     out_n = naive.forward(inputs, training=training, backprop=True)
     tol = dict(rtol=1e-9, atol=1e-11)
@@ -260,7 +260,7 @@ def test_dnn_weights_round_trip(case):
     a.set_weights([])
     a.forward(x)
     new = random_weights(a, seed)
-    a.set_weights(new)
+    a.set_weights(new, order="tf_keras")
     got = a.get_weights()
     assert len(got) == len(new)
     for w, n in zip(got, new):
@@ -287,7 +287,7 @@ def test_lau_weights_round_trip(b, t, e, units, activation, use_bn, seed):
     a = LocalActivationUnit(units, activation=activation, use_bn=use_bn, seed=1)
     a.forward(inputs)
     new = random_weights(a, seed)
-    a.set_weights(new)
+    a.set_weights(new, order="tf_keras")
     for w, n in zip(a.get_weights(), new):
         np.testing.assert_array_equal(w, n)
     other = LocalActivationUnit(units, activation=activation, use_bn=use_bn, seed=2)

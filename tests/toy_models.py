@@ -136,3 +136,17 @@ def bag_data(n=120, vocabulary_size=20, T=5, seed=0):
     ids[:, 0] = np.maximum(ids[:, 0], 1)
     y = (ids % 2 == 1).mean(axis=1) > 0.5
     return {"ids": ids}, y.astype(float)
+
+
+def assert_param_gradients(model, grads, objective, h=1e-6, rel=1e-6, abs=1e-10):
+    """Central differences of ``objective()`` for every entry of ``model.params`` against ``grads``."""
+    import pytest
+    for key, w in model.params.items():
+        for idx in np.ndindex(*w.shape):
+            old = w[idx]
+            w[idx] = old + h
+            fp = objective()
+            w[idx] = old - h
+            fm = objective()
+            w[idx] = old
+            assert grads[key][idx] == pytest.approx((fp - fm) / (2 * h), rel=rel, abs=abs), key

@@ -18,6 +18,7 @@ import re
 
 import numpy as np
 
+from .. import initializers
 from .._validation import resolve_dtype, check_seed, float_array, check_rank
 from .. import conventions as conventions_mod
 
@@ -30,6 +31,15 @@ def _snake_case(name):
     """Keras's default layer names: ``DNN`` -> ``dnn``, ``BatchNormalization`` -> ``batch_normalization``."""
     intermediate = re.sub(r"(.)([A-Z][a-z0-9]+)", r"\1_\2", name)
     return re.sub(r"([a-z])([A-Z])", r"\1_\2", intermediate).lower()
+
+
+class WeightList(list):
+    """The list ``get_weights()`` returns: it knows its ``order`` (``"tf_keras"`` or
+    ``"keras3"``), so ``set_weights(layer.get_weights())`` is never ambiguous."""
+
+    def __init__(self, weights=(), order="tf_keras"):
+        super().__init__(weights)
+        self.order = order
 
 
 class Layer:
@@ -68,10 +78,15 @@ class Layer:
         """Register a weight under ``key``; returns the stored array."""
         if self.dtype is None:      # built by hand before any input fixed the dtype
             self.dtype = np.dtype(np.float64)
-        value = np.array(value, dtype=self.dtype)
+        weight_dtype = self.dtype
+        if initializers.placeholders_active():    # load_model: the stored array replaces it
+            value = grad = initializers.placeholder(np.shape(value), weight_dtype)
+        else:
+            value = np.array(value, dtype=weight_dtype)
+            grad = np.zeros(value.shape, value.dtype)
         if trainable:
             self._params[key] = value
-            self._grads[key] = np.zeros_like(value)
+            self._grads[key] = grad
             if l2_reg:
                 self._l2[key] = float(l2_reg)
         else:
@@ -221,27 +236,100 @@ class Layer:
             keys += [f"{child_key}/{k}" for k in child._ordered(trainable)]
         return keys
 
-    def weight_names(self):
-        """Paths in tf.keras 2's ``get_weights()`` order: every trainable, then the rest."""
-        return self._ordered(True) + self._ordered(False)
+    def weight_names(self, order="tf_keras"):
+        """Weight paths in a framework's ``get_weights()`` order.
 
-    def _lookup(self, path):
+        ``"tf_keras"`` (default, DeepCTR on tf.keras 2): every trainable weight, then the rest.
+        ``"keras3"`` (Keras 3): layer by layer, each layer's own weights (trainable and
+        non-trainable together, in creation order) before its children's.
+        """
+        if order == "tf_keras":
+            return self._ordered(True) + self._ordered(False)
+        if order == "keras3":
+            return self._layerwise()
+        raise ValueError(f"order must be 'tf_keras' or 'keras3', got {order!r}")
+
+    def _layerwise(self):
+        keys = list(self._params) + list(self._state)
+        for child_key, child in self._layers.items():
+            keys += [f"{child_key}/{k}" for k in child._layerwise()]
+        return keys
+
+    def _locate(self, path):
+        """The layer holding weight ``path`` and the weight's key in it."""
         layer = self
         *parents, key = path.split("/")
         for p in parents:
             layer = layer._layers[p]
+        return layer, key
+
+    def _lookup(self, path):
+        layer, key = self._locate(path)
         return (layer._params if key in layer._params else layer._state)[key]
 
-    def get_weights(self):
-        """Copies of the weights, in the order of DeepCTR's tf.keras ``get_weights()``."""
-        return [self._lookup(p).copy() for p in self.weight_names()]
+    def _adopt(self, path, array):
+        """Make ``array`` (the weight's shape and dtype, writeable) the storage of weight ``path``,
+        without a copy; its gradient starts at zero (``load_model``)."""
+        layer, key = self._locate(path)
+        if key in layer._params:
+            layer._params[key] = array
+            layer._grads[key] = np.zeros(array.shape, array.dtype)
+        else:
+            layer._state[key] = array
 
-    def set_weights(self, weights, strict=True):
+    def get_weights(self, order="tf_keras"):
+        """Copies of the weights in a framework's order (default DeepCTR's tf.keras 2
+        ``get_weights()``), as a ``WeightList`` that remembers its order for ``set_weights``."""
+        return WeightList((self._lookup(p).copy() for p in self.weight_names(order)), order=order)
+
+    def _list_order(self, weights, order):
+        """The names a positional list is loaded into; refuses a list whose order is ambiguous.
+
+        tf.keras 2 and Keras 3 order a layer's weights differently. When the two orders differ
+        and the list's shapes fit both (``DNN((16, 16), use_bn=True)``: every weight has 16
+        entries), loading it in the wrong one would silently put moving means into gamma.
+        """
+        names = self.weight_names()
+        if len(weights) != len(names):
+            hint = "" if self.built else " (the layer is not built yet: call build(input_shape) first)"
+            raise ValueError(f"set_weights: {self.name} expects {len(names)} weights "
+                             f"{names}, got {len(weights)}{hint}")
+        if order is None:
+            order = getattr(weights, "order", None)      # a WeightList from get_weights()
+        if order is not None:
+            return self.weight_names(order)
+        layerwise = self._layerwise()
+        if layerwise == names:
+            return names
+        shapes = [np.shape(w) for w in weights]
+
+        def fits(order_names):
+            return all(self._lookup(n).shape == s for n, s in zip(order_names, shapes))
+
+        fits_tf_keras, fits_keras3 = fits(names), fits(layerwise)
+        if fits_tf_keras and fits_keras3:
+            raise ValueError(
+                f"set_weights: a list is ambiguous for {self.name}: tf.keras 2 orders its weights "
+                f"{names}, Keras 3 orders them {layerwise}, and the shapes fit both, so a wrong guess "
+                "would load silently wrong values. Say which with set_weights(weights, "
+                "order='tf_keras' or 'keras3'), pass a dict {path: array}, or import by name with "
+                "npctr.interop.load_keras_weights(layer, keras_layer)")
+        if fits_keras3:         # the shapes fit Keras 3's order only: that is what it is
+            return layerwise
+        return names            # tf.keras 2's order, or wrong shapes (reported by the caller)
+
+    def set_weights(self, weights, strict=True, order=None):
         """Load weights from a list in ``get_weights()`` order, or a dict path -> array.
 
         Values are copied into the existing arrays (cast to the layer's dtype), so
         references held by an optimizer stay valid. A dict with ``strict=False``
         may name a subset of the weights.
+
+        A list is read in ``order`` (``"tf_keras"`` or ``"keras3"``, see ``weight_names``).
+        With ``order=None`` the order is detected from the shapes: a list whose shapes fit
+        only one of the two orders loads in that one; one that fits both while the two
+        orders differ is refused (ValueError), since the values would be silently misplaced.
+        Nothing is written unless every shape matches.
         """
         names = self.weight_names()
         if isinstance(weights, dict):
@@ -254,11 +342,7 @@ class Layer:
                                  "to set a subset)")
             pairs = [(n, weights[n]) for n in names if n in weights]
         elif isinstance(weights, (list, tuple)):
-            if len(weights) != len(names):
-                hint = "" if self.built else " (the layer is not built yet: call build(input_shape) first)"
-                raise ValueError(f"set_weights: {self.name} expects {len(names)} weights "
-                                 f"{names}, got {len(weights)}{hint}")
-            pairs = list(zip(names, weights))
+            pairs = list(zip(self._list_order(weights, order), weights))
         else:
             raise TypeError(f"set_weights: weights must be a list or a dict, got {type(weights).__name__}")
         for name, value in pairs:

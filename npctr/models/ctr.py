@@ -17,7 +17,8 @@ from ..layers.core import DNN, PredictionLayer
 from ..layers.dense import Dense
 from ..layers.embedding import Embedding
 from ..layers.sequence import SequencePoolingLayer, AttentionSequencePoolingLayer
-from .._validation import check_units, check_rate, check_nonnegative, check_seed, resolve_dtype, check_shape
+from .._validation import (check_units, check_rate, check_nonnegative, check_seed, resolve_dtype, check_shape,
+                           check_finite_rows, as_feature_dict, check_device)
 
 
 def _split_last(d, sizes):
@@ -32,7 +33,8 @@ class FeatureModel(Model):
                  dnn_hidden_units=(256, 128, 64), dnn_activation="relu", att_hidden_size=(80, 40),
                  att_activation="dice", att_weight_normalization=False, l2_reg_dnn=0, l2_reg_embedding=1e-6,
                  dnn_dropout=0, seed=1024, task="binary", dtype="float64", name=None, split=True,
-                 conventions=None):
+                 conventions=None, device="cpu"):
+        self.device = check_device(device)
         super().__init__(name=name, dtype=resolve_dtype(dtype) or np.dtype(np.float64),
                          conventions=conventions)
         if isinstance(dnn_feature_columns, (SparseFeat, VarLenSparseFeat, DenseFeat)) or \
@@ -59,6 +61,8 @@ class FeatureModel(Model):
         self.split = bool(split)
         self.attention_scores = None
         self._plan()
+        if self.history_columns:
+            self._chunked_outputs = ("attention_scores",)
         self.build()
 
     # -- the graph, from the feature columns alone ----------------------------------------
@@ -157,9 +161,9 @@ class FeatureModel(Model):
 
     # -- inputs ---------------------------------------------------------------------------
     def check_features(self, x):
-        """Validate the feature dict; return ``(batch_size, {name: array in canonical shape})``."""
-        if not isinstance(x, dict):
-            raise TypeError(f"x must be a dict of arrays keyed by feature name, got {type(x).__name__}")
+        """Validate the feature dict (or list in ``feature_names`` order); return
+        ``(batch_size, {name: array in canonical shape})``."""
+        x = as_feature_dict(x, self.feature_names)
         missing = [n for n in self.feature_names if n not in x]
         extra = [n for n in x if n not in self._inputs]
         if missing or extra:
@@ -178,7 +182,7 @@ class FeatureModel(Model):
                     raise TypeError(f"feature {n!r} must be numeric, got dtype {a.dtype}")
                 if a.shape not in ((batch, fc.dimension),) + (((batch,),) if fc.dimension == 1 else ()):
                     raise ValueError(f"feature {n!r} must have shape (batch_size, {fc.dimension}), got {a.shape}")
-                out[n] = a.reshape(batch, fc.dimension).astype(self.dtype, copy=False)
+                out[n] = self._dense_values(fc, a.reshape(batch, fc.dimension).astype(self.dtype, copy=False))
                 continue
             if a.dtype.kind not in "iu":
                 raise TypeError(f"feature {n!r} must hold integer ids, got dtype {a.dtype}")
@@ -195,8 +199,37 @@ class FeatureModel(Model):
                 out[n] = a.reshape(batch, 1)
         return batch, out
 
+    @staticmethod
+    def _dense_values(fc, values):
+        """The feature's ``transform_fn`` applied, checked to keep the shape and stay finite."""
+        transform = fc.transform
+        if transform is None:
+            return values
+        with np.errstate(all="ignore"):            # a value outside the domain is reported below
+            out = np.asarray(transform(values), dtype=values.dtype)
+        if out.shape != values.shape:
+            raise ValueError(f"transform_fn of feature {fc.name!r} must keep the shape {values.shape}, "
+                             f"returned {out.shape}")
+        check_finite_rows(out, f"transform_fn of feature {fc.name!r} applied to its values",
+                          hint="check the inputs against the transform's domain")
+        return out
+
+    def _example_input(self):
+        """One row of valid inputs (id 1 or 0, length 1, zeros), for ``summary``."""
+        out = {}
+        for n in self.feature_names:
+            fc = self._inputs[n]
+            if isinstance(fc, DenseFeat):
+                out[n] = np.zeros((1, fc.dimension), dtype=self.dtype)
+            elif isinstance(fc, VarLenSparseFeat) and n == fc.name:
+                out[n] = np.full((1, fc.maxlen), min(1, fc.vocabulary_size - 1), dtype=np.int64)
+            else:
+                out[n] = np.full((1, 1), 1 if isinstance(fc, VarLenSparseFeat) else 0, dtype=np.int64)
+        return out
+
     # -- forward / backward ---------------------------------------------------------------
     def _forward_logit(self, x, training, backprop):
+        x = as_feature_dict(x, self.feature_names)
         batch, f = self.check_features(x)
         emb = {}
         for emb_name, names in self._uses.items():
@@ -222,7 +255,7 @@ class FeatureModel(Model):
             self.attention_scores = scores
             pieces.append(hist)
         # DeepCTR's combined_dnn_input: flattened embeddings first, dense values after
-        flat = [np.concatenate(pieces, axis=-1).reshape(batch, -1)] if pieces else []
+        flat = [np.concatenate(pieces, axis=-1).reshape(batch, sum(self._emb_sizes))] if pieces else []
         deep = np.concatenate(flat + [f[fc.name] for fc in self.dense_columns], axis=-1)
         # gradients w.r.t. dense features are returned in the shapes they came in
         self._dense_input_shapes = {fc.name: np.shape(x[fc.name]) for fc in self.dense_columns}
@@ -318,6 +351,8 @@ class DIN(FeatureModel):
         Whose numbers to reproduce (``npctr.conventions``, ``docs/conventions.md``):
         BatchNormalization/Dice constants, the history mask, the loss and the
         optimizer flavour ``compile`` picks. Default ``"tf_keras"``.
+    device : 'cpu'
+        Accepted as DeepCTR-Torch users write it; anything else is a ``ValueError``.
 
     ``forward(x)`` takes a dict of arrays keyed by ``feature_names`` and returns
     ``(batch_size, 1)``; afterwards ``attention_scores`` holds the attention
@@ -328,14 +363,14 @@ class DIN(FeatureModel):
                  dnn_hidden_units=(256, 128, 64), dnn_activation="relu", att_hidden_size=(80, 40),
                  att_activation="dice", att_weight_normalization=False, l2_reg_dnn=0, l2_reg_embedding=1e-6,
                  dnn_dropout=0, seed=1024, task="binary", dtype="float64", name="din", split=True,
-                 conventions=None):
+                 conventions=None, device="cpu"):
         if isinstance(history_feature_list, str) or not hasattr(history_feature_list, "__iter__"):
             raise TypeError(f"history_feature_list must be a list of feature names, got {history_feature_list!r}")
         if not list(history_feature_list):
             raise ValueError("history_feature_list must name at least one feature")
         super().__init__(dnn_feature_columns, history_feature_list, dnn_use_bn, dnn_hidden_units,
                          dnn_activation, att_hidden_size, att_activation, att_weight_normalization, l2_reg_dnn,
-                         l2_reg_embedding, dnn_dropout, seed, task, dtype, name, split, conventions)
+                         l2_reg_embedding, dnn_dropout, seed, task, dtype, name, split, conventions, device)
 
     def get_config(self):
         return {**super().get_config(), "history_feature_list": list(self.history_feature_list),
@@ -354,7 +389,8 @@ class DNNModel(FeatureModel):
 
     def __init__(self, dnn_feature_columns, dnn_use_bn=False, dnn_hidden_units=(256, 128, 64),
                  dnn_activation="relu", l2_reg_dnn=0, l2_reg_embedding=1e-6, dnn_dropout=0, seed=1024,
-                 task="binary", dtype="float64", name="dnn_model", split=True, conventions=None):
+                 task="binary", dtype="float64", name="dnn_model", split=True, conventions=None, device="cpu"):
         super().__init__(dnn_feature_columns, (), dnn_use_bn, dnn_hidden_units, dnn_activation,
                          l2_reg_dnn=l2_reg_dnn, l2_reg_embedding=l2_reg_embedding, dnn_dropout=dnn_dropout,
-                         seed=seed, task=task, dtype=dtype, name=name, split=split, conventions=conventions)
+                         seed=seed, task=task, dtype=dtype, name=name, split=split, conventions=conventions,
+                         device=device)

@@ -28,6 +28,8 @@ runs, as the frameworks do on a DIN (tf.keras's optimizers decay every velocity 
 row, the recorded legacy momentum trajectories too; torch's embeddings have dense gradients).
 Equations: each class's Notes, ``docs/training.md`` and ``docs/conventions.md``.
 """
+import numbers
+
 import numpy as np
 
 from ..sparse import RowGrad
@@ -63,9 +65,13 @@ class Optimizer:
     #: flavour -> formula family (``_dense_<family>``, optional ``_sparse_<family>``)
     formulas = {f: "keras" for f in FLAVORS}
 
-    def __init__(self, flavor=None, name=None, **hypers):
+    def __init__(self, flavor=None, name=None, clipnorm=None, clipvalue=None, **hypers):
         self._flavor = check_flavor(flavor)
         self.framework = None                 # a conventions profile's name, refining the flavour
+        if self._flavor is not None:
+            self._check_has_flavor(self._flavor)
+        self.clipnorm = _check_optional(clipnorm, check_positive, "clipnorm")
+        self.clipvalue = _check_optional(clipvalue, check_positive, "clipvalue")
         self._given = dict(hypers)          # None: the flavour's default
         self.name = name or type(self).__name__
         self.iterations = 0
@@ -82,6 +88,7 @@ class Optimizer:
         conventions profile's name as ``framework``). Returns ``self``."""
         flavor = check_flavor(flavor, allow_none=False)
         if self._flavor is None:
+            self._check_has_flavor(flavor)
             if self.iterations:
                 raise ValueError(f"{self.name} already took {self.iterations} steps as 'keras'; "
                                  "choose flavor= at construction")
@@ -89,6 +96,30 @@ class Optimizer:
         if self.framework is None and flavor == self._flavor:
             self.framework = framework
         return self
+
+    def _check_has_flavor(self, flavor):
+        if self.formulas.get(flavor) is None:
+            have = [f for f in FLAVORS if self.formulas.get(f) is not None]
+            raise ValueError(f"{type(self).__name__} has no {flavor!r} flavour (that framework has no "
+                             f"such optimizer); its flavours: {have}")
+
+    def _clipped(self, grad):
+        """Keras's per-variable clipping: ``clipnorm`` rescales a gradient whose L2 norm exceeds it
+        (``g * c / max(||g||, c)``, as ``tf.clip_by_norm``; a ``RowGrad``'s norm is that of its
+        rows), else ``clipvalue`` clips every entry to ``[-c, c]``; tf.keras applies only
+        ``clipnorm`` when both are given."""
+        if self.clipnorm is None and self.clipvalue is None:
+            return grad
+        values = grad.values if isinstance(grad, RowGrad) else np.asarray(grad)
+        t = values.dtype.type if values.dtype.kind == "f" else np.float64
+        if self.clipnorm is not None:
+            c = t(self.clipnorm)
+            norm = np.sqrt(np.sum(values * values))
+            values = values * c / np.maximum(norm, c)
+        else:
+            c = t(self.clipvalue)
+            values = np.clip(values, -c, c)
+        return grad._replace(values=values) if isinstance(grad, RowGrad) else values
 
     def _resolved_flavor(self):
         return self._flavor or "keras"
@@ -146,7 +177,7 @@ class Optimizer:
         dense = getattr(self, f"_dense_{formula}")
         sparse = getattr(self, f"_sparse_{formula}", None)
         for key, param in params.items():
-            grad = grads[key]
+            grad = self._clipped(grads[key])
             if isinstance(grad, RowGrad):
                 if tuple(grad.dense_shape) != param.shape:
                     raise ValueError(f"apply_gradients: RowGrad for {key!r} has dense_shape "
@@ -163,8 +194,9 @@ class Optimizer:
         self.iterations += 1
 
     def get_config(self):
+        clip = {k: getattr(self, k) for k in ("clipnorm", "clipvalue") if getattr(self, k) is not None}
         return {"name": self.name, "flavor": self._flavor,
-                **{k: self._given[k] for k in sorted(self._given)}}
+                **{k: self._given[k] for k in sorted(self._given)}, **clip}
 
     def __repr__(self):
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items() if k != "name")
@@ -209,8 +241,9 @@ class SGD(Optimizer):
                       "torch": frozenset()}
     formulas = {"keras": "keras", "keras_legacy": "keras", "torch": "torch"}
 
-    def __init__(self, learning_rate=None, momentum=None, nesterov=False, name="SGD", flavor=None):
-        super().__init__(flavor, name, learning_rate=_check_optional(learning_rate, check_positive,
+    def __init__(self, learning_rate=None, momentum=None, nesterov=False, name="SGD", flavor=None,
+                 clipnorm=None, clipvalue=None):
+        super().__init__(flavor, name, clipnorm, clipvalue, learning_rate=_check_optional(learning_rate, check_positive,
                                                                        "learning_rate"),
                          momentum=_check_optional(momentum, check_rate, "momentum"))
         self.nesterov = bool(nesterov)
@@ -288,8 +321,8 @@ class Adagrad(Optimizer):
     formulas = {"keras": "keras", "keras_legacy": "root_plus_eps", "torch": "root_plus_eps"}
 
     def __init__(self, learning_rate=None, initial_accumulator_value=None, epsilon=None, name="Adagrad",
-                 flavor=None):
-        super().__init__(flavor, name,
+                 flavor=None, clipnorm=None, clipvalue=None):
+        super().__init__(flavor, name, clipnorm, clipvalue,
                          learning_rate=_check_optional(learning_rate, check_positive, "learning_rate"),
                          initial_accumulator_value=_check_optional(initial_accumulator_value, check_nonnegative,
                                                                    "initial_accumulator_value"),
@@ -366,8 +399,8 @@ class Adam(Optimizer):
     formulas = {"keras": "keras", "keras_legacy": "keras_legacy", "torch": "torch"}
 
     def __init__(self, learning_rate=None, beta_1=None, beta_2=None, epsilon=None, amsgrad=False,
-                 name="Adam", flavor=None):
-        super().__init__(flavor, name,
+                 name="Adam", flavor=None, clipnorm=None, clipvalue=None):
+        super().__init__(flavor, name, clipnorm, clipvalue,
                          learning_rate=_check_optional(learning_rate, check_positive, "learning_rate"),
                          beta_1=_check_optional(beta_1, check_rate, "beta_1"),
                          beta_2=_check_optional(beta_2, check_rate, "beta_2"),
@@ -426,7 +459,255 @@ class Adam(Optimizer):
         param += t(-step_size) * (m / denom)
 
 
-_OPTIMIZERS = {"sgd": SGD, "adagrad": Adagrad, "adam": Adam}
+class RMSprop(Optimizer):
+    r"""RMSprop, optionally centred and with momentum.
+
+    Parameters
+    ----------
+    learning_rate : float, optional
+        Default 0.001 (keras, keras_legacy), 0.01 (torch).
+    rho : float, optional
+        Decay of the squared-gradient average; default 0.9 (keras), 0.99 (torch ``alpha``).
+    momentum : float in [0, 1), default 0
+    epsilon : float, optional
+        Default 1e-7 (keras), 1e-8 (torch ``eps``).
+    centered : bool, default False
+    flavor : {'keras', 'keras_legacy', 'torch'} or None
+    clipnorm, clipvalue : float, optional
+
+    Notes
+    -----
+    Slots ``'velocity'`` :math:`s`, ``'momentum'`` :math:`b`, ``'average_gradient'`` :math:`\bar g`,
+    all from 0: :math:`s \leftarrow \rho s + (1-\rho) g^2`, centred
+    :math:`\bar g \leftarrow \rho \bar g + (1-\rho) g` and :math:`d = s - \bar g^2`, else :math:`d = s`.
+
+    * keras / keras_legacy (tf.keras; in float64 training :math:`\eta, \rho, \mu` are float32 in
+      the legacy one only): :math:`\Delta = \eta\, g / \sqrt{d + \epsilon}`; with momentum
+      :math:`b \leftarrow \mu b + \Delta`, :math:`w \leftarrow w - b`, else :math:`w \leftarrow w - \Delta`.
+    * torch: :math:`a = \sqrt{d} + \epsilon`; with momentum :math:`b \leftarrow \mu b + g / a`,
+      :math:`w \leftarrow w - \eta b`, else :math:`w \leftarrow w - \eta g / a`.
+
+    ``RowGrad``: the dense math (every :math:`s` row decays, as tf.keras's sparse path does).
+    """
+    defaults = {"keras": {"learning_rate": 0.001, "rho": 0.9, "momentum": 0.0, "epsilon": 1e-7},
+                "keras_legacy": {"learning_rate": 0.001, "rho": 0.9, "momentum": 0.0, "epsilon": 1e-7},
+                "torch": {"learning_rate": 0.01, "rho": 0.99, "momentum": 0.0, "epsilon": 1e-8}}
+    float32_hypers = {"keras": frozenset(),
+                      "keras_legacy": frozenset({"learning_rate", "rho", "momentum"}),
+                      "torch": frozenset()}
+    formulas = {"keras": "keras", "keras_legacy": "keras", "torch": "torch"}
+
+    def __init__(self, learning_rate=None, rho=None, momentum=None, epsilon=None, centered=False,
+                 name="RMSprop", flavor=None, clipnorm=None, clipvalue=None):
+        super().__init__(flavor, name, clipnorm, clipvalue,
+                         learning_rate=_check_optional(learning_rate, check_positive, "learning_rate"),
+                         rho=_check_optional(rho, check_rate, "rho"),
+                         momentum=_check_optional(momentum, check_rate, "momentum"),
+                         epsilon=_check_optional(epsilon, check_positive, "epsilon"))
+        self.centered = bool(centered)
+        self.slot_names = ("velocity",) + (("momentum",) if (momentum or 0) > 0 else ()) + \
+            (("average_gradient",) if self.centered else ())
+        self.slots = {s: {} for s in self.slot_names}
+
+    def get_config(self):
+        return {**super().get_config(), "centered": self.centered}
+
+    def _denominator(self, key, param, grad, t):
+        rho = self._h("rho", t)
+        s = self._slot("velocity", key, param)
+        s[...] = rho * s + (t(1) - rho) * (grad * grad)
+        if not self.centered:
+            return s
+        avg = self._slot("average_gradient", key, param)
+        avg[...] = rho * avg + (t(1) - rho) * grad
+        return s - avg * avg
+
+    def _dense_keras(self, key, param, grad):
+        t = param.dtype.type
+        d = self._denominator(key, param, grad, t)
+        increment = self._h("learning_rate", t) * grad / np.sqrt(d + self._h("epsilon", t))
+        if self.hyper("momentum") > 0:
+            b = self._slot("momentum", key, param)
+            b[...] = self._h("momentum", t) * b + increment
+            param -= b
+        else:
+            param -= increment
+
+    def _dense_torch(self, key, param, grad):
+        t = param.dtype.type
+        a = np.sqrt(self._denominator(key, param, grad, t)) + self._h("epsilon", t)
+        lr = self._h("learning_rate", t)
+        if self.hyper("momentum") > 0:
+            b = self._slot("momentum", key, param)
+            b *= self._h("momentum", t)
+            b += grad / a
+            param -= lr * b
+        else:
+            param -= lr * (grad / a)
+
+
+class Ftrl(Optimizer):
+    r"""FTRL-Proximal (McMahan et al. 2013), tf.keras's ``Ftrl``: the classic for CTR models.
+
+    Parameters
+    ----------
+    learning_rate : float, default 0.001
+    learning_rate_power : float <= 0, default -0.5
+    initial_accumulator_value : float >= 0, default 0.1
+    l1_regularization_strength, l2_regularization_strength : float >= 0, default 0
+    l2_shrinkage_regularization_strength : float >= 0, default 0
+    beta : float >= 0, default 0
+    flavor : {'keras', 'keras_legacy'} or None (PyTorch has no FTRL)
+    clipnorm, clipvalue : float, optional
+
+    Notes
+    -----
+    Slots ``'accumulator'`` :math:`n` (from ``initial_accumulator_value``) and ``'linear'``
+    :math:`z` (from 0); :math:`p` = ``-learning_rate_power``, :math:`\lambda_2' = \lambda_2 + \beta / (2\eta)`:
+
+    .. math::
+        \tilde g = g + 2\lambda_{\text{shrink}} w, \quad n' = n + g^2, \quad
+        z \leftarrow z + \tilde g - \frac{n'^{p} - n^{p}}{\eta} w, \quad
+        q = \frac{n'^{p}}{\eta} + 2\lambda_2', \quad
+        w \leftarrow \frac{\mathrm{clip}(z, -\lambda_1, \lambda_1) - z}{q}, \quad n \leftarrow n'
+
+    (The accumulator starts at float32(``initial_accumulator_value``), as tf.keras fills it.)
+    ``RowGrad``: the dense math, as tf.keras (a row never touched still has :math:`z = 0`, so
+    the first step sets it to 0: FTRL's weights are a function of :math:`z` and :math:`n`).
+    """
+    slot_names = ("accumulator", "linear")
+    defaults = {f: {"learning_rate": 0.001, "learning_rate_power": -0.5, "initial_accumulator_value": 0.1,
+                    "l1_regularization_strength": 0.0, "l2_regularization_strength": 0.0,
+                    "l2_shrinkage_regularization_strength": 0.0, "beta": 0.0} for f in FLAVORS}
+    # the accumulator starts from tf.fill(value): a float32 tensor, then cast
+    float32_hypers = {f: frozenset({"initial_accumulator_value"}) for f in FLAVORS}
+    formulas = {"keras": "keras", "keras_legacy": "keras", "torch": None}
+
+    def __init__(self, learning_rate=None, learning_rate_power=None, initial_accumulator_value=None,
+                 l1_regularization_strength=None, l2_regularization_strength=None,
+                 l2_shrinkage_regularization_strength=None, beta=None, name="Ftrl", flavor=None,
+                 clipnorm=None, clipvalue=None):
+        if learning_rate_power is not None and not (isinstance(learning_rate_power, numbers.Real)
+                                                    and not isinstance(learning_rate_power, bool)
+                                                    and np.isfinite(learning_rate_power)
+                                                    and learning_rate_power <= 0):
+            raise ValueError(f"learning_rate_power must be a finite number <= 0, got {learning_rate_power!r}")
+        nonneg = {k: _check_optional(v, check_nonnegative, k) for k, v in (
+            ("initial_accumulator_value", initial_accumulator_value),
+            ("l1_regularization_strength", l1_regularization_strength),
+            ("l2_regularization_strength", l2_regularization_strength),
+            ("l2_shrinkage_regularization_strength", l2_shrinkage_regularization_strength),
+            ("beta", beta))}
+        super().__init__(flavor, name, clipnorm, clipvalue,
+                         learning_rate=_check_optional(learning_rate, check_positive, "learning_rate"),
+                         learning_rate_power=None if learning_rate_power is None else float(learning_rate_power),
+                         **nonneg)
+
+    def _update(self, w, g, n, z, t):
+        """The FTRL step on arrays of rows; returns new ``(w, n, z)``."""
+        lr = self._h("learning_rate", t)
+        power = t(-self.hyper("learning_rate_power"))
+        l1 = t(self.hyper("l1_regularization_strength"))
+        l2 = t(self.hyper("l2_regularization_strength")) + t(self.hyper("beta")) / (t(2) * lr)
+        g_shrunk = g + t(2 * self.hyper("l2_shrinkage_regularization_strength")) * w
+        n_new = n + g * g
+        z = z + (g_shrunk - (n_new ** power - n ** power) / lr * w)
+        quadratic = n_new ** power / lr + t(2) * l2
+        w_new = (np.clip(z, -l1, l1) - z) / quadratic
+        return w_new, n_new, z
+
+    def _slots_for(self, key, param):
+        return (self._slot("accumulator", key, param, fill=self._h("initial_accumulator_value", float)),
+                self._slot("linear", key, param))
+
+    def _dense_keras(self, key, param, grad):
+        n, z = self._slots_for(key, param)
+        param[...], n[...], z[...] = self._update(param, grad, n, z, param.dtype.type)
+
+
+class AdamW(Adam):
+    r"""Adam with decoupled weight decay (tf.keras's ``AdamW``, ``torch.optim.AdamW``).
+
+    Parameters as :class:`Adam`, plus ``weight_decay`` (default 0.004 keras, 0.01 torch).
+
+    Notes
+    -----
+    Before Adam's update of a weight: keras :math:`w \leftarrow w - w\,\lambda\,\eta`
+    (:math:`\lambda` cast through float32, as tf.keras's ``tf.cast``), torch :math:`w \leftarrow w (1 - \eta\lambda)`; then :class:`Adam`'s
+    flavour's update (keras_legacy has no AdamW and uses the keras one).
+    """
+    defaults = {f: {**Adam.defaults[f], "weight_decay": 0.01 if f == "torch" else 0.004} for f in FLAVORS}
+    # tf.cast(weight_decay, float64) goes through a float32 tensor, as Adam's betas do
+    float32_hypers = {**Adam.float32_hypers, "keras": Adam.float32_hypers["keras"] | {"weight_decay"},
+                      "keras_legacy": Adam.float32_hypers["keras"] | {"weight_decay"}}
+    formulas = {"keras": "keras", "keras_legacy": "keras", "torch": "torch"}
+
+    def __init__(self, learning_rate=None, weight_decay=None, beta_1=None, beta_2=None, epsilon=None,
+                 amsgrad=False, name="AdamW", flavor=None, clipnorm=None, clipvalue=None):
+        super().__init__(learning_rate, beta_1, beta_2, epsilon, amsgrad, name, flavor, clipnorm, clipvalue)
+        self._given["weight_decay"] = _check_optional(weight_decay, check_nonnegative, "weight_decay")
+
+    def _decay(self, param):
+        t = param.dtype.type
+        lr, wd = self._h("learning_rate", t), self._h("weight_decay", t)
+        if self._resolved_flavor() == "torch":
+            param *= t(1) - lr * wd
+        else:
+            param -= param * wd * lr
+
+    def _dense_keras(self, key, param, grad):
+        self._decay(param)
+        super()._dense_keras(key, param, grad)
+
+    def _dense_torch(self, key, param, grad):
+        self._decay(param)
+        super()._dense_torch(key, param, grad)
+
+
+class LazyAdam(Adam):
+    r"""Adam that, for a row-sparse gradient, updates the moments and the weights of the touched
+    rows only (TensorFlow Addons' ``LazyAdam``). **A deviation from exact Adam**: untouched rows
+    keep their moments and do not move (Adam decays every moment row and moves every row with a
+    non-zero moment), so results differ from :class:`Adam` whenever a batch misses a row.
+
+    Parameters as :class:`Adam`; flavours ``'keras'`` / ``'keras_legacy'`` (Addons builds on
+    tf.keras's optimizer_v2: :math:`\eta, \beta_1, \beta_2` float32).
+
+    Notes
+    -----
+    Dense gradients: :class:`Adam`'s legacy update. ``RowGrad`` with rows :math:`r`:
+    :math:`\alpha = \eta\sqrt{1-\beta_2^t}/(1-\beta_1^t)`,
+    :math:`m_r \leftarrow \beta_1 m_r + (1-\beta_1) g_r`, :math:`v_r \leftarrow \beta_2 v_r + (1-\beta_2) g_r^2`,
+    :math:`w_r \leftarrow w_r - \alpha\, m_r / (\sqrt{v_r} + \epsilon)`: work proportional to the
+    touched rows, not to the table (``benchmarks/bench_lazy_adam.py``).
+    """
+    float32_hypers = {f: Adam.float32_hypers["keras_legacy"] for f in FLAVORS}
+    formulas = {"keras": "lazy", "keras_legacy": "lazy", "torch": None}
+
+    def __init__(self, learning_rate=None, beta_1=None, beta_2=None, epsilon=None, amsgrad=False,
+                 name="LazyAdam", flavor=None, clipnorm=None, clipvalue=None):
+        if amsgrad:
+            raise ValueError("LazyAdam does not support amsgrad=True (TensorFlow Addons' does not either)")
+        super().__init__(learning_rate, beta_1, beta_2, epsilon, False, name, flavor, clipnorm, clipvalue)
+
+    _dense_lazy = Adam._dense_keras
+
+    def _sparse_lazy(self, key, param, grad):
+        t = param.dtype.type
+        step = t(self.iterations + 1)
+        b1, b2 = self._h("beta_1", t), self._h("beta_2", t)
+        alpha = self._h("learning_rate", t) * np.sqrt(t(1) - b2 ** step) / (t(1) - b1 ** step)
+        m, v = self._slot("m", key, param), self._slot("v", key, param)
+        rows, g = grad.indices, grad.values.astype(param.dtype, copy=False)
+        m_rows = b1 * m[rows] + (t(1) - b1) * g
+        v_rows = b2 * v[rows] + (t(1) - b2) * (g * g)
+        m[rows], v[rows] = m_rows, v_rows
+        param[rows] -= alpha * m_rows / (np.sqrt(v_rows) + self._h("epsilon", t))
+        return True
+
+
+_OPTIMIZERS = {"sgd": SGD, "adagrad": Adagrad, "adam": Adam, "rmsprop": RMSprop, "ftrl": Ftrl,
+               "adamw": AdamW, "lazy_adam": LazyAdam, "lazyadam": LazyAdam}
 #: flavour -> name -> constructor arguments of ``compile(name)`` in that framework
 #: (DeepCTR-Torch's compile builds ``torch.optim.SGD(lr=0.01)``, the rest with torch's defaults)
 COMPILE_ARGUMENTS = {"keras": {}, "keras_legacy": {}, "torch": {"sgd": {"learning_rate": 0.01}}}
