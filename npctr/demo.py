@@ -58,8 +58,14 @@ def load_data(n_samples, seed):
 
 
 def run(n_samples=40000, epochs=8, batch_size=256, learning_rate=0.003, seed=2024, verbose=2,
-        out=sys.stdout):
-    """Train both models; return ``{model name: {'auc', 'logloss', 'seconds'}}``."""
+        out=sys.stdout, plot_dir=None):
+    """Train both models; return ``{model name: {'auc', 'logloss', 'seconds'}}``.
+
+    ``plot_dir``: also write the learning curves and attention figures there (``npctr.plot``).
+    """
+    if plot_dir is not None:
+        from .plot import require_matplotlib, demo_figures
+        require_matplotlib()                       # fail before training, not after
     (x_train, y_train), (x_valid, y_valid), columns, history = load_data(n_samples, seed)
     print(f"npctr demo: {len(y_train)} training and {len(y_valid)} validation impressions, "
           f"click rate {y_train.mean():.3f}, histories of 1-{DATA['maxlen']} behaviours", file=out)
@@ -67,15 +73,15 @@ def run(n_samples=40000, epochs=8, batch_size=256, learning_rate=0.003, seed=202
         "DIN (attention)": DIN(columns, history, **MODEL, **DIN_ONLY),
         "DNN (mean-pooled history)": DNNModel(columns, **MODEL),
     }
-    results = {}
+    results, histories = {}, {}
     for name, model in models.items():
         print(f"\n== {name}", file=out)
         model.compile(Adam(learning_rate), "binary_crossentropy", metrics=["auc"])
         start = time.perf_counter()
         stdout, sys.stdout = sys.stdout, out       # the trainer prints to sys.stdout
         try:
-            model.fit(x_train, y_train, batch_size=batch_size, epochs=epochs, verbose=verbose,
-                      validation_data=(x_valid, y_valid))
+            histories[name] = model.fit(x_train, y_train, batch_size=batch_size, epochs=epochs,
+                                        verbose=verbose, validation_data=(x_valid, y_valid))
         finally:
             sys.stdout = stdout
         seconds = time.perf_counter() - start
@@ -88,6 +94,8 @@ def run(n_samples=40000, epochs=8, batch_size=256, learning_rate=0.003, seed=202
     din, base = results["DIN (attention)"], results["DNN (mean-pooled history)"]
     print(f"\nDIN - baseline: AUC {din['auc'] - base['auc']:+.4f}, "
           f"log loss {din['logloss'] - base['logloss']:+.4f}", file=out)
+    if plot_dir is not None:
+        demo_figures(models["DIN (attention)"], histories, x_valid, plot_dir, out=out)
     return results
 
 
@@ -100,6 +108,8 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=2024, help="data seed (models are seeded with 1024)")
     parser.add_argument("--verbose", type=int, default=2, choices=(0, 1, 2),
                         help="0 silent, 1 progress bar, 2 one line per epoch (default)")
+    parser.add_argument("--plot", metavar="DIR", default=None,
+                        help="also write learning curves and attention figures (PNG) into DIR (needs matplotlib)")
     args = parser.parse_args(argv)
     for flag, value in (("--epochs", args.epochs), ("--batch-size", args.batch_size)):
         if value < 1:
@@ -110,5 +120,6 @@ def main(argv=None):
         load_data(args.samples, args.seed)      # refuse sizes too small before any training
     except ValueError as exc:
         parser.error(str(exc))
-    run(args.samples, args.epochs, args.batch_size, args.learning_rate, args.seed, args.verbose)
+    run(args.samples, args.epochs, args.batch_size, args.learning_rate, args.seed, args.verbose,
+        plot_dir=args.plot)
     return 0

@@ -3,7 +3,8 @@
 Every README block runs on its own, in a fresh namespace (a reader copies one block).
 In docs/, the complete examples (blocks that import what they use) run; the other blocks
 there are signature listings and fragments, not programs. A docs example that imports an optional
-package which is not installed (PyTorch in docs/verifying_backends.md, ONNX Runtime, Dask) is skipped.
+package which is not installed (PyTorch in docs/verifying_backends.md, ONNX Runtime, Dask, matplotlib
+through npctr.plot) is skipped.
 """
 import importlib.util
 import re
@@ -20,12 +21,16 @@ DOC_EXAMPLES = [(page.name, block)
 
 
 # optional packages a docs example may import; any other missing import is a failure, not a skip
-OPTIONAL_PACKAGES = {"torch", "onnx", "onnxruntime", "dask", "distributed", "pyarrow"}
+OPTIONAL_PACKAGES = {"torch", "onnx", "onnxruntime", "dask", "distributed", "pyarrow", "matplotlib"}
+# npctr modules that need an optional package
+NPCTR_EXTRAS = {"npctr.plot": "matplotlib"}
 
 
 def missing_optional_packages(block):
     """The optional packages the block imports (at the start of a line) that are not installed."""
-    packages = set(re.findall(r"^(?:import|from) (\w+)", block, flags=re.M)) & OPTIONAL_PACKAGES
+    modules = set(re.findall(r"^(?:import|from) ([\w.]+)", block, flags=re.M))
+    packages = ({m.split(".")[0] for m in modules} & OPTIONAL_PACKAGES) | \
+        {NPCTR_EXTRAS[m] for m in modules if m in NPCTR_EXTRAS}
     return sorted(p for p in packages if importlib.util.find_spec(p) is None)
 
 

@@ -25,15 +25,6 @@ def _model(meta):
     return type(model).from_config(config)
 
 
-def _patched_dice_alpha(meta):
-    """The Keras 3 recordings patched DeepCTR's Dice to create ``dice_alpha`` in the layer's dtype
-    (``meta["patches"]``); the ``keras3`` profile reproduces unpatched Keras 3, whose alpha is
-    float32, so a float64 Dice recording differs from it by float32 rounding of alpha (~5e-9)."""
-    return (meta["framework"] == "keras3" and meta["dtype"] == "float64"
-            and any("dice_alpha created with the layer's dtype" in p for p in meta.get("patches", []))
-            and "dice" in str(meta["model"]["args"].get("att_activation", "")).lower())
-
-
 @pytest.mark.parametrize("entry", DIN_CASES, ids=_ids(DIN_CASES))
 def test_recorded_din_imports_by_name(entry):
     z, meta = _load(entry)
@@ -55,7 +46,7 @@ def test_recorded_din_imports_by_name(entry):
     for n, p, t in zip(names, recorded_paths, z["npctr_transpose"]):
         if p:
             w = z[f"w/{n}"]
-            target = model._lookup(p)      # (tf.keras keeps Dice's alpha float32)
+            target = model._lookup(p)
             np.testing.assert_array_equal(target, (w.T if t else w).reshape(target.shape).astype(target.dtype))
 
 
@@ -63,9 +54,6 @@ def test_recorded_din_imports_by_name(entry):
 @pytest.mark.parametrize("entry", DIN_CASES, ids=_ids(DIN_CASES))
 def test_imported_din_reproduces_the_recording(entry):
     z, meta = _load(entry)
-    if _patched_dice_alpha(meta):
-        pytest.skip("recorded with DeepCTR's Dice patched to a float64 alpha; the keras3 profile keeps "
-                    "Keras 3's float32 alpha (see _patched_dice_alpha)")
     model = _model(meta)
     names = [str(n) for n in z["weight_names"]]
     source = {n: z[f"w/{n}"] for n in names}

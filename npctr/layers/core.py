@@ -273,8 +273,8 @@ class LocalActivationUnit(Layer):
 
     def forward(self, inputs, training=False, backprop=None, shared=None):
         """``shared`` (optional, ``(B, T)`` bool): positions whose keys are equal within each
-        row and whose scores get no gradient (DIN's all-padding positions, masked): they are
-        computed once per row (``docs/local_activation_unit.md``), with the same results."""
+        row and whose scores get no gradient (DIN's all-padding positions, masked): in training
+        they are computed once per row (``docs/local_activation_unit.md``), same results."""
         query, keys = self._check_inputs(inputs)
         self._build_for(query.dtype, [query.shape, keys.shape])
         query = query.astype(self.dtype, copy=False)
@@ -282,7 +282,9 @@ class LocalActivationUnit(Layer):
         check_last_dim(keys, "keys", self._embedding_size)
         dnn = self._layers["dnn"]
         u = qk = None
-        if shared is not None and SHARE_PADDING and self.split and self.hidden_units \
+        # training only: there the batch statistics make it pay; an inference forward stays
+        # row by row the same whatever else is in the batch (the Predictor is the fast inference)
+        if training and shared is not None and SHARE_PADDING and self.split and self.hidden_units \
                 and dnn.shares_rows(training) and shared.any():
             return self._forward_shared(query, keys, shared, training, backprop)
         if self.split and self.hidden_units:
