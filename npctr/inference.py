@@ -247,6 +247,8 @@ class _Prepared:
             contiguous = all(a[1] == b[0] for a, b in zip(spans, spans[1:]))
             self.query_slice = slice(spans[0][0], spans[-1][1]) if contiguous else None
             self.query_spans = spans
+        from ._small_batch import SmallPlan
+        self.small = SmallPlan(model, self)
 
     def query(self, deep):
         """The concatenated query fields ``(b, E)``, read from the embedded DNN input."""
@@ -317,6 +319,11 @@ class Predictor:
         """
         if batch_size is not None:
             batch_size = check_positive_int(batch_size, "batch_size")
+        if not return_attention:
+            small = self._weights().small
+            checked = small.check(x)            # None: not small, not plain, or an error to report
+            if checked is not None:
+                return small.run(checked[1], checked[0], self._workspace)
         n, f = self._checked(x)
         if not return_attention:
             return self._predict_features(f, n, batch_size or n)
@@ -348,6 +355,8 @@ class Predictor:
         """Predictions for checked features; with ``scores_from``, also the attention weights
         ``(n - scores_from, 1, T)`` of rows ``scores_from:`` (None without attention)."""
         prep = self._weights()
+        if scores_from is None and prep.small.supported and n <= prep.small.max_rows:
+            return prep.small.run(f, n, self._workspace)
         out = np.empty((n, 1), dtype=prep.dtype)
         scores = None
         if scores_from is not None and prep.attention:

@@ -1,0 +1,318 @@
+r"""The Predictor's small-batch path: requests of at most ``SMALL_ROWS`` rows.
+
+At batch 1 a DIN forward is a few microseconds of arithmetic and ~100 us of per-call
+Python/NumPy dispatch (docs/performance.md), so this path is written to make as few NumPy
+calls as possible (docs/inference.md, section 9):
+
+* the request is validated by one pass over a prepared feature spec (plain attribute
+  reads) and **one** bounds check over every id array (:meth:`SmallPlan.check`); anything
+  unusual (lists, a ``transform_fn``, a wrong shape, a bad id) goes to the full check,
+  which raises the layers' own errors;
+* a Dense layer followed by Dice is one GEMM with a widened kernel ``[W, -W g]`` and bias
+  ``[b, -b g + mu g - beta]``: the second half is Dice's gate argument ``-BN(xW + b)``;
+* history positions are found with one ``np.nonzero`` on the ids, only the valid keys are
+  gathered, and the attention pooling of ``b`` rows is one ``(b, V) @ (V, E)`` GEMM with
+  the scores scattered into a row-indicator matrix;
+* buffers are per-thread and preallocated at the largest small size (slices, no ``get``);
+  no thread pool, no chunking, no BLAS-thread switching (GEMMs this small do not thread).
+
+Requests with attention weights asked for, ``weight_normalization`` or an activation
+without a prepared form take the general path (``Predictor._chunk``).
+"""
+import threading
+
+import numpy as np
+
+from .feature_column import DenseFeat, VarLenSparseFeat
+from .inference import Predictor, _FoldedDice
+
+#: requests of at most this many rows take the small-batch path (measured: docs/performance.md)
+SMALL_ROWS = 16
+_NO_LIMIT = np.uint64(2 ** 63)         # lengths: only >= 0 (a negative one is >= 2**63 as uint64)
+
+
+class _Layer:
+    """One prepared Dense (+ activation) of the small path, as a stack of ``m`` kernels
+    ``(m, K, H)``: ``m = 2`` for Dice (``[W, W s']``: the second output is Dice's gate
+    argument ``-BN(a W + b)``, bias ``b s' + c'``), ``m = 1`` otherwise. Each of the ``m``
+    outputs ``(rows, H)`` is contiguous, so the element-wise passes run on plain arrays."""
+
+    def __init__(self, kernel, bias, act):
+        self.dice = isinstance(act, _FoldedDice)
+        if self.dice:
+            kernel = np.stack([kernel, kernel * act.neg_scale])
+            bias = np.stack([bias, bias * act.neg_scale + act.neg_shift])
+            self.alpha, self.one_minus_alpha = act.alpha, act.one_minus_alpha
+            bias = bias[:, None, :]
+        self.relu = getattr(act, "name", None) == "relu"
+        self.kernel = np.ascontiguousarray(kernel)          # (2, K, H) for Dice, else (K, H)
+        self.bias = np.ascontiguousarray(bias)              # (2, 1, H) for Dice, else (H,)
+        self.act = act
+
+    def buffer(self, rows, dtype):
+        return np.empty(self.kernel.shape[:-2] + (rows, self.kernel.shape[-1]), dtype)
+
+    def activate(self, z, ws, t_index=None):
+        """The activation of the pre-activation ``z`` (``(rows, H)``, for Dice stacked
+        ``(2, rows, H)``); returns the ``(rows, H)`` output (``z`` or ``z[0]``, overwritten)."""
+        if self.relu:
+            return np.maximum(z, 0, out=z)
+        if not self.dice:
+            return self.act(z, ws, t_index)
+        x, gate = z
+        np.exp(gate, out=gate)
+        gate += 1.0
+        np.divide(self.one_minus_alpha, gate, out=gate)       # (1 - alpha) sigmoid(BN(x))
+        gate += self.alpha
+        x *= gate
+        return x
+
+    def run(self, a, buf, ws, t_index=None):
+        """The layer on ``a`` ``(rows, K)``, in the buffer ``buf`` ``(m, >= rows, H)``."""
+        z = buf[:, :a.shape[0]] if self.dice else buf[:a.shape[0]]
+        np.matmul(a, self.kernel, out=z)
+        z += self.bias
+        return self.activate(z, ws, t_index)
+
+
+class _Buffers(threading.local):
+    def __init__(self):
+        self.arrays = None
+
+
+class SmallPlan:
+    """Everything the small path needs, derived from a ``_Prepared`` (one weights version)."""
+
+    def __init__(self, model, prep):
+        self.model = model
+        self.max_rows = SMALL_ROWS
+        self.dtype = prep.dtype
+        self.supported = prep.supported and not (prep.attention and prep.weight_normalization)
+        if not self.supported:
+            return
+        self._spec_features(model)
+        layers = model._layers
+        self.d_in = layers["dnn"]._input_dim
+        col, self.sparse = 0, []
+        for fc in model.sparse_columns:
+            self.sparse.append((prep.tables[fc.embedding_name], fc.name, col, col + fc.embedding_dim))
+            col += fc.embedding_dim
+        self.pooled = []
+        for fc in model.pooled_columns:
+            self.pooled.append((fc, col, col + fc.embedding_dim))
+            col += fc.embedding_dim
+        self.attention = prep.attention
+        if prep.attention:
+            self._prepare_attention(model, prep, col)
+            col += self.e
+        self.dense = []
+        for fc in model.dense_columns:
+            self.dense.append((fc.name, col, col + fc.dimension))
+            col += fc.dimension
+        self.dnn = [_Layer(k, b, a) for k, b, a in prep.dnn.layers]
+        self.out_kernel, self.global_bias, self.link = prep.out_kernel, prep.global_bias, prep.link
+        self.neg_out_kernel = -prep.out_kernel
+        self.prep = prep
+        self._buffers = _Buffers()
+
+    # -- preparation ---------------------------------------------------------------------------
+    def _spec_features(self, model):
+        """Per feature ``(name, kind, width, limit)``: kind 'dense', 'seq' (ids (b, T)),
+        'id' (ids (b,) or (b, 1)) or 'len'; ``limit`` the exclusive id bound (uint64)."""
+        limits = {}
+        for emb_name, names in model._uses.items():
+            vocab = model._layers[f"sparse_emb_{emb_name}"].input_dim
+            for n in names:
+                limits[n] = vocab
+        self.spec = []
+        for n in model.feature_names:
+            fc = model._inputs[n]
+            if isinstance(fc, DenseFeat):
+                if fc.transform is not None:        # its output is checked in check_features
+                    self.supported = False
+                self.spec.append((n, "dense", fc.dimension, None))
+            elif isinstance(fc, VarLenSparseFeat) and n == fc.name:
+                self.spec.append((n, "seq", fc.maxlen, limits[n]))
+            elif isinstance(fc, VarLenSparseFeat):
+                self.spec.append((n, "len", 1, None))
+            else:
+                self.spec.append((n, "id", 1, limits[n]))
+        self.names = frozenset(model.feature_names)
+        self._limits = {}
+
+    def _prepare_attention(self, model, prep, col):
+        self.t = model.history_columns[0].maxlen
+        self.hist, k = [], 0
+        for fc in model.history_columns:
+            self.hist.append((prep.tables[fc.embedding_name], fc.name, k, k + fc.embedding_dim))
+            k += fc.embedding_dim
+        self.e = k
+        self.att_col = col
+        self.by_length = model.conventions.history_mask == "length"
+        self.length_name = model._history_length_name if self.by_length else None
+        self.query = prep.query
+        self.positions = np.arange(SMALL_ROWS * self.t)
+        self.first = None
+        wkp, wq, bq = prep.w_key_product, prep.w_query, prep.first_bias
+        if prep.has_hidden:
+            stack = prep.att_stack.layers
+            self.first = _Layer(wkp, bq, stack[0][2])
+            query = _Layer(wq, bq, stack[0][2])                          # the same stacking for q
+            wkp, wq, bq = self.first.kernel, query.kernel, query.bias
+            self.att = [_Layer(kk, b, a) for kk, b, a in stack[1:]]
+            self.score_kernel, self.score_bias = prep.score_kernel, prep.score_bias
+        if wkp.ndim == 2:                                                # m = 1 stacked
+            wkp, wq, bq = wkp[None], wq[None], bq.reshape(1, 1, -1)
+        e = self.e
+        # (m, 2E, H1), (m, E, H1), (m, 1, H1): [k, q*k] @ first_kernel + (q @ query_kernel + query_bias)
+        self.first_kernel, self.query_kernel, self.query_bias = wkp, wq, bq
+        self.w_key, self.w_product = wkp[:, :e], wkp[:, e:]
+
+    # -- validation ----------------------------------------------------------------------------
+    def check(self, x):
+        """``(n, features)`` for a well-formed request of 1..SMALL_ROWS rows, else None (then the
+        full check runs and raises the layers' error, or accepts an unusual valid input)."""
+        if not self.supported or type(x) is not dict or len(x) != len(self.spec):
+            return None
+        ids, n = [], None
+        for name, kind, width, limit in self.spec:
+            a = x.get(name)
+            if type(a) is not np.ndarray:
+                return None
+            shape, k = a.shape, a.dtype.kind
+            if n is None:
+                if not shape:
+                    return None
+                n = shape[0]
+                if not 0 < n <= SMALL_ROWS:
+                    return None
+            if kind == "dense":
+                if k not in "biuf" or (shape != (n, width) and not (width == 1 and shape == (n,))):
+                    return None
+                continue
+            if k not in "iu":
+                return None
+            if kind == "seq":
+                if shape != (n, width):
+                    return None
+            elif shape != (n,) and shape != (n, 1):
+                return None
+            ids.append(a)
+        limits = self._limits.get(n)
+        if limits is None:
+            limits = np.concatenate([np.full(n * (w if kind == "seq" else 1),
+                                             _NO_LIMIT if lim is None else lim, dtype=np.uint64)
+                                     for _, kind, w, lim in self.spec if kind != "dense"])
+            self._limits[n] = limits
+        # viewed as uint64 a negative id (or length) exceeds every bound: one comparison checks both
+        if ids and not np.less(np.concatenate(ids, axis=None, dtype=np.uint64, casting="unsafe"), limits).all():
+            return None
+        return n, x
+
+    # -- computation ---------------------------------------------------------------------------
+    def _arrays(self):
+        bufs = self._buffers.arrays
+        if bufs is None or bufs["plan"] is not self:
+            rows, dt = SMALL_ROWS, self.dtype
+            bufs = {"plan": self, "deep": np.empty((rows, self.d_in), dt),
+                    "dnn": [layer.buffer(rows, dt) for layer in self.dnn]}
+            if self.attention:
+                v = rows * self.t
+                bufs["kp"] = np.empty((v, 2 * self.e), dt)
+                bufs["k1"] = np.ones((self.t, self.e + 1), dt)           # the last column stays 1
+                bufs["kernel1"] = np.empty((self.first_kernel.shape[0], self.e + 1, self.first_kernel.shape[2]), dt)
+                bufs["z0"] = np.empty((self.first_kernel.shape[0], v, self.first_kernel.shape[2]), dt)
+                bufs["att"] = [layer.buffer(v, dt) for layer in self.att] if self.first is not None else []
+                bufs["pool"] = np.empty((rows, v), dt)
+            self._buffers.arrays = bufs
+        return bufs
+
+    def run(self, f, n, ws):
+        """Predictions ``(n, 1)`` (a new array) for checked features ``f`` of ``n`` rows."""
+        with np.errstate(over="ignore"):    # exp -> inf in Dice or the sigmoid is exact (gives 0)
+            return self._run(f, n, ws)
+
+    def _run(self, f, n, ws):
+        bufs = self._arrays()
+        deep = bufs["deep"][:n]
+        for table, name, c0, c1 in self.sparse:
+            table.take(f[name].reshape(n), axis=0, out=deep[:, c0:c1], mode="clip")   # ids checked
+        for fc, c0, c1 in self.pooled:
+            deep[:, c0:c1] = Predictor._pool_sequence(self.prep, self.model, fc, f, 0, n)
+        if self.attention:
+            self._attention(f, n, deep, bufs, ws)
+        for name, c0, c1 in self.dense:
+            deep[:, c0:c1] = f[name].reshape(n, c1 - c0)                            # cast to the dtype
+        a = deep
+        for layer, buf in zip(self.dnn, bufs["dnn"]):
+            a = layer.run(a, buf, ws)
+        if self.link != "sigmoid":
+            logit = np.matmul(a, self.out_kernel)
+            if self.global_bias is not None:
+                logit += self.global_bias
+            return logit
+        z = np.matmul(a, self.neg_out_kernel)                             # -logit: sigmoid = 1 / (1 + e^z)
+        if self.global_bias is not None:
+            z -= self.global_bias
+        np.exp(z, out=z)
+        z += 1.0
+        return np.reciprocal(z, out=z)
+
+    def _valid_positions(self, f, n):
+        """``(rows, ts)`` of the valid history positions, row-major (``rows`` None for one row)."""
+        if self.by_length:
+            valid = self.positions[:self.t] < f[self.length_name].reshape(n, 1)
+        else:       # ids are >= 0 (checked): a position is valid when the smallest is non-zero
+            valid = f[self.hist[0][1]]
+            for _, name, _, _ in self.hist[1:]:
+                valid = np.minimum(valid, f[name])
+        if n == 1:
+            return None, valid[0].nonzero()[0]
+        return np.nonzero(valid)
+
+    def _attention(self, f, n, deep, bufs, ws):
+        """Attention pooling of the valid history positions into ``deep[:, att_col:att_col+E]``."""
+        e = self.e
+        rows, ts = self._valid_positions(f, n)
+        v = ts.size
+        query = self.query(deep)                                         # (n, E)
+        z = bufs["z0"][:, :v]                                            # (m, V, H1)
+        if n == 1:
+            # one query: (q*k) Wd = k (diag(q) Wd), so the first layer is [k, 1] @ [Wb - Wc + diag(q) Wd;
+            # q (Wa + Wc) + b0]: one (V, E+1) @ (E+1, H1) GEMM per stacked output, nothing per position
+            keys = bufs["k1"][:v]                                        # [k, 1] (V, E+1)
+            for table, name, k0, k1 in self.hist:
+                table.take(f[name][0, ts], axis=0, out=keys[:, k0:k1], mode="clip")
+            kernel = bufs["kernel1"]                                     # (m, E+1, H1)
+            np.multiply(query[0, :, None], self.w_product, out=kernel[:, :e])
+            kernel[:, :e] += self.w_key
+            np.matmul(query, self.query_kernel, out=kernel[:, e:])
+            kernel[:, e:] += self.query_bias
+            np.matmul(keys, kernel, out=z)
+            keys = keys[:, :e]
+        else:
+            kp = bufs["kp"][:v]                                          # [k, q*k] (V, 2E)
+            for table, name, k0, k1 in self.hist:
+                table.take(f[name][rows, ts], axis=0, out=kp[:, k0:k1], mode="clip")
+            np.multiply(kp[:, :e], query[rows], out=kp[:, e:])
+            q_part = np.matmul(query, self.query_kernel)
+            q_part += self.query_bias                                    # (m, n, H1)
+            np.matmul(kp, self.first_kernel, out=z)
+            z += q_part[:, rows]
+            keys = kp[:, :e]
+        if self.first is not None:
+            h = self.first.activate(z if self.first.dice else z[0], ws, ts)
+            for layer, buf in zip(self.att, bufs["att"]):
+                h = layer.run(h, buf, ws, ts)
+            s_v = h @ self.score_kernel
+            s_v += self.score_bias                                       # (V, 1)
+        else:
+            s_v = z[0]
+        out = deep[:, self.att_col:self.att_col + e]
+        if n == 1:
+            np.matmul(s_v[:, 0], keys, out=out[0])                      # padded positions weigh 0
+            return
+        weights = bufs["pool"][:n, :v]                                   # (n, V): row r's scores
+        weights[...] = 0
+        weights[rows, self.positions[:v]] = s_v[:, 0]
+        np.matmul(weights, keys, out=out)
