@@ -112,6 +112,7 @@ class SmallPlan:
         self.dnn = [_Layer(k, b, a) for k, b, a in prep.dnn.layers]
         self.out_kernel, self.global_bias, self.link = prep.out_kernel, prep.global_bias, prep.link
         self.neg_out_kernel = -prep.out_kernel
+        self._prepare_affine_dnn(prep)
         self.prep = prep
         self._buffers = _Buffers()
 
@@ -139,6 +140,24 @@ class SmallPlan:
                 self.spec.append((n, "id", 1, limits[n]))
         self.names = frozenset(model.feature_names)
         self._limits = {}
+
+    def _prepare_affine_dnn(self, prep):
+        """relu / linear DNNs: every activation ``a`` carries a trailing column of ones, so each
+        bias is a kernel row: ``[a, 1] @ [[W, 0], [b, 1]] = [a W + b, 1]`` (relu keeps the 1),
+        and the output ``[h, 1] @ [w; c]`` (negated for the sigmoid: ``1 / (1 + e^{-logit})``)."""
+        self.affine = all(layer.relu or getattr(layer.act, "name", None) == "linear" for layer in self.dnn)
+        if not self.affine:
+            return
+        dt = self.dtype
+        self.affine_dnn = []
+        for kernel, bias, act in prep.dnn.layers:
+            k, h = kernel.shape
+            ext = np.zeros((k + 1, h + 1), dt)
+            ext[:k, :h], ext[k, :h], ext[k, h] = kernel, bias, 1
+            self.affine_dnn.append((ext, act.name == "relu"))
+        bias = np.zeros((1, 1), dt) if self.global_bias is None else np.reshape(self.global_bias, (1, 1))
+        ext = np.concatenate([self.out_kernel, bias]).astype(dt)
+        self.affine_out = -ext if self.link == "sigmoid" else ext
 
     def _prepare_attention(self, model, prep, col):
         self.t = model.history_columns[0].maxlen
@@ -214,8 +233,10 @@ class SmallPlan:
         bufs = self._buffers.arrays
         if bufs is None or bufs["plan"] is not self:
             rows, dt = SMALL_ROWS, self.dtype
-            bufs = {"plan": self, "deep": np.empty((rows, self.d_in), dt),
+            bufs = {"plan": self, "deep": np.ones((rows, self.d_in + 1), dt),     # [deep, 1]
                     "dnn": [layer.buffer(rows, dt) for layer in self.dnn]}
+            if self.affine:
+                bufs["affine"] = [np.ones((rows, k.shape[1]), dt) for k, _ in self.affine_dnn]
             if self.attention:
                 v = rows * self.t
                 bufs["kp"] = np.empty((v, 2 * self.e), dt)
@@ -234,7 +255,7 @@ class SmallPlan:
 
     def _run(self, f, n, ws):
         bufs = self._arrays()
-        deep = bufs["deep"][:n]
+        deep = bufs["deep"][:n, :-1]
         for table, name, c0, c1 in self.sparse:
             table.take(f[name].reshape(n), axis=0, out=deep[:, c0:c1], mode="clip")   # ids checked
         for fc, c0, c1 in self.pooled:
@@ -243,6 +264,18 @@ class SmallPlan:
             self._attention(f, n, deep, bufs, ws)
         for name, c0, c1 in self.dense:
             deep[:, c0:c1] = f[name].reshape(n, c1 - c0)                            # cast to the dtype
+        if self.affine:
+            a = bufs["deep"][:n]
+            for (kernel, relu), buf in zip(self.affine_dnn, bufs["affine"]):
+                a = np.matmul(a, kernel, out=buf[:n])
+                if relu:
+                    np.maximum(a, 0, out=a)
+            z = np.matmul(a, self.affine_out)
+            if self.link != "sigmoid":
+                return z
+            np.exp(z, out=z)                                              # z = -logit
+            z += 1.0
+            return np.reciprocal(z, out=z)
         a = deep
         for layer, buf in zip(self.dnn, bufs["dnn"]):
             a = layer.run(a, buf, ws)
