@@ -62,7 +62,7 @@ class _Layer:
             return np.maximum(z, 0, out=z)
         if not self.dice:
             return self.act(z, ws, t_index)
-        x, gate = z
+        x, gate = z[0], z[1]
         np.exp(gate, out=gate)
         gate += 1.0
         np.divide(self.one_minus_alpha, gate, out=gate)       # (1 - alpha) sigmoid(BN(x))
