@@ -31,6 +31,8 @@ from ._blas import single_threaded_blas
 
 #: requests of at most this many rows take the small-batch path (measured: docs/performance.md)
 SMALL_ROWS = 16
+#: the largest query-to-kernel map (elements) kept for one-row requests (float32: 1 MiB)
+QUERY_MAP_LIMIT = 2 ** 18
 _NO_LIMIT = np.uint64(2 ** 63)         # lengths: only >= 0 (a negative one is >= 2**63 as uint64)
 
 
@@ -189,6 +191,17 @@ class SmallPlan:
         # (m, 2E, H1), (m, E, H1), (m, 1, H1): [k, q*k] @ first_kernel + (q @ query_kernel + query_bias)
         self.first_kernel, self.query_kernel, self.query_bias = wkp, wq, bq
         self.w_key, self.w_product = wkp[:, :e], wkp[:, e:]
+        m, _, h1 = wkp.shape
+        self.query_map = None
+        if e * m * (e + 1) * h1 <= QUERY_MAP_LIMIT:
+            # the one-row first-layer kernel [Wb - Wc + diag(q) Wd; q Wq + bq] (m, E+1, H1) is affine
+            # in q: q @ query_map + query_offset, one GEMV (query_map holds Wd on its diagonal blocks)
+            qmap = np.zeros((e, m, e + 1, h1), self.dtype)
+            for i in range(e):
+                qmap[i, :, i, :] = self.w_product[:, i, :]
+            qmap[:, :, e, :] = wq.transpose(1, 0, 2)
+            self.query_map = qmap.reshape(e, -1)
+            self.query_offset = np.concatenate([self.w_key, bq], axis=1)     # (m, E+1, H1)
 
     # -- validation ----------------------------------------------------------------------------
     def check(self, x):
@@ -323,10 +336,14 @@ class SmallPlan:
             for table, name, k0, k1 in self.hist:
                 table.take(f[name][0, ts], axis=0, out=keys[:, k0:k1], mode="clip")
             kernel = bufs["kernel1"]                                     # (m, E+1, H1)
-            np.multiply(query[0, :, None], self.w_product, out=kernel[:, :e])
-            kernel[:, :e] += self.w_key
-            np.matmul(query, self.query_kernel, out=kernel[:, e:])
-            kernel[:, e:] += self.query_bias
+            if self.query_map is not None:
+                np.matmul(query, self.query_map, out=kernel.reshape(1, -1))
+                kernel += self.query_offset
+            else:
+                np.multiply(query[0, :, None], self.w_product, out=kernel[:, :e])
+                kernel[:, :e] += self.w_key
+                np.matmul(query, self.query_kernel, out=kernel[:, e:])
+                kernel[:, e:] += self.query_bias
             np.matmul(keys, kernel, out=z)
             keys = keys[:, :e]
         else:

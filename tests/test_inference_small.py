@@ -161,3 +161,21 @@ def test_property_small_batches_match_forward(seed, n, maxlen, empty, dtype, att
                       dnn_use_bn=bn)
     x = features(cols, n, rng, empty_rows=empty)
     assert_matches(model, x)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("options", [{}, {"att_activation": "prelu"}, {"att_hidden_size": ()},
+                                     {"att_activation": "sigmoid", "dnn_activation": "dice"}])
+def test_one_row_without_the_query_map(dtype, options, monkeypatch):
+    """One-row requests build the first-layer kernel from the query either with the prepared
+    ``query_map`` GEMV or, for attention too wide for it, element-wise: the same values."""
+    import npctr._small_batch as small
+    model, cols = din(dtype, **options)
+    x = features(cols, 1, np.random.default_rng(33), empty_rows=0.0)
+    assert model.inference()._weights().small.query_map is not None
+    with_map = assert_matches(model, x)
+    monkeypatch.setattr(small, "QUERY_MAP_LIMIT", 0)
+    predictor = model.inference()
+    assert predictor._weights().small.query_map is None
+    np.testing.assert_allclose(assert_matches(model, x, predictor), with_map, rtol=1e-12 if dtype == "float64"
+                               else 1e-6, atol=0)
