@@ -40,18 +40,32 @@ class _Layer:
     """One prepared Dense (+ activation) of the small path, as a stack of ``m`` kernels
     ``(m, K, H)``: ``m = 2`` for Dice (``[W, W s']``: the second output is Dice's gate
     argument ``-BN(a W + b)``, bias ``b s' + c'``), ``m = 1`` otherwise. Each of the ``m``
-    outputs ``(rows, H)`` is contiguous, so the element-wise passes run on plain arrays."""
+    outputs ``(rows, H)`` is contiguous, so the element-wise passes run on plain arrays.
 
-    def __init__(self, kernel, bias, act):
+    ``ones_out``: one more unit whose output is exactly 1 (kernel column 0, bias 1; for Dice
+    gate bias ``-inf`` and alpha 0, so the gate is ``0 + 1 / (1 + 0) = 1``; relu keeps 1).
+    ``ones_in``: the input's last column is that 1, so the bias is the kernel's last row
+    (no bias pass)."""
+
+    def __init__(self, kernel, bias, act, ones_in=False, ones_out=False):
         self.dice = isinstance(act, _FoldedDice)
+        self.relu = getattr(act, "name", None) == "relu"
         if self.dice:
             kernel = np.stack([kernel, kernel * act.neg_scale])
-            bias = np.stack([bias, bias * act.neg_scale + act.neg_shift])
+            bias = np.stack([bias, bias * act.neg_scale + act.neg_shift])[:, None, :]
             self.alpha, self.one_minus_alpha = act.alpha, act.one_minus_alpha
-            bias = bias[:, None, :]
-        self.relu = getattr(act, "name", None) == "relu"
+        if ones_out:
+            assert self.dice or self.relu
+            kernel = np.concatenate([kernel, np.zeros(kernel.shape[:-1] + (1,), kernel.dtype)], axis=-1)
+            one = np.array([1.0, -np.inf] if self.dice else [1.0], bias.dtype).reshape(bias.shape[:-1] + (1,))
+            bias = np.concatenate([bias, one], axis=-1)
+            if self.dice:
+                self.alpha = np.append(self.alpha, 0).astype(self.alpha.dtype)
+                self.one_minus_alpha = np.append(self.one_minus_alpha, 1).astype(self.alpha.dtype)
+        if ones_in:
+            kernel, bias = np.concatenate([kernel, bias.reshape(kernel.shape[:-2] + (1, -1))], axis=-2), None
         self.kernel = np.ascontiguousarray(kernel)          # (2, K, H) for Dice, else (K, H)
-        self.bias = np.ascontiguousarray(bias)              # (2, 1, H) for Dice, else (H,)
+        self.bias = None if bias is None else np.ascontiguousarray(bias)   # (2, 1, H) for Dice, else (H,)
         self.act = act
 
     def buffer(self, rows, dtype):
@@ -76,7 +90,8 @@ class _Layer:
         """The layer on ``a`` ``(rows, K)``, in the buffer ``buf`` ``(m, >= rows, H)``."""
         z = buf[:, :a.shape[0]] if self.dice else buf[:a.shape[0]]
         np.matmul(a, self.kernel, out=z)
-        z += self.bias
+        if self.bias is not None:
+            z += self.bias
         return self.activate(z, ws, t_index)
 
 
@@ -180,11 +195,17 @@ class SmallPlan:
         wkp, wq, bq = prep.w_key_product, prep.w_query, prep.first_bias
         if prep.has_hidden:
             stack = prep.att_stack.layers
-            self.first = _Layer(wkp, bq, stack[0][2])
-            query = _Layer(wq, bq, stack[0][2])                          # the same stacking for q
+            # Dice / relu attention: every hidden output carries a unit that is exactly 1, so the
+            # later biases (and the score's) are kernel rows
+            ones = all(isinstance(a, _FoldedDice) or getattr(a, "name", None) == "relu" for _, _, a in stack)
+            self.first = _Layer(wkp, bq, stack[0][2], ones_out=ones)
+            query = _Layer(wq, bq, stack[0][2], ones_out=ones)           # the same stacking for q
             wkp, wq, bq = self.first.kernel, query.kernel, query.bias
-            self.att = [_Layer(kk, b, a) for kk, b, a in stack[1:]]
+            self.att = [_Layer(kk, b, a, ones_in=ones, ones_out=ones) for kk, b, a in stack[1:]]
             self.score_kernel, self.score_bias = prep.score_kernel, prep.score_bias
+            if ones:
+                self.score_kernel = np.concatenate([prep.score_kernel, prep.score_bias.reshape(1, 1)])
+                self.score_bias = None
         if wkp.ndim == 2:                                                # m = 1 stacked
             wkp, wq, bq = wkp[None], wq[None], bq.reshape(1, 1, -1)
         e = self.e
@@ -360,8 +381,9 @@ class SmallPlan:
             h = self.first.activate(z if self.first.dice else z[0], ws, ts)
             for layer, buf in zip(self.att, bufs["att"]):
                 h = layer.run(h, buf, ws, ts)
-            s_v = h @ self.score_kernel
-            s_v += self.score_bias                                       # (V, 1)
+            s_v = h @ self.score_kernel                                  # (V, 1)
+            if self.score_bias is not None:
+                s_v += self.score_bias
         else:
             s_v = z[0]
         out = deep[:, self.att_col:self.att_col + e]
