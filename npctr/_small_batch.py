@@ -158,8 +158,10 @@ class SmallPlan:
                 self.spec.append((n, "len", 1, None))
             else:
                 self.spec.append((n, "id", 1, limits[n]))
-        self.names = frozenset(model.feature_names)
-        self._limits = {}
+        self.order = [name for name, _, _, _ in self.spec]
+        self.id_positions = [i for i, (_, kind, _, _) in enumerate(self.spec) if kind != "dense"]
+        self._limits = {}       # batch size -> the id bounds, laid out as the concatenated ids
+        self._layouts = {}      # checked layouts -> batch size
 
     def _prepare_affine_dnn(self, prep):
         """relu / linear DNNs: every activation ``a`` carries a trailing column of ones, so each
@@ -227,12 +229,35 @@ class SmallPlan:
     # -- validation ----------------------------------------------------------------------------
     def check(self, x):
         """``(n, features)`` for a well-formed request of 1..SMALL_ROWS rows, else None (then the
-        full check runs and raises the layers' error, or accepts an unusual valid input)."""
+        full check runs and raises the layers' error, or accepts an unusual valid input).
+
+        The layout (types, shapes, dtypes) is checked once per distinct layout and remembered;
+        the ids are bounds-checked on every call."""
         if not self.supported or type(x) is not dict or len(x) != len(self.spec):
             return None
-        ids, n = [], None
-        for name, kind, width, limit in self.spec:
-            a = x.get(name)
+        try:
+            arrays = [x[name] for name in self.order]
+            layout = tuple([(type(a), a.shape, a.dtype) for a in arrays])
+        except (KeyError, AttributeError):
+            return None
+        n = self._layouts.get(layout)
+        if n is None:
+            n = self._check_layout(arrays)
+            if n is None:
+                return None
+            if len(self._layouts) < 256:
+                self._layouts[layout] = n
+        ids = [arrays[i] for i in self.id_positions]
+        # viewed as uint64 a negative id (or length) exceeds every bound: one comparison checks both
+        if ids and not np.less(np.concatenate(ids, axis=None, dtype=np.uint64, casting="unsafe"),
+                               self._limits[n]).all():
+            return None
+        return n, x
+
+    def _check_layout(self, arrays):
+        """The batch size if every array has the type, dtype kind and shape its feature needs."""
+        n = None
+        for a, (name, kind, width, limit) in zip(arrays, self.spec):
             if type(a) is not np.ndarray:
                 return None
             shape, k = a.shape, a.dtype.kind
@@ -253,24 +278,18 @@ class SmallPlan:
                     return None
             elif shape != (n,) and shape != (n, 1):
                 return None
-            ids.append(a)
-        limits = self._limits.get(n)
-        if limits is None:
-            limits = np.concatenate([np.full(n * (w if kind == "seq" else 1),
-                                             _NO_LIMIT if lim is None else lim, dtype=np.uint64)
-                                     for _, kind, w, lim in self.spec if kind != "dense"])
-            self._limits[n] = limits
-        # viewed as uint64 a negative id (or length) exceeds every bound: one comparison checks both
-        if ids and not np.less(np.concatenate(ids, axis=None, dtype=np.uint64, casting="unsafe"), limits).all():
-            return None
-        return n, x
+        if n not in self._limits:
+            self._limits[n] = np.concatenate([np.full(n * (w if kind == "seq" else 1),
+                                                      _NO_LIMIT if lim is None else lim, dtype=np.uint64)
+                                              for _, kind, w, lim in self.spec if kind != "dense"])
+        return n
 
     # -- computation ---------------------------------------------------------------------------
     def _arrays(self):
         bufs = self._buffers.arrays
         if bufs is None or bufs["plan"] is not self:
             rows, dt = SMALL_ROWS, self.dtype
-            bufs = {"plan": self, "deep": np.ones((rows, self.d_in + 1), dt),     # [deep, 1]
+            bufs = {"plan": self, "views": {}, "deep": np.ones((rows, self.d_in + 1), dt),     # [deep, 1]
                     "dnn": [layer.buffer(rows, dt) for layer in self.dnn]}
             if self.affine:
                 bufs["affine"] = [np.ones((rows, k.shape[1]), dt) for k, _ in self.affine_dnn]
@@ -293,11 +312,24 @@ class SmallPlan:
             with single_threaded_blas():    # else its spinning threads cost more than they give
                 return self._run(f, n, ws)
 
+    def _views(self, bufs, n):
+        """The buffers' views for ``n`` rows, made once per size: ``(deep, [deep, 1], the sparse
+        fields' columns, the affine DNN's outputs)``."""
+        views = bufs["views"].get(n)
+        if views is None:
+            deep = bufs["deep"][:n, :-1]
+            views = (deep, bufs["deep"][:n], [deep[:, c0:c1] for _, _, c0, c1 in self.sparse],
+                     [buf[:n] for buf in bufs.get("affine", ())])
+            bufs["views"][n] = views
+        return views
+
     def _run(self, f, n, ws):
-        bufs = self._arrays()
-        deep = bufs["deep"][:n, :-1]
-        for table, name, c0, c1 in self.sparse:
-            table.take(f[name].reshape(n), axis=0, out=deep[:, c0:c1], mode="clip")   # ids checked
+        bufs = self._buffers.arrays
+        if bufs is None or bufs["plan"] is not self:
+            bufs = self._arrays()
+        deep, deep1, sparse_out, affine_out = self._views(bufs, n)
+        for (table, name, _, _), out in zip(self.sparse, sparse_out):
+            table.take(f[name].reshape(n), axis=0, out=out, mode="clip")         # ids checked
         for fc, c0, c1 in self.pooled:
             deep[:, c0:c1] = Predictor._pool_sequence(self.prep, self.model, fc, f, 0, n)
         if self.attention:
@@ -305,9 +337,9 @@ class SmallPlan:
         for name, c0, c1 in self.dense:
             deep[:, c0:c1] = f[name].reshape(n, c1 - c0)                            # cast to the dtype
         if self.affine:
-            a = bufs["deep"][:n]
-            for (kernel, relu), buf in zip(self.affine_dnn, bufs["affine"]):
-                a = np.matmul(a, kernel, out=buf[:n])
+            a = deep1
+            for (kernel, relu), out in zip(self.affine_dnn, affine_out):
+                a = np.matmul(a, kernel, out=out)
                 if relu:
                     np.maximum(a, 0, out=a)
             z = np.matmul(a, self.affine_out)
