@@ -21,6 +21,7 @@ calls as possible (docs/inference.md, section 9):
 Requests with attention weights asked for, ``weight_normalization`` or an activation
 without a prepared form take the general path (``Predictor._chunk``).
 """
+import math
 import threading
 
 import numpy as np
@@ -34,6 +35,20 @@ SMALL_ROWS = 16
 #: the largest query-to-kernel map (elements) kept for one-row requests (float32: 1 MiB)
 QUERY_MAP_LIMIT = 2 ** 18
 _NO_LIMIT = np.uint64(2 ** 63)         # lengths: only >= 0 (a negative one is >= 2**63 as uint64)
+
+
+def _sigmoid_of_negated(z):
+    """``1 / (1 + e^z)`` in place for ``z = -logit`` ``(n, 1)``; one row in Python floats
+    (three NumPy passes over one number cost more than the arithmetic)."""
+    if z.shape[0] == 1:
+        try:
+            z[0, 0] = 1.0 / (1.0 + math.exp(float(z[0, 0])))
+        except OverflowError:           # e^z beyond the float range: the sigmoid is 0
+            z[0, 0] = 0.0
+        return z
+    np.exp(z, out=z)
+    z += 1.0
+    return np.reciprocal(z, out=z)
 
 
 class _Layer:
@@ -298,6 +313,7 @@ class SmallPlan:
                 bufs["kp"] = np.empty((v, 2 * self.e), dt)
                 bufs["k1"] = np.ones((self.t, self.e + 1), dt)           # the last column stays 1
                 bufs["kernel1"] = np.empty((self.first_kernel.shape[0], self.e + 1, self.first_kernel.shape[2]), dt)
+                bufs["kernel1_flat"] = bufs["kernel1"].reshape(1, -1)
                 bufs["z0"] = np.empty((self.first_kernel.shape[0], v, self.first_kernel.shape[2]), dt)
                 bufs["att"] = [layer.buffer(v, dt) for layer in self.att] if self.first is not None else []
                 bufs["pool"] = np.empty((rows, v), dt)
@@ -320,6 +336,9 @@ class SmallPlan:
             deep = bufs["deep"][:n, :-1]
             views = (deep, bufs["deep"][:n], [deep[:, c0:c1] for _, _, c0, c1 in self.sparse],
                      [buf[:n] for buf in bufs.get("affine", ())])
+            if self.attention:          # the query (when a view of the DNN input) and the pooled output
+                bufs["views", "att", n] = (None if self.prep.query_slice is None else self.query(deep),
+                                           deep[:, self.att_col:self.att_col + self.e])
             bufs["views"][n] = views
         return views
 
@@ -345,9 +364,7 @@ class SmallPlan:
             z = np.matmul(a, self.affine_out)
             if self.link != "sigmoid":
                 return z
-            np.exp(z, out=z)                                              # z = -logit
-            z += 1.0
-            return np.reciprocal(z, out=z)
+            return _sigmoid_of_negated(z)
         a = deep
         for layer, buf in zip(self.dnn, bufs["dnn"]):
             a = layer.run(a, buf, ws)
@@ -356,12 +373,10 @@ class SmallPlan:
             if self.global_bias is not None:
                 logit += self.global_bias
             return logit
-        z = np.matmul(a, self.neg_out_kernel)                             # -logit: sigmoid = 1 / (1 + e^z)
+        z = np.matmul(a, self.neg_out_kernel)
         if self.global_bias is not None:
             z -= self.global_bias
-        np.exp(z, out=z)
-        z += 1.0
-        return np.reciprocal(z, out=z)
+        return _sigmoid_of_negated(z)
 
     def _valid_positions(self, f, n):
         """``(rows, ts)`` of the valid history positions, row-major (``rows`` None for one row)."""
@@ -380,7 +395,9 @@ class SmallPlan:
         e = self.e
         rows, ts = self._valid_positions(f, n)
         v = ts.size
-        query = self.query(deep)                                         # (n, E)
+        query, out = bufs["views", "att", n]
+        if query is None:
+            query = self.query(deep)                                     # (n, E)
         z = bufs["z0"][:, :v]                                            # (m, V, H1)
         if n == 1:
             # one query: (q*k) Wd = k (diag(q) Wd), so the first layer is [k, 1] @ [Wb - Wc + diag(q) Wd;
@@ -390,7 +407,7 @@ class SmallPlan:
                 table.take(f[name][0, ts], axis=0, out=keys[:, k0:k1], mode="clip")
             kernel = bufs["kernel1"]                                     # (m, E+1, H1)
             if self.query_map is not None:
-                np.matmul(query, self.query_map, out=kernel.reshape(1, -1))
+                np.matmul(query, self.query_map, out=bufs["kernel1_flat"])
                 kernel += self.query_offset
             else:
                 np.multiply(query[0, :, None], self.w_product, out=kernel[:, :e])
@@ -418,7 +435,6 @@ class SmallPlan:
                 s_v += self.score_bias
         else:
             s_v = z[0]
-        out = deep[:, self.att_col:self.att_col + e]
         if n == 1:
             np.matmul(s_v[:, 0], keys, out=out[0])                      # padded positions weigh 0
             return

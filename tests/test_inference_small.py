@@ -179,3 +179,27 @@ def test_one_row_without_the_query_map(dtype, options, monkeypatch):
     assert predictor._weights().small.query_map is None
     np.testing.assert_allclose(assert_matches(model, x, predictor), with_map, rtol=1e-12 if dtype == "float64"
                                else 1e-6, atol=0)
+
+
+def test_one_row_sigmoid_at_the_float_range():
+    """The one-row sigmoid in Python floats: exactly 0 (and 1) where forward's overflows."""
+    model, cols = din(dnn_hidden_units=())
+    x = features(cols, 1, np.random.default_rng(34))
+    for bias in (-1e4, 1e4, 0.3):
+        model.params["prediction_layer/global_bias"][...] = bias
+        model.weights_changed()
+        with np.errstate(over="ignore"):
+            expected = model.forward(x)
+        assert_matches(model, x)
+        assert expected[0, 0] in (0.0, 1.0) or bias == 0.3
+
+
+@pytest.mark.parametrize("n", [1, 5])
+def test_query_fields_apart_small(n):
+    cols, hist = columns()
+    cols = [cols[1], cols[0], cols[2]] + cols[3:]              # item, user, cate: the query is a copy
+    model = randomize(DIN(cols, hist, dnn_hidden_units=(8,), att_hidden_size=(4,)), np.random.default_rng(35))
+    predictor = model.inference()
+    x = features(cols, n, np.random.default_rng(36))
+    assert predictor._weights().query_slice is None and uses_small_path(predictor, x)
+    assert_matches(model, x, predictor)
