@@ -203,3 +203,13 @@ def test_query_fields_apart_small(n):
     x = features(cols, n, np.random.default_rng(36))
     assert predictor._weights().query_slice is None and uses_small_path(predictor, x)
     assert_matches(model, x, predictor)
+
+
+@pytest.mark.parametrize("n", [1, 3, SMALL_ROWS])
+def test_model_predict_of_a_dnn_model_takes_the_small_path(n, monkeypatch):
+    cols, _ = columns()
+    model = randomize(DNNModel(cols, dnn_hidden_units=(8, 5)), np.random.default_rng(37))
+    x = features(cols, n, np.random.default_rng(38))
+    spy = Spy(monkeypatch)
+    np.testing.assert_allclose(model.predict(x), model.forward(x), rtol=1e-12, atol=0)
+    assert spy.calls == 1
