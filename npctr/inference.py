@@ -14,7 +14,10 @@ exactly ``model.forward(x, training=False)`` (to round-off), but is built for sp
 * rows are processed in cache-sized chunks in reused per-thread workspace buffers, so
   a large batch neither allocates ``(B, T, H)`` temporaries nor page-faults them in;
 * large batches are split over a thread pool (NumPy releases the GIL in BLAS and in
-  ufuncs, so the element-wise work runs on every core).
+  ufuncs, so the element-wise work runs on every core);
+* requests of at most 16 rows take ``npctr._small_batch`` instead: the fewest NumPy calls
+  (a cached layout check, one id bounds check, Dice as a stacked GEMM, biases as kernel
+  rows, no pool or chunks).
 
 The derivations, with shapes, are in ``docs/inference.md``.
 
