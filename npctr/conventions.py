@@ -16,7 +16,7 @@ still win over the profile.
 The fields, side by side, are in ``docs/conventions.md``. NumPy-free, import-free:
 this module knows no layer.
 """
-from dataclasses import dataclass, fields, asdict
+from dataclasses import dataclass, fields, asdict, replace
 
 DEFAULT = "tf_keras"
 
@@ -112,16 +112,15 @@ TF_KERAS = Conventions(
     loss="tf_keras", loss_reduction="mean", l2_float32=False, l2_on_dnn=True,
     history_mask="nonzero_ids", optimizer_flavor="keras", kernel_layout="(in, out)")
 
-KERAS3 = Conventions(
-    name="keras3", framework="DeepCTR 0.9.4 on Keras 3 (TensorFlow 2.21's default Keras)",
-    bn_momentum=0.99, bn_momentum_convention="keras", bn_epsilon=1e-3, bn_moving_update="lerp", bn_decay_float32=False,
-    bn_moving_variance="biased", dice_epsilon=1e-9, dice_bn_affine=False, dice_bn_momentum=0.99,
-    loss="keras3", loss_reduction="mean", l2_float32=True, l2_on_dnn=True,
-    history_mask="nonzero_ids", optimizer_flavor="keras", kernel_layout="(in, out)")
+# Keras 3 runs DeepCTR's graph as tf.keras 2 does; only these conventions differ
+KERAS3 = replace(
+    TF_KERAS, name="keras3", framework="DeepCTR 0.9.4 on Keras 3 (TensorFlow 2.21's default Keras)",
+    bn_moving_update="lerp", bn_decay_float32=False, loss="keras3", l2_float32=True)
 
 TORCH = Conventions(
     name="torch", framework="DeepCTR-Torch 0.3.0 on PyTorch 2.13",
-    bn_momentum=0.1, bn_momentum_convention="torch", bn_epsilon=1e-5, bn_moving_update="torch", bn_decay_float32=False,
+    bn_momentum=0.1, bn_momentum_convention="torch", bn_epsilon=1e-5, bn_moving_update="torch",
+    bn_decay_float32=False,
     bn_moving_variance="unbiased", dice_epsilon=1e-8, dice_bn_affine=True, dice_bn_momentum=0.1,
     loss="torch", loss_reduction="sum", l2_float32=False, l2_on_dnn=False,
     history_mask="length", optimizer_flavor="torch", kernel_layout="(out, in)")
