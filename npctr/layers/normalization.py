@@ -49,10 +49,26 @@ def batch_moments(x, axes, counts=None):
         variance = np.mean(centred * centred, axis=axes, keepdims=True)
         return mean, variance, centred
     m = counts.sum()
-    mean = np.sum(x * counts, axis=axes, keepdims=True) / m
+    scratch = _times_counts(x.copy(), counts)
+    mean = np.sum(scratch, axis=axes, keepdims=True) / m
     centred = x - mean
-    variance = np.sum(centred * centred * counts, axis=axes, keepdims=True) / m
+    scratch = _times_counts(np.multiply(centred, centred, out=scratch), counts)
+    variance = np.sum(scratch, axis=axes, keepdims=True) / m
     return mean, variance, centred
+
+
+def _times_counts(a, counts):
+    """``a * counts`` in place (``a`` is a scratch array), touching only the rows whose count is
+    not 1: with shared padding nearly every count is 1, and ``v * 1`` is exactly ``v``, so this
+    is bit for bit the broadcast product at a fraction of its passes over ``a``."""
+    if counts.shape != a.shape[:-1] + (1,):
+        a *= counts
+        return a
+    flat_counts = counts.reshape(-1)
+    rows = np.flatnonzero(flat_counts != 1)
+    a2 = a.reshape(-1, a.shape[-1])
+    a2[rows] *= flat_counts[rows, None]
+    return a
 
 
 def batch_norm_forward(x, mean, variance, gamma, beta, epsilon, axes, batch_stats, centred=None, counts=None):
@@ -84,8 +100,12 @@ def batch_norm_backward(dy, cache, with_beta=True):
         # the means are over all m rows and each group's dx is the sum of its members'
         m = counts.sum()
         g_mean = np.sum(g, axis=axes, keepdims=True) / m
-        gx_mean = np.sum(g * x_hat, axis=axes, keepdims=True) / m
-        dx = inv_std * (g - counts * (g_mean + x_hat * gx_mean))
+        dx = np.multiply(g, x_hat)                     # one scratch array for the whole expression
+        gx_mean = np.sum(dx, axis=axes, keepdims=True) / m
+        np.multiply(x_hat, gx_mean, out=dx)
+        dx += g_mean
+        np.subtract(g, _times_counts(dx, counts), out=dx)
+        dx *= inv_std                                  # inv_std * (g - counts * (g_mean + x_hat gx_mean))
     elif batch_stats:
         # mean and variance depend on every x in the reduction set
         g_mean = g.mean(axis=axes, keepdims=True)
