@@ -117,3 +117,24 @@ def test_new_optimizers_train_a_model():
         model = ToyDNNModel({"a": 3, "b": 2}).compile(opt, "binary_crossentropy")
         h = model.fit(x, y, epochs=5, verbose=0)
         assert h.history["loss"][-1] < h.history["loss"][0], type(opt).__name__
+
+
+@pytest.mark.parametrize("amsgrad", [False, True])
+@pytest.mark.parametrize("flavor", ["keras", "keras_legacy"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_adam_blocked_update_is_bit_identical(monkeypatch, amsgrad, flavor, dtype):
+    """A large table is updated block by block (cache-sized); the result is bit for bit the
+    whole-array update."""
+    rng = np.random.default_rng(0)
+    start = rng.normal(size=(9_001, 8)).astype(dtype)          # not a whole number of blocks
+    grads = [rng.normal(size=start.shape).astype(dtype) for _ in range(3)]
+    results = []
+    for block in (optimizers._BLOCK, 10 ** 9):
+        monkeypatch.setattr(optimizers, "_BLOCK", block)
+        opt = optimizers.Adam(amsgrad=amsgrad, flavor=flavor)
+        w = start.copy()
+        for g in grads:
+            opt.apply_gradients({"w": w}, {"w": g})
+        results.append((w, *(table["w"] for table in opt.slots.values())))
+    for blocked, whole in zip(*results):
+        np.testing.assert_array_equal(blocked, whole)
