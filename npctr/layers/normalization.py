@@ -49,7 +49,7 @@ def batch_moments(x, axes, counts=None):
         variance = np.mean(centred * centred, axis=axes, keepdims=True)
         return mean, variance, centred
     m = counts.sum()
-    scratch = _times_counts(x.copy(), counts)
+    scratch = _times_counts(x.copy(order="K"), counts)     # x's layout: the same summation order
     mean = np.sum(scratch, axis=axes, keepdims=True) / m
     centred = x - mean
     scratch = _times_counts(np.multiply(centred, centred, out=scratch), counts)
@@ -64,10 +64,8 @@ def _times_counts(a, counts):
     if counts.shape != a.shape[:-1] + (1,):
         a *= counts
         return a
-    flat_counts = counts.reshape(-1)
-    rows = np.flatnonzero(flat_counts != 1)
-    a2 = a.reshape(-1, a.shape[-1])
-    a2[rows] *= flat_counts[rows, None]
+    rows = np.nonzero(counts[..., 0] != 1)            # index arrays: any memory layout of a
+    a[rows] *= counts[rows]
     return a
 
 
