@@ -358,8 +358,16 @@ class Predictor:
         """Predictions for checked features; with ``scores_from``, also the attention weights
         ``(n - scores_from, 1, T)`` of rows ``scores_from:`` (None without attention)."""
         prep = self._weights()
-        if scores_from is None and prep.small.supported and n <= prep.small.max_rows:
-            return prep.small.run(f, n, self._workspace)
+        if scores_from is None and prep.small.supported and min(n, batch_size) <= prep.small.max_rows:
+            # each step as a request of its rows alone takes it: a row's score does not depend
+            # on how many other rows the call holds
+            if n <= batch_size:
+                return prep.small.run(f, n, self._workspace)
+            out = np.empty((n, 1), dtype=prep.dtype)
+            for lo in range(0, n, batch_size):
+                hi = min(lo + batch_size, n)
+                out[lo:hi] = prep.small.run({k: v[lo:hi] for k, v in f.items()}, hi - lo, self._workspace)
+            return out
         out = np.empty((n, 1), dtype=prep.dtype)
         scores = None
         if scores_from is not None and prep.attention:

@@ -213,3 +213,20 @@ def test_model_predict_of_a_dnn_model_takes_the_small_path(n, monkeypatch):
     spy = Spy(monkeypatch)
     np.testing.assert_allclose(model.predict(x), model.forward(x), rtol=1e-12, atol=0)
     assert spy.calls == 1
+
+
+@pytest.mark.parametrize("batch_size", [1, 3, SMALL_ROWS])
+def test_small_batch_steps_score_as_requests_of_their_rows_alone(batch_size, monkeypatch):
+    # predict(x, batch_size=b) with a small b runs each step as a request of b rows would: a row's
+    # score is the same bits whether it comes in a file of 1,000 rows or alone (the CLI's chunks)
+    cols, _ = columns()
+    model = randomize(DNNModel(cols, dnn_hidden_units=(8, 5)), np.random.default_rng(41))
+    n = 5 * batch_size + 2
+    x = features(cols, n, np.random.default_rng(42))
+    spy = Spy(monkeypatch)
+    whole = model.predict(x, batch_size=batch_size)
+    assert spy.calls == -(-n // batch_size)
+    for lo in range(0, n, batch_size):
+        part = {k: v[lo:lo + batch_size] for k, v in x.items()}
+        np.testing.assert_array_equal(whole[lo:lo + batch_size], model.predict(part, batch_size=batch_size))
+    np.testing.assert_allclose(whole, model.forward(x), rtol=1e-12, atol=0)
