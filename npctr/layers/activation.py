@@ -223,8 +223,7 @@ class Dice(Layer):
             raise ValueError(f"inputs must have {alpha.shape[0]} features on axis {self.axis}, "
                              f"got shape {x.shape}")
         bn = self._layers["bn"]
-        p = sigmoid(bn.forward(x, training=training, backprop=backprop) if counts is None
-                    else bn.forward_counted(x, training=training, backprop=backprop, counts=counts))
+        p = sigmoid(bn.forward_counted(x, training=training, backprop=backprop, counts=counts))
         alpha = bn._broadcast(alpha, x.ndim)
         # alpha (1 - p) x + p x, factored to save passes over (B, T, H)
         gate = p * (1.0 - alpha)

@@ -129,16 +129,13 @@ class DNN(Layer):
                 z = z0
             else:
                 z = dense_forward(a, self._params[f"kernel{i}"], self._params[f"bias{i}"])
-            bn, act = self._layers.get(f"bn{i}"), self._layers[f"activation{i}"]
-            if counts is None:
-                if self.use_bn:
-                    z = bn.forward(z, training, backprop)
+            if self.use_bn:                     # counts (rows standing for several) reach the
+                z = self._layers[f"bn{i}"].forward_counted(z, training, backprop, counts)
+            act = self._layers[f"activation{i}"]  # batch statistics; other layers are row-wise
+            if counts is not None and type(act) is Dice:
+                a = act.forward_counted(z, training, backprop, counts)
+            else:
                 a = act.forward(z, training, backprop)
-            else:                               # rows standing for several: counted statistics
-                if self.use_bn:
-                    z = bn.forward_counted(z, training, backprop, counts)
-                a = act.forward_counted(z, training, backprop, counts) if type(act) is Dice \
-                    else act.forward(z, training, backprop)
             a = self._layers[f"dropout{i}"].forward(a, training, backprop)
         self._cache = layer_inputs if keep else None
         self._output_shape = a.shape

@@ -225,13 +225,12 @@ class BatchNormalization(Layer):
         gamma = self._broadcast(self._params.get("gamma"), x.ndim)
         beta = self._broadcast(self._params.get("beta"), x.ndim)
         centred = None
-        if not training:
-            counts = None
         if training:
             mean, variance, centred = batch_moments(x, axes, counts)
             count = x.size // x.shape[self._feature_axis] if counts is None else int(counts.sum())
             self._update_moving(mean.reshape(-1), variance.reshape(-1), count)
-        else:
+        else:                                   # moving statistics: the counts play no part
+            counts = None
             mean = self._broadcast(self._state["moving_mean"], x.ndim)
             variance = self._broadcast(self._state["moving_variance"], x.ndim)
         y, cache = batch_norm_forward(x, mean, variance, gamma, beta, self.epsilon, axes,
