@@ -158,6 +158,18 @@ class Layer:
         """Non-trainable arrays (moving statistics), path -> ndarray."""
         return self._flat("_state")
 
+    def get_layer(self, path):
+        """The child layer at ``path`` (``"bn0"``, ``"local_att/dnn"``), as Keras's
+        ``model.get_layer(name)``; a ValueError names the children that exist."""
+        layer = self
+        for key in path.split("/"):
+            child = layer._layers.get(key)
+            if child is None:
+                raise ValueError(f"{self.name} has no layer {path!r}; its layers: "
+                                 f"{[p.rstrip('/') for p, _ in self.sublayers() if p]}")
+            layer = child
+        return layer
+
     def sublayers(self):
         """This layer and every descendant, depth first, with their path prefixes."""
         yield "", self

@@ -10,13 +10,15 @@ pools every sequence by its combiner.
 """
 import numpy as np
 
-from .base import Model, register_model
+from .base import Model
+from ..registry import register_model
 from ..feature_column import (SparseFeat, VarLenSparseFeat, DenseFeat, build_input_features,
                               feature_columns_to_config, feature_columns_from_config)
 from ..layers.core import DNN, PredictionLayer
 from ..layers.dense import Dense
 from ..layers.embedding import Embedding
 from ..layers.sequence import SequencePoolingLayer, AttentionSequencePoolingLayer
+from ..ops.sequence import sequence_mask
 from .._validation import (check_units, check_rate, check_nonnegative, check_seed, resolve_dtype, check_shape,
                            check_finite_rows, as_feature_dict, check_device)
 
@@ -37,8 +39,8 @@ class FeatureModel(Model):
         self.device = check_device(device)
         super().__init__(name=name, dtype=resolve_dtype(dtype) or np.dtype(np.float64),
                          conventions=conventions)
-        if isinstance(dnn_feature_columns, (SparseFeat, VarLenSparseFeat, DenseFeat)) or \
-                not hasattr(dnn_feature_columns, "__iter__"):
+        if (isinstance(dnn_feature_columns, (SparseFeat, VarLenSparseFeat, DenseFeat))
+                or not hasattr(dnn_feature_columns, "__iter__")):
             raise TypeError("dnn_feature_columns must be a list of feature columns")
         self.dnn_feature_columns = list(dnn_feature_columns)
         if not self.dnn_feature_columns:
@@ -59,17 +61,15 @@ class FeatureModel(Model):
                              "in Dense(1): one output per sample, so 'multiclass' has no meaning here)")
         self.task = task
         self.split = bool(split)
-        self.attention_scores = None
         self._plan()
-        if self.history_columns:
-            self._chunked_outputs = ("attention_scores",)
         self.build()
 
     # -- the graph, from the feature columns alone ----------------------------------------
     def _plan(self):
         inputs = build_input_features(self.dnn_feature_columns)
         self.feature_names = list(inputs)
-        self._inputs = inputs
+        #: feature name -> its column (a VarLenSparseFeat's length_name maps to that column)
+        self.input_features = inputs
         cols = self.dnn_feature_columns
         self.sparse_columns = [fc for fc in cols if isinstance(fc, SparseFeat)]
         self.dense_columns = [fc for fc in cols if isinstance(fc, DenseFeat)]
@@ -98,9 +98,9 @@ class FeatureModel(Model):
                 raise ValueError(f"embedding_dim of {q.name!r} ({q.embedding_dim}) and {k.name!r} "
                                  f"({k.embedding_dim}) must match")
         # DeepCTR-Torch masks the history by the first VarLenSparseFeat's length_name
-        self._history_length_name = next((fc.length_name for fc in varlen if fc.length_name is not None), None)
-        if self.history_columns and self.conventions.history_mask == "length" and \
-                self._history_length_name is None:
+        self.history_length_name = next((fc.length_name for fc in varlen if fc.length_name is not None), None)
+        if (self.history_columns and self.conventions.history_mask == "length"
+                and self.history_length_name is None):
             raise ValueError(f"conventions {self.conventions.name!r} mask the history by a length feature "
                              "(DeepCTR-Torch's keys_length), but no VarLenSparseFeat has a length_name; "
                              "give the history VarLenSparseFeat a length_name")
@@ -119,9 +119,10 @@ class FeatureModel(Model):
                                  f"({fc.vocabulary_size}, {fc.embedding_dim})")
             self._tables.setdefault(fc.embedding_name, fc)
         self._masked_tables = {fc.embedding_name for fc in varlen}
-        self._uses = {}
+        #: embedding_name -> the features looked up in that table, in column order
+        self.table_features = {}
         for fc in self.sparse_columns + varlen:
-            self._uses.setdefault(fc.embedding_name, []).append(fc.name)
+            self.table_features.setdefault(fc.embedding_name, []).append(fc.name)
 
     def build(self, input_shape=None):
         if self.built:
@@ -160,50 +161,74 @@ class FeatureModel(Model):
         self.built = True
 
     # -- inputs ---------------------------------------------------------------------------
-    def check_features(self, x):
-        """Validate the feature dict (or list in ``feature_names`` order); return
-        ``(batch_size, {name: array in canonical shape})``."""
-        x = as_feature_dict(x, self.feature_names)
+    def check_features(self, x, check_finite=True, name="x", check_ids=True):
+        """Validate a request once: the feature dict (or list in ``feature_names`` order), every
+        feature's dtype and shape, dense values finite (``check_finite``) and ids within their
+        table (``check_ids``). Returns ``(batch_size, {name: array in canonical shape})``: ids
+        ``(B, 1)`` / ``(B, maxlen)``, dense values ``(B, dimension)`` in the model's dtype
+        (before any ``transform_fn``, see ``transform_dense``). Checking the result again
+        returns it unchanged."""
+        x = as_feature_dict(x, self.feature_names, name)
         missing = [n for n in self.feature_names if n not in x]
-        extra = [n for n in x if n not in self._inputs]
+        extra = [n for n in x if n not in self.input_features]
         if missing or extra:
-            raise ValueError(f"x must hold exactly the features {self.feature_names}; "
+            raise ValueError(f"{name} must hold exactly the features {self.feature_names}; "
                              f"missing {missing}, unexpected {extra}")
         arrays = {n: np.asarray(x[n]) for n in self.feature_names}
         sizes = {n: (a.shape[0] if a.ndim else None) for n, a in arrays.items()}
         batch = sizes[self.feature_names[0]]
         if batch is None or any(s != batch for s in sizes.values()):
             raise ValueError(f"every feature must have the same batch size (first axis), got {sizes}")
-        out = {}
-        for n, a in arrays.items():
-            fc = self._inputs[n]
-            if isinstance(fc, DenseFeat):
-                if a.dtype.kind not in "biuf":
-                    raise TypeError(f"feature {n!r} must be numeric, got dtype {a.dtype}")
-                if a.shape not in ((batch, fc.dimension),) + (((batch,),) if fc.dimension == 1 else ()):
-                    raise ValueError(f"feature {n!r} must have shape (batch_size, {fc.dimension}), got {a.shape}")
-                out[n] = self._dense_values(fc, a.reshape(batch, fc.dimension).astype(self.dtype, copy=False))
-                continue
-            if a.dtype.kind not in "iu":
-                raise TypeError(f"feature {n!r} must hold integer ids, got dtype {a.dtype}")
-            if isinstance(fc, VarLenSparseFeat) and n == fc.name:
-                if a.shape != (batch, fc.maxlen):
-                    raise ValueError(f"feature {n!r} must have shape (batch_size, maxlen) = "
-                                     f"({batch}, {fc.maxlen}), got {a.shape}")
-                out[n] = a
-            else:   # a SparseFeat id or a VarLen length
-                if a.shape not in ((batch,), (batch, 1)):
-                    raise ValueError(f"feature {n!r} must have shape (batch_size, 1), got {a.shape}")
-                if isinstance(fc, VarLenSparseFeat) and a.size and a.min() < 0:
-                    raise ValueError(f"feature {n!r} (the length of {fc.name!r}) must be >= 0, got {a.min()}")
-                out[n] = a.reshape(batch, 1)
+        out = {n: self._canonical(n, a, batch, check_finite, name) for n, a in arrays.items()}
+        if check_ids:
+            for emb_name, names in self.table_features.items():
+                table = self.get_layer(f"sparse_emb_{emb_name}")
+                for n in names:
+                    table.check_ids(out[n], n)
         return batch, out
+
+    def _canonical(self, n, a, batch, check_finite, name):
+        """Feature ``n``'s array ``a`` checked and in its canonical shape and dtype."""
+        fc = self.input_features[n]
+        if isinstance(fc, DenseFeat):
+            if a.dtype.kind not in "biuf":
+                raise TypeError(f"feature {n!r} must be numeric, got dtype {a.dtype}")
+            if a.shape not in ((batch, fc.dimension),) + (((batch,),) if fc.dimension == 1 else ()):
+                raise ValueError(f"feature {n!r} must have shape (batch_size, {fc.dimension}), got {a.shape}")
+            if check_finite:
+                check_finite_rows(a, f"{name}[{n!r}]")
+            return a.reshape(batch, fc.dimension).astype(self.dtype, copy=False)
+        if a.dtype.kind not in "iu":
+            raise TypeError(f"feature {n!r} must hold integer ids, got dtype {a.dtype}")
+        if isinstance(fc, VarLenSparseFeat) and n == fc.name:
+            if a.shape != (batch, fc.maxlen):
+                raise ValueError(f"feature {n!r} must have shape (batch_size, maxlen) = "
+                                 f"({batch}, {fc.maxlen}), got {a.shape}")
+            return a
+        # a SparseFeat id or a VarLen length
+        if a.shape not in ((batch,), (batch, 1)):
+            raise ValueError(f"feature {n!r} must have shape (batch_size, 1), got {a.shape}")
+        if isinstance(fc, VarLenSparseFeat) and a.size and a.min() < 0:
+            raise ValueError(f"feature {n!r} (the length of {fc.name!r}) must be >= 0, got {a.min()}")
+        return a.reshape(batch, 1)
+
+    def _check_x(self, x, name="x", check_finite=True):
+        batch, f = self.check_features(x, check_finite, name)
+        return f, batch
+
+    def transform_dense(self, f):
+        """The checked features ``f`` with every ``DenseFeat``'s ``transform_fn`` applied (``f``
+        itself when there is none)."""
+        transformed = [fc for fc in self.dense_columns if fc.transform is not None]
+        if not transformed:
+            return f
+        return {**f, **{fc.name: self._dense_values(fc, f[fc.name]) for fc in transformed}}
 
     def history_mask(self, f, rows=slice(None)):
         """Valid history positions ``(batch_size, T)`` of the checked features ``f`` (``rows`` of them)."""
         if self.conventions.history_mask == "length":          # DeepCTR-Torch: t < keys_length
             maxlen = self.history_columns[0].maxlen
-            return np.arange(maxlen) < f[self._history_length_name][rows].reshape(-1, 1)
+            return sequence_mask(f[self.history_length_name][rows], maxlen)
         mask = f[self.history_columns[0].name][rows] != 0       # Keras mask_zero: AND over fields
         for fc in self.history_columns[1:]:
             mask &= f[fc.name][rows] != 0
@@ -228,7 +253,7 @@ class FeatureModel(Model):
         """One row of valid inputs (id 1 or 0, length 1, zeros), for ``summary``."""
         out = {}
         for n in self.feature_names:
-            fc = self._inputs[n]
+            fc = self.input_features[n]
             if isinstance(fc, DenseFeat):
                 out[n] = np.zeros((1, fc.dimension), dtype=self.dtype)
             elif isinstance(fc, VarLenSparseFeat) and n == fc.name:
@@ -240,11 +265,12 @@ class FeatureModel(Model):
     # -- forward / backward ---------------------------------------------------------------
     def _forward_logit(self, x, training, backprop):
         x = as_feature_dict(x, self.feature_names)
-        batch, f = self.check_features(x)
+        batch, f = self.check_features(x, check_finite=False, check_ids=False)   # the tables check ids
+        f = self.transform_dense(f)
         if training:
             self.weights_changed()          # moving statistics move
         emb = {}
-        for emb_name, names in self._uses.items():
+        for emb_name, names in self.table_features.items():
             outs = self._layers[f"sparse_emb_{emb_name}"].lookup([f[n] for n in names], training, backprop,
                                                                  names=names)
             emb.update(zip(names, outs))
@@ -276,13 +302,20 @@ class FeatureModel(Model):
         return self._layers["dense"].forward(h, training, backprop)
 
     def inference(self, threads=None, chunk_rows=None):
-        """A ``npctr.inference.Predictor`` for this model: what a server holds.
+        """A ``npctr.serving.Predictor`` for this model: what a server holds.
 
         Same values as ``forward(x, training=False)`` to round-off, prepared weights,
         valid-position attention, chunked and threaded (see ``docs/inference.md``).
         """
-        from ..inference import Predictor
+        from ..serving.predictor import Predictor
         return Predictor(self, threads=threads, chunk_rows=chunk_rows)
+
+    def _predict(self, x, batch_size, check_finite):
+        # the Predictor validates the request once (its small-batch path most cheaply)
+        return self._predictor().predict(x, batch_size, check_finite=check_finite)
+
+    def _predict_checked(self, f, n, batch_size):
+        return self._predictor().predict_checked(f, n, batch_size)
 
     def forward(self, x, training=False, backprop=None):
         """Predictions ``(batch_size, 1)`` for the feature dict ``x``."""
@@ -325,7 +358,7 @@ class FeatureModel(Model):
                 d_emb[fc.name] = d_emb[fc.name] + d
             for fc, d in zip(self.history_columns, _split_last(d_keys, sizes)):
                 d_emb[fc.name] = d
-        for emb_name, names in self._uses.items():
+        for emb_name, names in self.table_features.items():
             self._layers[f"sparse_emb_{emb_name}"].backward_many([d_emb[n] for n in names])
         out = {}
         for fc, d in zip(self.dense_columns, _split_last(d_dense, self._dense_sizes)):
@@ -393,6 +426,19 @@ class DIN(FeatureModel):
         super().__init__(dnn_feature_columns, history_feature_list, dnn_use_bn, dnn_hidden_units,
                          dnn_activation, att_hidden_size, att_activation, att_weight_normalization, l2_reg_dnn,
                          l2_reg_embedding, dnn_dropout, seed, task, dtype, name, split, conventions, device)
+
+    #: the attention weights ``(batch_size, 1, T)`` of the last forward or predict
+    attention_scores = None
+
+    def _predict(self, x, batch_size, check_finite):
+        # the fast path records the attention weights as it goes (a few microseconds)
+        pred, self.attention_scores = self._predictor().predict(x, batch_size, return_attention=True,
+                                                               check_finite=check_finite)
+        return pred
+
+    def _predict_checked(self, f, n, batch_size):
+        pred, self.attention_scores = self._predictor().predict_checked(f, n, batch_size, return_attention=True)
+        return pred
 
     def get_config(self):
         return {**super().get_config(), "history_feature_list": list(self.history_feature_list),
