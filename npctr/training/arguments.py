@@ -1,5 +1,6 @@
 """Keras's argument conventions for ``fit`` / ``evaluate`` / ``predict``: batch sizes, verbosity,
 validation frequency, labels, sample and class weights, and the shape of the returned logs."""
+import math
 import numbers
 
 import numpy as np
@@ -122,3 +123,32 @@ def keras_result(logs, return_dict, metrics):
     if return_dict:
         return dict(logs)
     return logs["loss"] if not metrics else list(logs.values())
+
+
+def hold_out(x, y, w, validation_split, validation_data, check_xy, task):
+    """``((x, y, w) to train on, (x_val, y_val, w_val) or None)``: Keras's ``validation_data``
+    (checked by ``check_xy(x_val, y_val)``) if given, else the last ``validation_split`` of the
+    samples, taken before any shuffling."""
+    if validation_data is not None:
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+            raise ValueError("validation_data must be a tuple (x_val, y_val) or (x_val, y_val, "
+                             f"sample_weight_val), got {type(validation_data).__name__}"
+                             + (f" of length {len(validation_data)}"
+                                if isinstance(validation_data, (tuple, list)) else ""))
+        vx, vy, vn = check_xy(validation_data[0], validation_data[1])
+        vw = None if len(validation_data) == 2 else sample_weights(vy, vn, validation_data[2], None, task,
+                                                                   "validation_data[2]")
+        return (x, y, w), (vx, vy, vw)
+    if not validation_split:
+        return (x, y, w), None
+    if (isinstance(validation_split, bool) or not isinstance(validation_split, numbers.Real)
+            or not 0 <= validation_split < 1):
+        raise ValueError(f"validation_split must be in [0, 1), got {validation_split!r}")
+    n = y.shape[0]
+    split_at = int(math.floor(n * (1.0 - validation_split)))
+    if split_at == 0 or split_at == n:
+        raise ValueError(f"x has {n} samples, not enough to split off a validation set with "
+                         f"validation_split={validation_split}")
+    val = ({k: v[split_at:] for k, v in x.items()}, y[split_at:], None if w is None else w[split_at:])
+    train = ({k: v[:split_at] for k, v in x.items()}, y[:split_at], None if w is None else w[:split_at])
+    return train, val

@@ -11,8 +11,6 @@ protocol (``forward`` / ``backward``, ``forward_logits`` / ``backward_logits`` a
 the hand-written backward passes; the math is in ``docs/training.md``.
 """
 import math
-import numbers
-import warnings
 
 import numpy as np
 
@@ -215,15 +213,7 @@ class Trainer:
         return arguments.keras_result(logs, return_dict, self.compiled_metrics)
 
     def _metric_logs(self, y, pred, prefix=""):
-        logs = {}
-        for key, fn in self.compiled_metrics:
-            try:
-                logs[prefix + key] = float(fn(y, pred))
-            except ValueError as exc:   # e.g. AUC of a single-class set is undefined
-                warnings.warn(f"metric {prefix + key} is undefined here ({exc}); reporting nan",
-                              RuntimeWarning, stacklevel=3)
-                logs[prefix + key] = float("nan")
-        return logs
+        return metrics_mod.metric_logs(self.compiled_metrics, y, pred, prefix)
 
     # -- fit ----------------------------------------------------------------------------------
     def _shuffle_rng(self):
@@ -270,7 +260,10 @@ class Trainer:
         validate_on = arguments.validation_epochs(validation_freq)
         x, y, n = self._check_xy(x, y, check_finite=check_finite)
         w = arguments.sample_weights(y, n, sample_weight, class_weight, self.task)
-        (x, y, w), val = self._hold_out(x, y, w, validation_split, validation_data, check_finite)
+        (x, y, w), val = arguments.hold_out(x, y, w, validation_split, validation_data,
+                                            lambda vx, vy: self._check_xy(vx, vy, "validation_data[0]",
+                                                                          "validation_data[1]", check_finite),
+                                            self.task)
         steps = -(-y.shape[0] // batch_size)
         history = History()
         history.params = {"epochs": epochs, "steps": steps, "verbose": verbose}
@@ -296,34 +289,6 @@ class Trainer:
         callbacks.call("on_train_end", {})
         self.history = history
         return history
-
-    def _hold_out(self, x, y, w, validation_split, validation_data, check_finite):
-        """``((x, y, w) to train on, (x_val, y_val, w_val) or None)``: Keras's
-        ``validation_data`` if given, else the last ``validation_split`` of the samples."""
-        if validation_data is not None:
-            if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
-                raise ValueError("validation_data must be a tuple (x_val, y_val) or (x_val, y_val, "
-                                 f"sample_weight_val), got {type(validation_data).__name__}"
-                                 + (f" of length {len(validation_data)}"
-                                    if isinstance(validation_data, (tuple, list)) else ""))
-            vx, vy, vn = self._check_xy(validation_data[0], validation_data[1], "validation_data[0]",
-                                        "validation_data[1]", check_finite)
-            vw = None if len(validation_data) == 2 else arguments.sample_weights(
-                vy, vn, validation_data[2], None, self.task, "validation_data[2]")
-            return (x, y, w), (vx, vy, vw)
-        if not validation_split:
-            return (x, y, w), None
-        if (isinstance(validation_split, bool) or not isinstance(validation_split, numbers.Real)
-                or not 0 <= validation_split < 1):
-            raise ValueError(f"validation_split must be in [0, 1), got {validation_split!r}")
-        n = y.shape[0]
-        split_at = int(math.floor(n * (1.0 - validation_split)))
-        if split_at == 0 or split_at == n:
-            raise ValueError(f"x has {n} samples, not enough to split off a validation set with "
-                             f"validation_split={validation_split}")
-        val = ({k: v[split_at:] for k, v in x.items()}, y[split_at:], None if w is None else w[split_at:])
-        train = ({k: v[:split_at] for k, v in x.items()}, y[:split_at], None if w is None else w[:split_at])
-        return train, val
 
     def _fit_epoch(self, epoch, x, y, w, batch_size, rng, progress, callbacks):
         """One pass over the (shuffled) samples, a step per batch; returns the epoch's logs."""
