@@ -41,7 +41,7 @@ class BatchNormalization(Layer):
     Training mode normalises with the batch mean and the biased batch variance and
     updates the moving statistics with the decay :math:`d = 1 - \\text{momentum}` as the
     profile says (``bn_moving_update``; tf.keras 2 rounds :math:`d` to float32; torch feeds
-    the unbiased batch variance :math:`\\tfrac{m}{m-1}\\sigma^2` to the moving variance);
+    the unbiased batch variance :math:`\\tfrac{N}{N-1}\\sigma^2` to the moving variance);
     inference mode uses the moving statistics. ``docs/batch_normalization.md``.
     """
 
