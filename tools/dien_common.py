@@ -108,9 +108,11 @@ def model_args(setting, gru, neg):
 
 def make_inputs(neg, dtype, n=BATCH * STEPS, seed=SEED):
     """``n`` rows (8 batches of 16). In every batch: row 0 has length 0 (all padding), row 1 length 1,
-    row 2 full length T, row 3 length 2, row 4 length 3, row 5 length 1; the rest uniform in 0..T. History (and negative) ids are in
-    1..vocab-1 for t < length; past the length they are 0, except in rows GARBAGE_PAD_ROWS of every
-    batch, where they are random non-zero ids (which neither framework may read)."""
+    row 2 full length T, row 3 length 2, row 4 length 3, row 5 length 1; the rest uniform in 0..T.
+    History (and negative) ids are in 1..vocab-1 for t < length; past the length they are 0, except in
+    rows GARBAGE_PAD_ROWS of every batch, where they are random non-zero ids (which neither framework
+    may read). Negative histories are drawn in every case (stored only with negative sampling), so the
+    other inputs are the same with and without them."""
     rng = np.random.default_rng(seed)
     length = rng.integers(0, T + 1, size=n)
     for b in range(0, n, BATCH):
@@ -199,12 +201,13 @@ def fd_candidates(grad, rng):
 
 
 #: how the recorders' finite-difference check is done and judged
-FD_METHOD = ("Richardson-extrapolated central differences R(h) = (4 D(h/2) - D(h)) / 3, D(h) = (f(w+h) - f(w-h)) / 2h, "
-             "at h = 1e-3 * max(1, |w|) (the value used) and at h / 5; a point is used only where the two agree to 1e-7 * "
-             "max(|R|, 1e-3 * G) (the objective is smooth there: ReLU kinks and Keras's probability clip can make it "
-             "non-smooth within +-h), otherwise the next candidate is tried. Points per weight: the 2 largest |gradient| "
-             "entries (or their smooth successors) and 1 random entry. err = |analytic - numeric| / max(|analytic|, "
-             "1e-4 * G), G = the largest |gradient| entry of the whole model")
+FD_METHOD = ("Richardson-extrapolated central differences R(h) = (4 D(h/2) - D(h)) / 3, "
+             "D(h) = (f(w+h) - f(w-h)) / 2h, at h = 1e-3 * max(1, |w|) (the value used) and at h / 5; a point is "
+             "used only where the two agree to 1e-7 * max(|R|, 1e-3 * G) (the objective is smooth there: ReLU "
+             "kinks and Keras's probability clip can make it non-smooth within +-h), otherwise the next candidate "
+             "is tried. Points per weight: the 2 largest |gradient| entries (or their smooth successors) and 1 "
+             "random entry. err = |analytic - numeric| / max(|analytic|, 1e-4 * G), G = the largest |gradient| "
+             "entry of the whole model")
 FD_TOL = 1e-6
 
 

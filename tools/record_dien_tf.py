@@ -261,7 +261,7 @@ def aux_layer_losses(model):
     return [loss for layer in model.layers if type(layer).__name__ == "AddLoss" for loss in layer.losses]
 
 
-def midpoints(model, gru):
+def midpoints(model):
     """A Keras model giving DIEN's intermediate tensors (interests, attention, evolved interest)."""
     att = model.get_layer("attention_sequence_pooling_layer")
     outs = [model.get_layer("gru1").output, att.output, model.get_layer("gru2").output]
@@ -347,7 +347,7 @@ def record_case(out, setting, gru, neg, dtype, optimizers):
     runner = Runner(model, variables, trainable)
     y_t = tf.convert_to_tensor(y)
     out_infer = runner.infer(x).numpy()
-    sub = midpoints(model, gru)
+    sub = midpoints(model)
     mids = [m.numpy() for m in tf.function(lambda xx: sub(xx, training=False))(x)]
     yp, loss, data, reg, aux_term, g = runner.train(x, y_t)
     grad_vars = runner.grad_vars

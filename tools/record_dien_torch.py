@@ -31,7 +31,6 @@ from deepctr_torch.inputs import SparseFeat, VarLenSparseFeat, DenseFeat  # noqa
 
 FRAMEWORK = "torch"
 VERSIONS = {"torch": torch.__version__, "deepctr_torch": deepctr_torch.__version__, **C.base_versions()}
-TORCH_DTYPE = {"float64": torch.float64, "float32": torch.float32}
 
 _ORIG = {"aux": dien_module.InterestExtractor._cal_auxiliary_loss,
          "evolving_forward": dien_module.InterestEvolving.forward}
@@ -85,13 +84,8 @@ def patches_meta(dtype):
 
 
 # -- model ----------------------------------------------------------------------------------------
-def torch_args(setting, gru, neg):
-    args = C.model_args(setting, gru, neg)
-    return args
-
-
 def build(setting, gru, neg, dtype):
-    args = torch_args(setting, gru, neg)
+    args = C.model_args(setting, gru, neg)
     kw = {k: (tuple(v) if isinstance(v, list) else v) for k, v in args.items() if k != "history_feature_list"}
     cols = C.feature_columns(SparseFeat, VarLenSparseFeat, DenseFeat, neg)
     torch.manual_seed(0)
@@ -208,7 +202,7 @@ def scatter_rows(values, mask, shape, dtype):
     return out
 
 
-def objective_f64(model, X, Y, alpha):
+def objective_f64(model, X, Y):
     """fit's total loss, evaluated in float64 throughout (torch's own reg_loss is rounded to float32)."""
     y_pred = model(X)
     if y_pred.ndim > 1 and y_pred.shape[-1] == 1:
@@ -225,7 +219,7 @@ def objective_f64(model, X, Y, alpha):
     return float(loss + reg + model.aux_loss.double().sum())
 
 
-def fd_check(model, X, Y, names, trainable, tied, grads, alpha):
+def fd_check(model, X, Y, names, trainable, tied, grads):
     """Finite differences of fit's objective (in float64) at a few entries per weight."""
     rng = np.random.default_rng(C.SEED + 99)
     big = max(float(np.max(np.abs(g))) for g in grads.values())
@@ -243,7 +237,7 @@ def fd_check(model, X, Y, names, trainable, tied, grads, alpha):
                     w_ = base.copy()
                     w_.reshape(-1)[idx] += delta
                     p.copy_(torch.from_numpy(w_))
-                    return objective_f64(model, X, Y, alpha)
+                    return objective_f64(model, X, Y)
                 return f
 
             results[n], skipped[n] = C.fd_weight(f_at, grads[n], base, rng, big)
@@ -302,7 +296,7 @@ def record_case(out, setting, gru, neg, dtype, optimizers):
             arrays[f"after_train/{n}"] = sd[n].detach().numpy().copy()
     fd = None
     if dtype == "float64":
-        worst, table = fd_check(model, X, Y, names, trainable, tied, grads, alpha)
+        worst, table = fd_check(model, X, Y, names, trainable, tied, grads)
         fd = {"max_err": worst, "method": C.FD_METHOD + "; objective evaluated in float64 (data loss (sum) + "
                                                         "alpha * aux + L2 of model.regularization_weight)",
               "per_weight": table}
