@@ -1,15 +1,18 @@
-"""npctr: DeepCTR's layers and the DIN model in NumPy, with hand-written backward passes."""
-__version__ = "0.1.0"
+"""npctr: DeepCTR's layers and the DIN model in NumPy, with hand-written backward passes.
 
+The package is built in floors (``docs/architecture.md``): :mod:`npctr.ops` (the equations)
+under :mod:`npctr.layers`, under :mod:`npctr.models` (with the trainer of
+:mod:`npctr.training` and the Predictor of :mod:`npctr.serving`), under :mod:`npctr.interop`.
+"""
+from ._version import __version__
+from . import layers, models, training
 from .layers import *  # noqa: F401,F403
-from .layers import __all__ as _layers_all
 from .gradcheck import numerical_gradient, check_gradients, assert_gradients_ok
+from .io import load_model, save_model
+from .serving import Predictor
 
-__all__ = list(_layers_all) + ["numerical_gradient", "check_gradients", "assert_gradients_ok"]
-from .io import load_model, save_model  # noqa: E402
-from . import training  # noqa: E402,F401
-
-__all__ += ["load_model", "save_model", "training"]
+__all__ = [*layers.__all__, "numerical_gradient", "check_gradients", "assert_gradients_ok", "load_model",
+           "save_model", "Predictor", "export_onnx", "training", "models"]
 
 
 def export_onnx(model, path):
@@ -17,6 +20,3 @@ def export_onnx(model, path):
     :func:`npctr.interop.onnx.export_onnx` and ``docs/onnx.md``. Imports onnx only when called."""
     from .interop.onnx import export_onnx as _export
     return _export(model, path)
-
-
-__all__ += ["export_onnx"]

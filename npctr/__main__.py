@@ -10,7 +10,7 @@ import sys
 COMMANDS = {
     "demo": ("npctr.demo", "train DIN and a mean-pooling baseline on synthetic clicks"),
     "export-onnx": ("npctr.interop.onnx", "write a saved DIN/DNNModel as an ONNX graph (--check: run it in onnxruntime)"),
-    "predict": ("npctr.batch_predict", "score a .npz/.csv/.parquet file with a saved model, chunk by chunk"),
+    "predict": ("npctr.serving.batch_predict", "score a .npz/.csv/.parquet file with a saved model, chunk by chunk"),
     "golden": ("npctr.interop.golden", "write reference numbers of a layer or model (.npz + JSON index)"),
     "compare": ("npctr.interop.compare", "normwise error of two golden files/folders; non-zero exit above --rtol"),
 }

@@ -12,10 +12,11 @@ Contents (every entry a plain array, so loading never runs code):
 (``.<name>.<pid>.<random>.npz.tmp``), fsyncs it and renames it over the target
 (``os.replace``), so a crash mid-save leaves any previous file intact; a later save of the
 same path deletes the temp files such a crash left. The file gets the mode of the file it
-replaces, or for a new file ``0o666`` minus the umask (as ``open`` would create it). ``load_model`` checks the format version, the class (registered with
-``@register_model``), the JSON, and that the arrays match the rebuilt model's weight
-names, shapes and dtypes exactly; anything else is a ``ValueError`` that says what is
-wrong. NumPy only.
+replaces, or for a new file ``0o666`` minus the umask (as ``open`` would create it).
+``load_model`` checks the format version, the class (registered with ``@register_model``;
+importing npctr registers its own models), the JSON, and that the arrays match the rebuilt
+model's weight names, shapes and dtypes exactly; anything else is a ``ValueError`` that says
+what is wrong. NumPy only.
 """
 import json
 import os
@@ -26,6 +27,8 @@ import zipfile
 import numpy as np
 
 from . import initializers
+from ._version import __version__
+from .registry import MODEL_REGISTRY
 
 FORMAT_VERSION = 1
 _META = ("__format__", "__npctr_version__", "__config__")
@@ -33,27 +36,21 @@ _META = ("__format__", "__npctr_version__", "__config__")
 TEMP_SUFFIX = ".npz.tmp"
 
 
-def _npctr_version():
-    from . import __version__
-    return __version__
-
-
 def save_model(model, path):
     """Write ``model`` (config, every weight and moving statistic) to ``path`` atomically.
 
     The file is written exactly at ``path`` (no ``.npz`` suffix is appended).
     """
-    from .models.base import MODEL_REGISTRY
     cls_name = type(model).__name__
     if MODEL_REGISTRY.get(cls_name) is not type(model):
         raise ValueError(f"{cls_name} is not registered: decorate the class with "
-                         "npctr.models.base.register_model so load_model can rebuild it")
+                         "npctr.models.register_model so load_model can rebuild it")
     try:
         config_json = json.dumps({"class": cls_name, "config": model.get_config()}, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{cls_name}.get_config() is not JSON-serializable: {exc}") from exc
     arrays = {"__format__": np.array(FORMAT_VERSION, dtype=np.int64),
-              "__npctr_version__": np.array(_npctr_version()),
+              "__npctr_version__": np.array(__version__),
               "__config__": np.array(config_json)}
     arrays.update(_weight_arrays(model))
 
@@ -218,7 +215,7 @@ def _parse_meta(arrays, path):
     version = _scalar(arrays, "__format__", "iu", path)
     if version != FORMAT_VERSION:
         raise ValueError(f"{path!r} has model file format version {version}, this npctr "
-                         f"({_npctr_version()}) reads version {FORMAT_VERSION}; the file was "
+                         f"({__version__}) reads version {FORMAT_VERSION}; the file was "
                          f"written by npctr {arrays['__npctr_version__']}")
     config_json = _scalar(arrays, "__config__", "U", path)
     try:
@@ -246,8 +243,6 @@ def load_model(path):
     rebuilt model's weight names, shapes or dtypes. ``FileNotFoundError`` if there is
     no file.
     """
-    from .models.base import MODEL_REGISTRY
-    from . import models as _models  # noqa: F401  (registers npctr's own models)
     path = os.fspath(path)
     arrays = _read_archive(path)
     cls_name, config = _parse_meta(arrays, path)

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from npctr.batch_predict import main, score_file, NpzReader, CsvReader, ParquetReader, Progress
+from npctr.serving.batch_predict import main, score_file, NpzReader, CsvReader, ParquetReader, Progress
 from npctr.feature_column import SparseFeat, VarLenSparseFeat, DenseFeat
 from npctr.models import DIN, DNNModel
-from npctr.tabular import FeatureDecoder, TableError
+from npctr.serving.tabular import FeatureDecoder, TableError
 
 ROOT = Path(__file__).resolve().parent.parent
 T = 4
@@ -319,7 +319,7 @@ def test_decoder_errors_directly():
 def test_scoring_npz_imports_no_optional_package(saved, tmp_path):
     """npz in, csv out: NumPy only (pyarrow, pandas, dask, onnx are imported only by what needs them)."""
     write_npz(tmp_path / "in.npz", _data())
-    code = ("import sys, npctr.dask, npctr.interop; from npctr.batch_predict import main; "
+    code = ("import sys, npctr.dask, npctr.interop; from npctr.serving.batch_predict import main; "
             f"assert main([{str(saved[1])!r}, '-i', {str(tmp_path / 'in.npz')!r}, '-o', "
             f"{str(tmp_path / 's.csv')!r}, '-q']) == 0; "
             "loaded = sorted({m.split('.')[0] for m in sys.modules} & {'pyarrow', 'pandas', 'dask', 'onnx', "
@@ -353,7 +353,7 @@ def test_property_decoding_any_layout_and_chunking(n, rows, split, as_text, seed
     if split:
         table = _split(x)
     else:
-        from npctr.tabular import ragged_from_cells
+        from npctr.serving.tabular import ragged_from_cells
         # (the trailing None keeps NumPy from stacking the rows into a 2-D array: an object column of arrays)
         table = {k: (ragged_from_cells(np.array(list(v) + [None], dtype=object)[:-1], 0, k)
                      if np.ndim(v) == 2 and np.shape(v)[1] > 1 else np.asarray(v).reshape(len(v)))

@@ -3,7 +3,7 @@ broadcast product of the formulas in docs/local_activation_unit.md."""
 import numpy as np
 from hypothesis import given, strategies as st
 
-from npctr.layers.normalization import (_times_counts, batch_moments, batch_norm_backward,
+from npctr.ops.batch_norm import (times_counts_ as _times_counts, batch_moments, batch_norm_backward,
                                         batch_norm_forward)
 
 

@@ -11,7 +11,7 @@ pytest.importorskip("pyarrow")
 import npctr.dask as npctr_dask  # noqa: E402
 from npctr.feature_column import SparseFeat, VarLenSparseFeat, DenseFeat  # noqa: E402
 from npctr.models import DIN, DNNModel  # noqa: E402
-from npctr.tabular import TableError  # noqa: E402
+from npctr.serving.tabular import TableError  # noqa: E402
 
 T = 5
 N = 240
@@ -63,7 +63,7 @@ def test_local_cluster_two_processes_equals_local_predict(saved, tmp_path):
     with distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None,
                                   silence_logs=50) as cluster, distributed.Client(cluster) as client:
         result = scores.compute()
-        loaded = client.run(lambda: [key[0] for key in __import__("npctr.dask").dask._MODELS])
+        loaded = client.run(lambda: [key[0] for key in __import__("npctr.serving.dask").serving.dask._MODELS])
     assert len(loaded) == 2 and all(paths == [path] for paths in loaded.values())   # each worker loaded it once
     np.testing.assert_array_equal(result.index, _frame(x).index)
     np.testing.assert_array_equal(result.to_numpy(), model.predict(x, batch_size=30).reshape(-1))

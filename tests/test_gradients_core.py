@@ -10,6 +10,7 @@ columns have variances well away from 0.
 import numpy as np
 import pytest
 
+from npctr.ops.dense import dense_backward
 from npctr import (DNN, Activation, BatchNormalization, Dense, Dice, Dropout, LocalActivationUnit,
                    PReLU, PredictionLayer, assert_gradients_ok, check_gradients)
 
@@ -214,7 +215,7 @@ def test_dnn_dropout_training(activation, use_bn, shape):
     # dropout really drops something in this forward
     snap = layer.snapshot()
     layer.forward(x, training=True, backprop=True)
-    assert any(np.any(sub._cache == 0) for _, sub in layer.sublayers() if isinstance(sub, Dropout))
+    assert any(np.any(sub._cache.scaled_mask == 0) for _, sub in layer.sublayers() if isinstance(sub, Dropout))
     layer.restore(snap)
     check(layer, x, training=True)
 
@@ -310,9 +311,8 @@ class LAUMissingProductPath(LocalActivationUnit):
         cache, d_score = self._take_cache(grad_output)
         query, h = cache.query, cache.dnn_output
         dnn = self._layers["dnn"]
-        d_h, self._grads["kernel"], self._grads["bias"] = \
-            __import__("npctr").layers.dense.dense_backward(d_score, h, self._params["kernel"])
-        d_u = dnn._backward_to(d_h, stop_at_z0=False)
+        d_h, self._grads["kernel"], self._grads["bias"] = dense_backward(d_score, h, self._params["kernel"])
+        d_u = dnn.backward(d_h)
         d_q, d_k, d_diff, d_prod = np.split(d_u, 4, axis=-1)
         d_query = np.sum(d_q + d_diff, axis=1, keepdims=True)          # missing: d_prod * keys
         d_keys = d_k - d_diff + d_prod * query

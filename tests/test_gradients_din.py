@@ -487,7 +487,7 @@ def test_din_dice_training_bn_dropout(use_bn, dropout, task, split):
     if dropout:   # the dropout masks really drop something
         snap = model.snapshot()
         model.forward(x, training=True)
-        assert any(np.any(sub._cache == 0) for p, sub in model.sublayers() if p.startswith("dnn/dropout"))
+        assert any(np.any(sub._cache.scaled_mask == 0) for p, sub in model.sublayers() if p.startswith("dnn/dropout"))
         model.restore(snap)
     check_model(model, x, training=True, zero=model_zero(model, True))
 

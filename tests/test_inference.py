@@ -8,7 +8,7 @@ from hypothesis import given, strategies as st
 
 from npctr import Layer
 from npctr.feature_column import DenseFeat, SparseFeat, VarLenSparseFeat
-from npctr.inference import Predictor
+from npctr.serving import Predictor
 from npctr.layers.activation import Activation
 from npctr.models import DIN, DNNModel
 

@@ -8,7 +8,7 @@ from hypothesis import given, strategies as st
 
 from npctr.feature_column import VarLenSparseFeat
 from npctr.models import DIN, DNNModel
-from npctr._small_batch import SMALL_ROWS, SmallPlan
+from npctr.serving.small_batch import SMALL_ROWS, SmallPlan
 from test_inference import OPTIONS, assert_matches, columns, din, features, randomize
 
 SIZES = [1, 2, 3, 7, SMALL_ROWS - 1, SMALL_ROWS, SMALL_ROWS + 1]
@@ -169,7 +169,7 @@ def test_property_small_batches_match_forward(seed, n, maxlen, empty, dtype, att
 def test_one_row_without_the_query_map(dtype, options, monkeypatch):
     """One-row requests build the first-layer kernel from the query either with the prepared
     ``query_map`` GEMV or, for attention too wide for it, element-wise: the same values."""
-    import npctr._small_batch as small
+    import npctr.serving.small_batch as small
     model, cols = din(dtype, **options)
     x = features(cols, 1, np.random.default_rng(33), empty_rows=0.0)
     assert model.inference()._weights().small.query_map is not None

@@ -4,7 +4,7 @@ import pytest
 
 from npctr.datasets import make_din_data
 from npctr.models import DIN, DNNModel
-from npctr.models.base import DEFAULT_BATCH_SIZE
+from npctr.training.arguments import DEFAULT_BATCH_SIZE
 from npctr.training import SGD, Adam, EarlyStopping, ModelCheckpoint
 
 from toy_models import ToyDNNModel, toy_data, assert_param_gradients

@@ -323,7 +323,7 @@ def test_dnn_dropout_with_npctrs_masks():
     layer = DNN(units, activation="dice", use_bn=True, dropout_rate=0.4)
 
     def forward(t, P, S, ns):
-        masks = [torch.tensor(np.asarray(layer._layers[f"dropout{i}"]._cache)) for i in range(len(units))]
+        masks = [torch.tensor(np.asarray(layer._layers[f"dropout{i}"]._cache.scaled_mask)) for i in range(len(units))]
         assert all(m.shape == (10, u) and (m == 0).any() for m, u in zip(masks, units))
         return t_dnn(t, P, S, "", units, "dice", True, True, ns, dropout_masks=masks)
 

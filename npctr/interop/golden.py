@@ -37,7 +37,7 @@ import sys
 
 import numpy as np
 
-from .. import __version__
+from .._version import __version__
 from ..layers import base as layers_base
 from ..sparse import RowGrad
 
@@ -47,8 +47,8 @@ FORMAT_VERSION = 1
 
 # -- building the target -----------------------------------------------------------------------
 def _classes():
-    from .. import layers, models  # noqa: F401  (registers npctr's models)
-    from ..models.base import MODEL_REGISTRY
+    from .. import layers
+    from ..registry import MODEL_REGISTRY
     table = {name: getattr(layers, name) for name in layers.__all__
              if isinstance(getattr(layers, name), type) and issubclass(getattr(layers, name), layers_base.Layer)}
     table.update(MODEL_REGISTRY)

@@ -19,12 +19,15 @@ See ``docs/onnx.md``. Needs the optional ``onnx`` package (``pip install npctr[o
 """
 import numpy as np
 
+from .._version import __version__
 from ..feature_column import DenseFeat, VarLenSparseFeat
 from ..layers.activation import Activation, Dice, PReLU
 from ..layers.core import DNN, PredictionLayer
 from ..layers.dropout import Dropout
 from ..layers.normalization import BatchNormalization
-from ..layers.sequence import _SOFTMAX_PAD
+from ..ops.attention import SOFTMAX_PAD, split_first_kernel
+from ..ops.batch_norm import inverse_std
+from ..ops.sequence import MAX_POOL_PAD, MEAN_POOL_EPSILON
 
 OPSET = 17
 IR_VERSION = 8          # what opset 17 needs; readable by ONNX Runtime >= 1.11
@@ -90,21 +93,21 @@ def _batch_norm(g, bn, x, ndim, path):
     """``(x - mean) * inv_std [* gamma] [+ beta]`` with the moving statistics (inference)."""
     if not _is(bn, BatchNormalization):
         raise _unsupported(path, bn, "only npctr's BatchNormalization is supported")
-    mean = bn._broadcast(bn._state["moving_mean"], ndim)
-    inv_std = 1.0 / np.sqrt(bn._broadcast(bn._state["moving_variance"], ndim) + bn.epsilon)
+    mean = bn._broadcast(bn.state["moving_mean"], ndim)
+    inv_std = inverse_std(bn._broadcast(bn.state["moving_variance"], ndim), bn.epsilon)
     y = g.op("Mul", g.op("Sub", x, g.const(f"{path}/moving_mean", mean)),
              g.const(f"{path}/inv_std", inv_std), hint=f"{path}/x_hat")
-    if "gamma" in bn._params:
-        y = g.op("Mul", y, g.const(f"{path}/gamma", bn._broadcast(bn._params["gamma"], ndim)))
-    if "beta" in bn._params:
-        y = g.op("Add", y, g.const(f"{path}/beta", bn._broadcast(bn._params["beta"], ndim)))
+    if "gamma" in bn.params:
+        y = g.op("Mul", y, g.const(f"{path}/gamma", bn._broadcast(bn.params["gamma"], ndim)))
+    if "beta" in bn.params:
+        y = g.op("Add", y, g.const(f"{path}/beta", bn._broadcast(bn.params["beta"], ndim)))
     return y
 
 
 def _activation(g, layer, x, ndim, path):
     if _is(layer, Dice):
-        bn = layer._layers["bn"]
-        alpha = bn._broadcast(layer._params["dice_alpha"], ndim)
+        bn = layer.get_layer("bn")
+        alpha = bn._broadcast(layer.params["dice_alpha"], ndim)
         p = g.op("Sigmoid", _batch_norm(g, bn, x, ndim, f"{path}/bn"), hint=f"{path}/p")
         # y = (p (1 - alpha) + alpha) x, as npctr factors it
         gate = g.op("Add", g.op("Mul", p, g.const(f"{path}/one_minus_alpha", 1.0 - alpha)),
@@ -117,7 +120,7 @@ def _activation(g, layer, x, ndim, path):
         if ndim - 1 != len(layer._input_tail):
             raise _unsupported(path, layer, f"built for inputs of rank {len(layer._input_tail) + 1}, not {ndim}")
         zero = g.const("zero", 0.0)
-        negative = g.op("Mul", g.const(f"{path}/alpha", layer._params["alpha"]), g.op("Min", x, zero))
+        negative = g.op("Mul", g.const(f"{path}/alpha", layer.params["alpha"]), g.op("Min", x, zero))
         return g.op("Add", g.op("Max", x, zero), negative, hint=path)
     if _is(layer, Activation):
         if layer.activation == "linear":
@@ -138,43 +141,43 @@ def _dnn(g, dnn, x, ndim, path, z0=None):
         if i == 0 and z0 is not None:
             z = z0
         else:
-            z = g.op("Add", g.op("MatMul", a, g.const(f"{path}/kernel{i}", dnn._params[f"kernel{i}"])),
-                     g.const(f"{path}/bias{i}", dnn._params[f"bias{i}"]), hint=f"{path}/z{i}")
+            z = g.op("Add", g.op("MatMul", a, g.const(f"{path}/kernel{i}", dnn.params[f"kernel{i}"])),
+                     g.const(f"{path}/bias{i}", dnn.params[f"bias{i}"]), hint=f"{path}/z{i}")
         if dnn.use_bn:
-            z = _batch_norm(g, dnn._layers[f"bn{i}"], z, ndim, f"{path}/bn{i}")
-        a = _activation(g, dnn._layers[f"activation{i}"], z, ndim, f"{path}/activation{i}")
-        if not _is(dnn._layers[f"dropout{i}"], Dropout):
-            raise _unsupported(f"{path}/dropout{i}", dnn._layers[f"dropout{i}"], "only npctr's Dropout")
+            z = _batch_norm(g, dnn.get_layer(f"bn{i}"), z, ndim, f"{path}/bn{i}")
+        a = _activation(g, dnn.get_layer(f"activation{i}"), z, ndim, f"{path}/activation{i}")
+        if not _is(dnn.get_layer(f"dropout{i}"), Dropout):
+            raise _unsupported(f"{path}/dropout{i}", dnn.get_layer(f"dropout{i}"), "only npctr's Dropout")
     return a
 
 
 def _local_activation_unit(g, lau, query, keys, path):
     """Scores ``(B, T, 1)`` for ``query (B, 1, E)`` and ``keys (B, T, E)``."""
-    dnn = lau._layers["dnn"]
+    dnn = lau.get_layer("dnn")
     if lau.split and lau.hidden_units:
-        # [q, k, q-k, q*k] W + b = k (W_b - W_c) + (q*k) W_d + (q (W_a + W_c) + b)
-        w_a, w_b, w_c, w_d = np.split(dnn._params["kernel0"], 4, axis=0)
-        z = g.op("MatMul", keys, g.const(f"{path}/dnn/kernel0_k", w_b - w_c))
+        # [q, k, q-k, q*k] W + b = k W_k + (q*k) W_p + (q W_q + b)   (npctr.ops.attention)
+        w_query, w_key, w_product = split_first_kernel(dnn.params["kernel0"])
+        z = g.op("MatMul", keys, g.const(f"{path}/dnn/kernel0_k", w_key))
         z = g.op("Add", z, g.op("MatMul", g.op("Mul", query, keys, hint=f"{path}/query_keys"),
-                                g.const(f"{path}/dnn/kernel0_qk", w_d)))
-        per_row = g.op("Add", g.op("MatMul", query, g.const(f"{path}/dnn/kernel0_q", w_a + w_c)),
-                       g.const(f"{path}/dnn/bias0", dnn._params["bias0"]))
+                                g.const(f"{path}/dnn/kernel0_qk", w_product)))
+        per_row = g.op("Add", g.op("MatMul", query, g.const(f"{path}/dnn/kernel0_q", w_query)),
+                       g.const(f"{path}/dnn/bias0", dnn.params["bias0"]))
         h = _dnn(g, dnn, None, 3, f"{path}/dnn", z0=g.op("Add", z, per_row, hint=f"{path}/dnn/z0"))
     else:
         q = g.op("Expand", query, g.op("Shape", keys))
         u = g.op("Concat", q, keys, g.op("Sub", q, keys), g.op("Mul", q, keys), axis=-1,
                  hint=f"{path}/attention_input")
         h = _dnn(g, dnn, u, 3, f"{path}/dnn")
-    return g.op("Add", g.op("MatMul", h, g.const(f"{path}/kernel", lau._params["kernel"])),
-                g.const(f"{path}/bias", lau._params["bias"]), hint=f"{path}/score")
+    return g.op("Add", g.op("MatMul", h, g.const(f"{path}/kernel", lau.params["kernel"])),
+                g.const(f"{path}/bias", lau.params["bias"]), hint=f"{path}/score")
 
 
 def _attention(g, att, query, keys, valid, path):
     """DIN's attention pooling ``(B, 1, E)``; ``valid`` is the ``(B, 1, T)`` bool mask."""
-    score = g.op("Transpose", _local_activation_unit(g, att._layers["local_att"], query, keys,
+    score = g.op("Transpose", _local_activation_unit(g, att.get_layer("local_att"), query, keys,
                                                      f"{path}/local_att"), perm=[0, 2, 1])
     if att.weight_normalization:
-        w = g.op("Softmax", g.op("Where", valid, score, g.const("softmax_pad", _SOFTMAX_PAD)), axis=-1)
+        w = g.op("Softmax", g.op("Where", valid, score, g.const("softmax_pad", SOFTMAX_PAD)), axis=-1)
     else:
         w = g.op("Where", valid, score, g.const("zero", 0.0))
     return g.op("MatMul", w, keys, hint=f"{path}/output")
@@ -185,14 +188,14 @@ def _pooling(g, layer, seq, valid, lengths, path):
     m = g.op("Cast", g.op("Unsqueeze", valid, g.axes(-1)), to=g.onnx.helper.np_dtype_to_tensor_dtype(g.dtype),
              hint=f"{path}/mask")                                                     # (B, T, 1)
     if layer.mode == "max":
-        shifted = g.op("Sub", seq, g.op("Mul", g.op("Sub", g.const("one", 1.0), m), g.const("big", 1e9)))
+        shifted = g.op("Sub", seq, g.op("Mul", g.op("Sub", g.const("one", 1.0), m), g.const("max_pool_pad", MAX_POOL_PAD)))
         return g.op("ReduceMax", shifted, axes=[1], keepdims=1, hint=path)
     y = g.op("ReduceSum", g.op("Mul", seq, m), g.axes(1), keepdims=1, hint=f"{path}/sum")
     if layer.mode == "sum":
         return y
     length = lengths if lengths is not None else g.op("ReduceSum", m, g.axes(1), keepdims=1)
     length = g.op("Reshape", length, g.const("shape_b11", [-1, 1, 1], dtype=np.int64))
-    scale = g.op("Div", g.const("one", 1.0), g.op("Add", length, g.const("eps_mean", 1e-8)))
+    scale = g.op("Div", g.const("one", 1.0), g.op("Add", length, g.const("mean_pool_epsilon", MEAN_POOL_EPSILON)))
     return g.op("Mul", y, scale, hint=path)
 
 
@@ -200,7 +203,7 @@ def _prediction(g, layer, logit, path):
     if not _is(layer, PredictionLayer) or layer.task not in ("binary", "regression"):
         raise _unsupported(path, layer, "only a binary or regression PredictionLayer is supported")
     if layer.use_bias:
-        logit = g.op("Add", logit, g.const(f"{path}/global_bias", layer._params["global_bias"]))
+        logit = g.op("Add", logit, g.const(f"{path}/global_bias", layer.params["global_bias"]))
     return g.op("Sigmoid", logit, hint=path) if layer.task == "binary" else logit
 
 
@@ -215,8 +218,8 @@ def _feature_model(g, model):
     helper, tp = g.onnx.helper, g.onnx.TensorProto
     float_type = helper.np_dtype_to_tensor_dtype(g.dtype)
     inputs = []
-    g.reserve(model._inputs)
-    for name, fc in model._inputs.items():
+    g.reserve(model.input_features)
+    for name, fc in model.input_features.items():
         if isinstance(fc, DenseFeat):
             inputs.append(helper.make_tensor_value_info(name, float_type, ["batch", fc.dimension]))
         elif isinstance(fc, VarLenSparseFeat) and name == fc.name:
@@ -224,9 +227,9 @@ def _feature_model(g, model):
         else:
             inputs.append(helper.make_tensor_value_info(name, tp.INT64, ["batch", 1]))
     emb = {}
-    for emb_name, names in model._uses.items():
+    for emb_name, names in model.table_features.items():
         table = g.const(f"sparse_emb_{emb_name}/embeddings",
-                        model._layers[f"sparse_emb_{emb_name}"]._params["embeddings"])
+                        model.get_layer(f"sparse_emb_{emb_name}").params["embeddings"])
         for n in names:
             emb[n] = g.op("Gather", table, n, axis=0, hint=f"{n}_emb")
     pieces = [emb[fc.name] for fc in model.sparse_columns]                       # (B, 1, E_i)
@@ -237,20 +240,20 @@ def _feature_model(g, model):
         else:
             valid = _length_mask(g, fc.maxlen, fc.length_name)
             lengths = g.op("Cast", fc.length_name, to=float_type)
-        pieces.append(_pooling(g, model._layers[path], emb[fc.name], valid, lengths, path))
+        pieces.append(_pooling(g, model.get_layer(path), emb[fc.name], valid, lengths, path))
     if model.history_columns:
         query = g.op("Concat", *[emb[fc.name] for fc in model.query_columns], axis=-1, hint="query")
         keys = g.op("Concat", *[emb[fc.name] for fc in model.history_columns], axis=-1, hint="keys")
         if getattr(getattr(model, "conventions", None), "history_mask", "ids") == "length":
             # DeepCTR-Torch's profile: position t is valid when t < keys_length
-            valid = _length_mask(g, model.history_columns[0].maxlen, model._history_length_name)
+            valid = _length_mask(g, model.history_columns[0].maxlen, model.history_length_name)
         else:
             valid = None
             for fc in model.history_columns:      # a position is valid when none of its ids is padding
                 v = g.op("Not", g.op("Equal", fc.name, g.const("id_pad", 0, np.int64)))
                 valid = v if valid is None else g.op("And", valid, v)
         valid = g.op("Unsqueeze", valid, g.axes(1), hint="history_mask")                 # (B, 1, T)
-        pieces.append(_attention(g, model._layers["attention_sequence_pooling_layer"], query, keys, valid,
+        pieces.append(_attention(g, model.get_layer("attention_sequence_pooling_layer"), query, keys, valid,
                                  "attention_sequence_pooling_layer"))
     flat = []
     if pieces:
@@ -259,10 +262,10 @@ def _feature_model(g, model):
                      hint="embeddings_flat")]
     parts = flat + [fc.name for fc in model.dense_columns]
     deep = g.op("Concat", *parts, axis=-1, hint="dnn_input") if len(parts) > 1 else parts[0]
-    h = _dnn(g, model._layers["dnn"], deep, 2, "dnn")
-    dense = model._layers["dense"]
-    logit = g.op("MatMul", h, g.const("dense/kernel", dense._params["kernel"]), hint="dense")
-    output = _prediction(g, model._layers["prediction_layer"], logit, "prediction_layer")
+    h = _dnn(g, model.get_layer("dnn"), deep, 2, "dnn")
+    dense = model.get_layer("dense")
+    logit = g.op("MatMul", h, g.const("dense/kernel", dense.params["kernel"]), hint="dense")
+    output = _prediction(g, model.get_layer("prediction_layer"), logit, "prediction_layer")
     return inputs, output, "prediction_layer", ["batch", 1]
 
 
@@ -272,11 +275,11 @@ def _dnn_layer(g, dnn):
     helper = g.onnx.helper
     g.reserve(["inputs", "outputs"])
     x = helper.make_tensor_value_info("inputs", helper.np_dtype_to_tensor_dtype(g.dtype),
-                                      ["batch", dnn._input_dim])
+                                      ["batch", dnn.input_dim])
     out = _dnn(g, dnn, "inputs", 2, "dnn")
     if out == "inputs":      # hidden_units=(): the identity
         out = g.op("Identity", out)
-    width = dnn.hidden_units[-1] if dnn.hidden_units else dnn._input_dim
+    width = dnn.hidden_units[-1] if dnn.hidden_units else dnn.input_dim
     return [x], out, "outputs", ["batch", width]
 
 
@@ -291,7 +294,7 @@ def onnx_inputs(model, x):
     arrays, n = model._check_x(x)
     feed = {}
     for name, a in arrays.items():
-        fc = model._inputs[name]
+        fc = model.input_features[name]
         dtype = model.dtype if isinstance(fc, DenseFeat) else np.int64
         feed[name] = np.ascontiguousarray(a.reshape(n, -1), dtype=dtype)
     return feed
@@ -332,7 +335,6 @@ def export_onnx(model, path):
                                    initializer=g.initializers)
     proto = onnx.helper.make_model(graph, producer_name="npctr", opset_imports=[onnx.helper.make_opsetid("", OPSET)],
                                    ir_version=IR_VERSION)
-    from .. import __version__
     proto.producer_version = __version__
     onnx.checker.check_model(proto, full_check=True)
     onnx.save(proto, path)
@@ -346,7 +348,7 @@ def random_inputs(model, n, seed=0):
     dense features standard normal."""
     rng = np.random.default_rng(seed)
     x = {}
-    for name, fc in model._inputs.items():
+    for name, fc in model.input_features.items():
         if isinstance(fc, DenseFeat):
             x[name] = rng.normal(size=(n, fc.dimension))
         elif isinstance(fc, VarLenSparseFeat) and name == fc.name:
@@ -366,7 +368,7 @@ def check_export(model, path, n=256, seed=0):
     import onnxruntime as ort
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     if type(model) is DNN:
-        x = np.random.default_rng(seed).normal(size=(n, model._input_dim)).astype(model.dtype)
+        x = np.random.default_rng(seed).normal(size=(n, model.input_dim)).astype(model.dtype)
         expected = model.forward(x)
     else:
         x = random_inputs(model, n, seed)

@@ -1,18 +1,6 @@
-r"""Activations: the plain functions, PReLU, DIN's Dice, and DeepCTR's ``activation_layer``.
-
-Every plain activation's derivative is written in terms of its output
-:math:`y` (all of them are invertible or piecewise linear), so a forward keeps
-only ``y`` for its backward:
-
-=========  ==========================  ======================================
-name       forward                     backward ``dx``
-=========  ==========================  ======================================
-linear     :math:`y = x`               :math:`dy`
-relu       :math:`y = \max(x, 0)`      :math:`dy\,[y > 0]`
-sigmoid    :math:`y = 1/(1+e^{-x})`    :math:`dy\,y(1-y)`
-tanh       :math:`y = \tanh x`         :math:`dy\,(1-y^2)`
-softmax    :math:`y_j = e^{x_j}/\sum_k e^{x_k}`  :math:`y \odot (dy - \langle dy, y\rangle)`
-=========  ==========================  ======================================
+r"""Activation layers: a plain activation by name, PReLU, DIN's Dice, and DeepCTR's
+``activation_layer``. The equations (the activation table with each derivative written
+from the output, PReLU, Dice's normalize-and-gate form) are in :mod:`npctr.ops.activations`.
 """
 import numbers
 from typing import NamedTuple
@@ -22,41 +10,8 @@ import numpy as np
 from .base import Layer
 from .normalization import BatchNormalization
 from .._validation import check_positive
-
-
-def sigmoid(x):
-    """Logistic function ``1 / (1 + exp(-x))``, as TensorFlow computes it in float64.
-
-    Accurate in both tails: for very negative ``x``, ``exp(-x)`` overflows to
-    inf and the result is exactly 0 (the overflow is expected, not reported).
-    """
-    with np.errstate(over="ignore"):
-        e = np.exp(-x)
-    e += 1.0
-    return np.reciprocal(e, out=e)
-
-
-def relu(x):
-    return np.maximum(x, 0)
-
-
-def softmax(x, axis=-1):
-    e = np.exp(x - x.max(axis=axis, keepdims=True))
-    return e / e.sum(axis=axis, keepdims=True)
-
-
-def _softmax_backward(dy, y):
-    return y * (dy - np.sum(dy * y, axis=-1, keepdims=True))
-
-
-# name -> (forward(x), backward(dy, y))
-ACTIVATIONS = {
-    "linear": (lambda x: x, lambda dy, y: dy),
-    "relu": (relu, lambda dy, y: dy * (y > 0)),
-    "sigmoid": (sigmoid, lambda dy, y: dy * y * (1 - y)),
-    "tanh": (np.tanh, lambda dy, y: dy * (1 - y * y)),
-    "softmax": (softmax, _softmax_backward),
-}
+from ..ops.activations import (ACTIVATIONS, sigmoid, relu, softmax, prelu, prelu_backward,  # noqa: F401
+                               dice_gate, dice_backward)
 
 
 class Activation(Layer):
@@ -87,13 +42,18 @@ class Activation(Layer):
         return {**super().get_config(), "activation": self.activation}
 
 
+class PReLUCache(NamedTuple):
+    x: np.ndarray          # the input
+    negative: np.ndarray   # min(x, 0)
+
+
 class PReLU(Layer):
     r"""tf.keras ``PReLU``: :math:`y = \max(x, 0) + \alpha \min(x, 0)`, ``alpha`` starts at 0.
 
     As in Keras, ``alpha`` has the shape of the input without its batch axis,
     with 1 on each of ``shared_axes`` (1-based, as Keras counts them). On a 2D
     input that is one alpha per feature. Backward:
-    :math:`dx = dy\,(1 \text{ if } x > 0 \text{ else } \alpha)`,
+    :math:`dx = dy\,([x > 0] + \alpha\,[x < 0])` (slope 0 at exactly 0, as TensorFlow),
     :math:`d\alpha = \sum_{\text{batch, shared}} dy \min(x, 0)`.
     """
 
@@ -128,19 +88,16 @@ class PReLU(Layer):
         if x.shape[1:] != self._input_tail:
             raise ValueError(f"inputs must have shape (batch_size, {', '.join(map(str, self._input_tail))}) "
                              f"as when the layer was built, got {x.shape}")
-        negative = np.minimum(x, 0)
-        y = np.maximum(x, 0) + self._params["alpha"] * negative
-        self._cache = (x, negative) if self._keeps_cache(training, backprop) else None
+        y, negative = prelu(x, self._params["alpha"])
+        self._cache = PReLUCache(x, negative) if self._keeps_cache(training, backprop) else None
         self._output_shape = y.shape
         return y
 
     def backward(self, grad_output):
-        (x, negative), dy = self._take_cache(grad_output)
-        alpha = self._params["alpha"]
+        cache, dy = self._take_cache(grad_output)
         sum_axes = (0,) + tuple(self.shared_axes or ())
-        self._grads["alpha"] = np.sum(dy * negative, axis=sum_axes, keepdims=True).reshape(alpha.shape)
-        # slope 0 at exactly x == 0, as TensorFlow's relu(x) - alpha * relu(-x)
-        return dy * ((x > 0) + alpha * (x < 0))
+        dx, self._grads["alpha"] = prelu_backward(dy, cache.x, cache.negative, self._params["alpha"], sum_axes)
+        return dx
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)
@@ -224,27 +181,23 @@ class Dice(Layer):
                              f"got shape {x.shape}")
         bn = self._layers["bn"]
         p = sigmoid(bn.forward_counted(x, training=training, backprop=backprop, counts=counts))
-        alpha = bn._broadcast(alpha, x.ndim)
-        # alpha (1 - p) x + p x, factored to save passes over (B, T, H)
-        gate = p * (1.0 - alpha)
-        gate += alpha
+        # alpha (1 - p) x + p x = gate x: fewer passes over (B, T, H)
+        gate = dice_gate(p, bn._broadcast(alpha, x.ndim))
         y = gate * x
         self._cache = DiceCache(x, p, gate) if self._keeps_cache(training, backprop) else None
         self._output_shape = y.shape
         return y
 
     def backward(self, grad_output):
-        (x, p, gate), dy = self._take_cache(grad_output)
+        cache, dy = self._take_cache(grad_output)
+        x = cache.x
         bn = self._layers["bn"]
         alpha = bn._broadcast(self._params["dice_alpha"], x.ndim)
         reduce_axes = tuple(a for a in range(x.ndim) if a != bn._feature_axis)
-        u = dy * x
-        u *= 1.0 - p                                   # dy x (1 - p)
-        self._grads["dice_alpha"] = np.sum(u, axis=reduce_axes)
-        u *= p
-        u *= 1.0 - alpha                               # dL/d bn(x) = dy x (1 - alpha) p (1 - p)
-        dx = bn.backward(u)
-        dx += dy * gate
+        self._grads["dice_alpha"], d_normalized, d_x_gate = dice_backward(dy, x, cache.p, cache.gate, alpha,
+                                                                          reduce_axes)
+        dx = bn.backward(d_normalized)
+        dx += d_x_gate
         return dx
 
     def compute_output_shape(self, input_shape):

@@ -9,18 +9,24 @@ from typing import NamedTuple
 import numpy as np
 
 from .base import Layer, make_rng
-from .activation import activation_layer, activation_name, PReLU, ACTIVATIONS, Activation, Dice
-from .dense import dense_forward, dense_backward, matmul_last
+from .activation import activation_layer, activation_name, PReLU, Activation, Dice
 from .dropout import Dropout
 from .normalization import BatchNormalization
 from .. import initializers
+from ..ops.activations import ACTIVATIONS
+from ..ops.attention import QueryKeyInput, QueryKeyUnits, attention_input, attention_input_backward
+from ..ops.dense import dense_forward, dense_backward
 from .._validation import (float_array, check_rank, check_last_dim, check_list, check_units,
                            check_rate, check_nonnegative, check_seed)
 
 
-#: compute the LocalActivationUnit once per row on shared (all-padding) positions; False
+#: compute the LocalActivationUnit once per row on its shared-key (masked all-padding) positions; False
 #: gives the plain path (for benchmarks and tests comparing the two)
 SHARE_PADDING = True
+
+
+class DNNCache(NamedTuple):
+    layer_inputs: list        # the input of each Dense (an array, or the factored first input)
 
 
 class DNN(Layer):
@@ -91,8 +97,8 @@ class DNN(Layer):
             self.add_layer(f"dropout{i}", Dropout(self.dropout_rate, seed=seed, dtype=self.dtype,
                                                   name=f"dropout{i}"))
         for i in range(n):
-            act = self.output_activation if (i == n - 1 and self.output_activation) \
-                else self.activation
+            last = i == n - 1 and self.output_activation
+            act = self.output_activation if last else self.activation
             self.add_layer(f"activation{i}", activation_layer(act, name=f"activation{i}", dtype=self.dtype))
         self._input_dim = input_shape[-1]
         # build the children now, so every weight exists after build (get_weights/set_weights
@@ -107,28 +113,33 @@ class DNN(Layer):
                 child._build_for(self.dtype, shape)
         super().build(input_shape)
 
+    @property
+    def input_dim(self):
+        """The size of the input's last axis (set by ``build``)."""
+        return self._input_dim
+
     def forward(self, inputs, training=False, backprop=None):
         x = self._input(inputs, min_rank=2)
         check_last_dim(x, "inputs", self._input_dim)
-        return self._forward_from(x, None, training, backprop)
+        return self.forward_factored(x, training, backprop)
 
-    def _forward_from(self, x, z0, training, backprop, counts=None):
-        """Run the stack; ``z0`` (optional) is the first layer's pre-activation, already computed.
+    def forward_factored(self, x, training=False, backprop=None, counts=None):
+        """The stack on ``x``: an array ``(..., input_dim)`` (unchecked), or a *factored* input
+        that computes its own product with ``kernel0`` (``x.dense(kernel, bias)`` and
+        ``x.dense_backward(dz, kernel)``, e.g. :class:`npctr.ops.attention.QueryKeyInput`:
+        DIN's ``[q, k, q - k, q * k]`` never formed). ``backward`` then returns what the
+        factored input's ``dense_backward`` gives for it.
 
-        ``LocalActivationUnit`` passes ``z0`` when it computes the first layer
-        more cheaply than ``x @ kernel0``; ``x`` is then None. ``counts`` (rows
-        standing for several identical rows, see ``shares_rows``) reach the batch
-        statistics of BatchNormalization and Dice.
+        ``counts`` (rows standing for several identical rows, see ``shares_rows``) reach the
+        batch statistics of BatchNormalization and Dice.
         """
         keep = self._keeps_cache(training, backprop)
         layer_inputs = []
         a = x
         for i in range(len(self.hidden_units)):
             layer_inputs.append(a)
-            if i == 0 and z0 is not None:
-                z = z0
-            else:
-                z = dense_forward(a, self._params[f"kernel{i}"], self._params[f"bias{i}"])
+            kernel, bias = self._params[f"kernel{i}"], self._params[f"bias{i}"]
+            z = dense_forward(a, kernel, bias) if isinstance(a, np.ndarray) else a.dense(kernel, bias)
             if self.use_bn:                     # counts (rows standing for several) reach the
                 z = self._layers[f"bn{i}"].forward_counted(z, training, backprop, counts)
             act = self._layers[f"activation{i}"]  # batch statistics; other layers are row-wise
@@ -137,7 +148,7 @@ class DNN(Layer):
             else:
                 a = act.forward(z, training, backprop)
             a = self._layers[f"dropout{i}"].forward(a, training, backprop)
-        self._cache = layer_inputs if keep else None
+        self._cache = DNNCache(layer_inputs) if keep else None
         self._output_shape = a.shape
         return a
 
@@ -151,21 +162,20 @@ class DNN(Layer):
                    for i in range(len(self.hidden_units)))
 
     def backward(self, grad_output):
-        return self._backward_to(grad_output, stop_at_z0=False)
-
-    def _backward_to(self, grad_output, stop_at_z0):
-        """Backward through every layer; with ``stop_at_z0`` return ``dL/dz0`` instead of ``dL/dx``."""
-        layer_inputs, d = self._take_cache(grad_output)
+        """Backward through every layer; returns ``dL/dx`` (for a factored input, what its
+        ``dense_backward`` returns)."""
+        cache, d = self._take_cache(grad_output)
         for i in reversed(range(len(self.hidden_units))):
             d = self._layers[f"dropout{i}"].backward(d)
             d = self._layers[f"activation{i}"].backward(d)
             if self.use_bn:
                 d = self._layers[f"bn{i}"].backward(d)
-            if i == 0 and stop_at_z0:
-                self._grads["bias0"] = d.reshape(-1, d.shape[-1]).sum(axis=0)
-                return d
-            d, self._grads[f"kernel{i}"], self._grads[f"bias{i}"] = dense_backward(
-                d, layer_inputs[i], self._params[f"kernel{i}"])
+            a, kernel = cache.layer_inputs[i], self._params[f"kernel{i}"]
+            if isinstance(a, np.ndarray):
+                d, self._grads[f"kernel{i}"], self._grads[f"bias{i}"] = dense_backward(d, a, kernel)
+            else:
+                self._grads[f"bias{i}"] = d.reshape(-1, d.shape[-1]).sum(axis=0)
+                d, self._grads[f"kernel{i}"] = a.dense_backward(d, kernel)
         return d
 
     def compute_output_shape(self, input_shape):
@@ -183,22 +193,14 @@ class DNN(Layer):
 class LocalActivationUnitCache(NamedTuple):
     query: np.ndarray        # (B, 1, E)
     keys: np.ndarray         # (B, T, E)
-    attention_input: object  # (B, T, 4E) [q, k, q-k, q*k] without the split first layer, else None
-    query_keys: object       # (B, T, E) q * k with the split first layer, else None
     dnn_output: np.ndarray   # (B, T, H) input of the final projection
 
 
 class SharedPaddingCache(NamedTuple):
-    """The LAU computed once per distinct position (``docs/local_activation_unit.md``)."""
-    query_u: np.ndarray      # (U, E) the query of each unit's row
-    keys_u: np.ndarray       # (U, E)
-    query_keys_u: np.ndarray  # (U, E)
+    """The LAU computed once per distinct position (``docs/local_activation_unit.md``); the
+    units themselves are the DNN's input (:class:`npctr.ops.attention.QueryKeyUnits`)."""
     dnn_output: np.ndarray   # (1, U, H)
-    rows_u: np.ndarray       # (U,) row of each unit, sorted
-    row_starts: np.ndarray   # (B,) first unit of each row
     unit_of: np.ndarray      # (B*T,) unit of every position
-    counts: np.ndarray       # (1, U, 1) positions per unit
-    shape: tuple             # (B, T, E)
 
 
 class LocalActivationUnit(Layer):
@@ -268,9 +270,9 @@ class LocalActivationUnit(Layer):
         self._embedding_size = keys_shape[-1]
         super().build(input_shape)
 
-    def forward(self, inputs, training=False, backprop=None, shared=None):
-        """``shared`` (optional, ``(B, T)`` bool): positions whose keys are equal within each
-        row and whose scores get no gradient (DIN's all-padding positions, masked): in training
+    def forward(self, inputs, training=False, backprop=None, shared_keys=None):
+        """``shared_keys`` (optional, ``(B, T)`` bool): positions whose keys are equal within each
+        row and whose scores get no gradient (DIN's masked all-padding positions): in training
         they are computed once per row (``docs/local_activation_unit.md``), same results."""
         query, keys = self._check_inputs(inputs)
         self._build_for(query.dtype, [query.shape, keys.shape])
@@ -278,130 +280,43 @@ class LocalActivationUnit(Layer):
         keys = keys.astype(self.dtype, copy=False)
         check_last_dim(keys, "keys", self._embedding_size)
         dnn = self._layers["dnn"]
-        u = qk = None
+        keep = self._keeps_cache(training, backprop)
         # training only: there the batch statistics make it pay; an inference forward stays
         # row by row the same whatever else is in the batch (the Predictor is the fast inference)
-        if training and shared is not None and SHARE_PADDING and self.split and self.hidden_units \
-                and dnn.shares_rows(training) and shared.any():
-            return self._forward_shared(query, keys, shared, training, backprop)
-        if self.split and self.hidden_units:
-            qk = query * keys
-            z0 = self._first_layer_split(query, keys, qk, dnn._params["kernel0"], dnn._params["bias0"])
-            h = dnn._forward_from(None, z0, training, backprop)
+        if (training and shared_keys is not None and SHARE_PADDING and self._factored
+                and dnn.shares_rows(training) and shared_keys.any()):
+            units = QueryKeyUnits.of(query, keys, shared_keys, self.dtype)
+            h = dnn.forward_factored(units, training, backprop, counts=units.counts)       # (1, U, H)
+            score_u = dense_forward(h, self._params["kernel"], self._params["bias"])       # (1, U, 1)
+            score = score_u.reshape(-1)[units.unit_of].reshape(keys.shape[:2] + (1,))
+            self._cache = SharedPaddingCache(h, units.unit_of) if keep else None
         else:
-            u = self._attention_input(query, keys)
-            h = dnn._forward_from(u, None, training, backprop)
-        score = dense_forward(h, self._params["kernel"], self._params["bias"])
-        keep = self._keeps_cache(training, backprop)
-        self._cache = LocalActivationUnitCache(query, keys, u, qk, h) if keep else None
+            # the split first layer takes u in factored form; otherwise u is formed, as DeepCTR does
+            u = QueryKeyInput.of(query, keys) if self._factored else attention_input(query, keys)
+            h = dnn.forward_factored(u, training, backprop)
+            score = dense_forward(h, self._params["kernel"], self._params["bias"])
+            self._cache = LocalActivationUnitCache(query, keys, h) if keep else None
         self._output_shape = score.shape
         return score
 
-    def _forward_shared(self, query, keys, shared, training, backprop):
-        """The forward on units: every non-shared position, plus one per row for its shared ones."""
-        b, t, e = keys.shape
-        dnn = self._layers["dnn"]
-        shared = shared.reshape(b, t)
-        first_shared = shared & (np.cumsum(shared, axis=1) == 1)
-        is_unit = (~shared | first_shared).reshape(-1)
-        pos_u = np.flatnonzero(is_unit)                               # sorted: units in row order
-        unit_id = np.cumsum(is_unit) - 1                              # unit at or before each position
-        rows_u = pos_u // t
-        rep_of_row = np.zeros(b, np.intp)
-        has_shared = first_shared.any(axis=1)
-        rep_of_row[has_shared] = unit_id[np.flatnonzero(first_shared.reshape(-1))]
-        unit_of = np.where(shared.reshape(-1), np.repeat(rep_of_row, t), unit_id)
-        counts = np.ones((1, pos_u.size, 1), dtype=self.dtype)       # (1, U, 1): the MLP was built 3-D
-        counts[0, rep_of_row[has_shared], 0] = shared.sum(axis=1)[has_shared]
-        row_starts = np.searchsorted(rows_u, np.arange(b))
-        keys_u = keys.reshape(-1, e)[pos_u]
-        query_u = query.reshape(b, e)[rows_u]
-        qk_u = query_u * keys_u
-        w_a, w_b, w_c, w_d = np.split(dnn._params["kernel0"], 4, axis=0)
-        z0 = keys_u @ (w_b - w_c)
-        z0 += qk_u @ w_d
-        z0 += (query.reshape(b, e) @ (w_a + w_c) + dnn._params["bias0"])[rows_u]
-        h = dnn._forward_from(None, z0[None], training, backprop, counts=counts)    # (1, U, H)
-        score_u = dense_forward(h, self._params["kernel"], self._params["bias"])     # (1, U, 1)
-        score = score_u.reshape(-1)[unit_of].reshape(b, t, 1)
-        keep = self._keeps_cache(training, backprop)
-        self._cache = SharedPaddingCache(query_u, keys_u, qk_u, h, rows_u, row_starts, unit_of, counts,
-                                         keys.shape) if keep else None
-        self._output_shape = score.shape
-        return score
-
-    def _backward_shared(self, cache, d_score):
-        """Backward on units: each unit gets the summed gradient of its positions; a shared
-        position's key gradient is its unit's divided by the count (they are all equal)."""
-        query_u, keys_u, qk_u, h, rows_u, row_starts, unit_of, counts, (b, t, e) = cache
-        dnn = self._layers["dnn"]
-        d_score_u = np.bincount(unit_of, weights=d_score.reshape(-1), minlength=h.shape[0])
-        d_score_u = d_score_u.astype(self.dtype).reshape(1, -1, 1)
-        d_h, self._grads["kernel"], self._grads["bias"] = dense_backward(d_score_u, h, self._params["kernel"])
-        d_z0 = dnn._backward_to(d_h, stop_at_z0=True)[0]               # (U, H1), summed per unit
-        w_a, w_b, w_c, w_d = np.split(dnn._params["kernel0"], 4, axis=0)
-        d_w_ac = query_u.T @ d_z0
-        d_w_bc = keys_u.T @ d_z0
-        d_kernel0 = np.empty_like(dnn._params["kernel0"])
-        d_kernel0[:e] = d_w_ac
-        d_kernel0[e:2 * e] = d_w_bc
-        d_kernel0[2 * e:3 * e] = d_w_ac - d_w_bc
-        d_kernel0[3 * e:] = qk_u.T @ d_z0
-        dnn._grads["kernel0"] = d_kernel0
-        d_qk = d_z0 @ w_d.T                                             # (U, E)
-        d_query_u = d_z0 @ (w_a + w_c).T
-        d_query_u += d_qk * keys_u
-        d_query = np.add.reduceat(d_query_u, row_starts, axis=0).reshape(b, 1, e)
-        d_keys_u = d_z0 @ (w_b - w_c).T
-        d_keys_u += d_qk * query_u
-        d_keys_u /= counts[0]
-        return [d_query, d_keys_u[unit_of].reshape(b, t, e)]
-
-    @staticmethod
-    def _attention_input(query, keys):
-        q = np.broadcast_to(query, keys.shape)
-        return np.concatenate([q, keys, q - keys, q * keys], axis=-1)
-
-    @staticmethod
-    def _first_layer_split(query, keys, query_keys, kernel, bias):
-        """``[q, k, q-k, q*k] @ W + b`` without forming the (B, T, 4E) input (``query_keys = q*k``)."""
-        w_a, w_b, w_c, w_d = np.split(kernel, 4, axis=0)
-        z = matmul_last(keys, w_b - w_c)       # (B, T, H); accumulated in place: no more
-        z += matmul_last(query_keys, w_d)      # (B, T, H) temporaries than needed
-        z += query @ (w_a + w_c) + bias        # (B, 1, H), once per row, broadcast over T
-        return z
+    @property
+    def _factored(self):
+        """The MLP's first layer takes ``[q, k, q - k, q * k]`` in factored form (``split``)."""
+        return self.split and bool(self.hidden_units)
 
     def backward(self, grad_output):
         cache, d_score = self._take_cache(grad_output)
+        h = cache.dnn_output
         if isinstance(cache, SharedPaddingCache):
-            return self._backward_shared(cache, d_score)
-        query, keys, u, qk, h = cache
-        dnn = self._layers["dnn"]
+            # each unit's score stands for several positions: their gradients add up
+            d_score = np.bincount(cache.unit_of, weights=d_score.reshape(-1), minlength=h.shape[1])
+            d_score = d_score.astype(self.dtype).reshape(1, -1, 1)
         d_h, self._grads["kernel"], self._grads["bias"] = dense_backward(d_score, h, self._params["kernel"])
-        if qk is not None:
-            # split first layer: dz0 reaches q, k and q*k through the kernel blocks
-            d_z0 = dnn._backward_to(d_h, stop_at_z0=True)                 # (B, T, H)
-            w_a, w_b, w_c, w_d = np.split(dnn._params["kernel0"], 4, axis=0)
-            e, n_hidden = query.shape[-1], d_z0.shape[-1]
-            d_z0_sum_t = d_z0.sum(axis=1, keepdims=True)                   # (B, 1, H): q is the same for every t
-            d_qk = matmul_last(d_z0, w_d.T)                                # dL/d(q*k), (B, T, E)
-            z2 = d_z0.reshape(-1, n_hidden)
-            d_w_ac = query.reshape(-1, e).T @ d_z0_sum_t.reshape(-1, n_hidden)
-            d_w_bc = keys.reshape(-1, e).T @ z2
-            d_kernel0 = np.empty_like(dnn._params["kernel0"])
-            d_kernel0[:e] = d_w_ac
-            d_kernel0[e:2 * e] = d_w_bc
-            d_kernel0[2 * e:3 * e] = d_w_ac - d_w_bc
-            d_kernel0[3 * e:] = qk.reshape(-1, e).T @ z2
-            dnn._grads["kernel0"] = d_kernel0
-            d_query = d_z0_sum_t @ (w_a + w_c).T + np.sum(d_qk * keys, axis=1, keepdims=True)
-            d_keys = matmul_last(d_z0, (w_b - w_c).T)
-            d_keys += d_qk * query
+        d_input = self._layers["dnn"].backward(d_h)
+        if isinstance(cache, SharedPaddingCache) or self._factored:
+            d_query, d_keys = d_input                # the factored input's own backward
         else:
-            d_u = dnn._backward_to(d_h, stop_at_z0=False) if self.hidden_units else d_h
-            d_q, d_k, d_diff, d_prod = np.split(d_u, 4, axis=-1)
-            d_query = np.sum(d_q + d_diff + d_prod * keys, axis=1, keepdims=True)
-            d_keys = d_k - d_diff + d_prod * query
+            d_query, d_keys = attention_input_backward(d_input, cache.query, cache.keys)
         return [d_query, d_keys]
 
     def compute_output_shape(self, input_shape):
@@ -418,6 +333,11 @@ class LocalActivationUnit(Layer):
 
 
 TASKS = ("binary", "multiclass", "regression")
+
+
+class PredictionCache(NamedTuple):
+    y: np.ndarray           # the output, (batch_size, 1) or (batch_size, n_classes)
+    input_shape: tuple      # the input's shape, restored by backward
 
 
 class PredictionLayer(Layer):
@@ -451,6 +371,11 @@ class PredictionLayer(Layer):
         self.use_bias = bool(use_bias)
         self._link = {"binary": "sigmoid", "multiclass": "softmax", "regression": "linear"}[task]
 
+    @property
+    def link(self):
+        """The output function: ``'sigmoid'``, ``'softmax'`` or ``'linear'`` (the task's)."""
+        return self._link
+
     def _check_input(self, inputs):
         x = float_array(inputs, "inputs", self.dtype)
         check_rank(x, "inputs", min_rank=1)
@@ -479,16 +404,16 @@ class PredictionLayer(Layer):
         if self.use_bias:
             x = x + self._params["global_bias"]
         y = ACTIVATIONS[self._link][0](x)
-        self._cache = (y, input_shape) if self._keeps_cache(training, backprop) else None
+        self._cache = PredictionCache(y, input_shape) if self._keeps_cache(training, backprop) else None
         self._output_shape = y.shape
         return y
 
     def backward(self, grad_output):
-        (y, input_shape), dy = self._take_cache(grad_output)
-        dx = ACTIVATIONS[self._link][1](dy, y)
+        cache, dy = self._take_cache(grad_output)
+        dx = ACTIVATIONS[self._link][1](dy, cache.y)
         if self.use_bias:
             self._grads["global_bias"] = dx.sum(axis=0)
-        return dx.reshape(input_shape)
+        return dx.reshape(cache.input_shape)
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], input_shape[-1] if self.task == "multiclass" else 1)

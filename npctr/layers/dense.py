@@ -7,11 +7,16 @@ Backward, flattening the leading axes into one of size :math:`N`:
 
 .. math::
     dx = dy\,W^\top, \qquad dW = x^\top dy, \qquad db = \textstyle\sum_N dy
+
+The equations are :func:`npctr.ops.dense.dense_forward` / ``dense_backward``.
 """
+from typing import NamedTuple
+
 import numpy as np
 
 from .base import Layer, make_rng
-from .activation import ACTIVATIONS
+from ..ops.activations import ACTIVATIONS
+from ..ops.dense import dense_forward, dense_backward
 from .. import initializers
 from .._validation import check_last_dim, check_nonnegative, check_seed
 
@@ -33,31 +38,9 @@ def initializer_config_name(initializer, arg):
                      f"cannot be saved in a config; expected a name, one of {sorted(initializers.INITIALIZERS)}")
 
 
-def matmul_last(x, kernel):
-    """``x @ kernel`` on the last axis as ONE 2-D GEMM: ``(..., n) @ (n, m) -> (..., m)``.
-
-    NumPy runs ``(B, T, n) @ (n, m)`` as B small GEMMs; flattening the leading axes to
-    ``(B*T, n)`` gives BLAS one large product instead (same values up to round-off).
-    """
-    if x.ndim <= 2:
-        return x @ kernel
-    return (x.reshape(-1, x.shape[-1]) @ kernel).reshape(x.shape[:-1] + (kernel.shape[-1],))
-
-
-def dense_forward(x, kernel, bias=None):
-    """``x @ kernel + bias`` on the last axis."""
-    y = matmul_last(x, kernel)
-    if bias is not None:
-        y += bias
-    return y
-
-
-def dense_backward(dy, x, kernel, use_bias=True):
-    """Return ``dx, dkernel, dbias`` (``dbias`` None when ``use_bias`` is False)."""
-    dy2 = dy.reshape(-1, dy.shape[-1])
-    dkernel = x.reshape(-1, x.shape[-1]).T @ dy2
-    dbias = dy2.sum(axis=0) if use_bias else None
-    return matmul_last(dy, kernel.T), dkernel, dbias
+class DenseCache(NamedTuple):
+    x: np.ndarray     # the input (..., input_dim)
+    y: np.ndarray     # the output after the activation, (..., units)
 
 
 class Dense(Layer):
@@ -108,15 +91,15 @@ class Dense(Layer):
         y = dense_forward(x, self._params["kernel"], self._params.get("bias"))
         if self.activation is not None:
             y = ACTIVATIONS[self.activation][0](y)
-        self._cache = (x, y) if self._keeps_cache(training, backprop) else None
+        self._cache = DenseCache(x, y) if self._keeps_cache(training, backprop) else None
         self._output_shape = y.shape
         return y
 
     def backward(self, grad_output):
-        (x, y), dy = self._take_cache(grad_output)
+        cache, dy = self._take_cache(grad_output)
         if self.activation is not None:
-            dy = ACTIVATIONS[self.activation][1](dy, y)
-        dx, dkernel, dbias = dense_backward(dy, x, self._params["kernel"], self.use_bias)
+            dy = ACTIVATIONS[self.activation][1](dy, cache.y)
+        dx, dkernel, dbias = dense_backward(dy, cache.x, self._params["kernel"], self.use_bias)
         self._grads["kernel"] = dkernel
         if self.use_bias:
             self._grads["bias"] = dbias

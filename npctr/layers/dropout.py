@@ -8,9 +8,16 @@ Inference mode (and ``rate == 0``) is the identity.
 """
 
 import numbers
+from typing import NamedTuple, Optional
+
+import numpy as np
 
 from .base import Layer, make_rng
 from .._validation import check_rate, check_seed
+
+
+class DropoutCache(NamedTuple):
+    scaled_mask: Optional[np.ndarray]   # keep / (1 - rate), broadcastable to x; None: the identity
 
 
 class Dropout(Layer):
@@ -71,16 +78,16 @@ class Dropout(Layer):
         self._output_shape = x.shape
         mask_shape = self._mask_shape(x.shape)   # checked in inference mode too: both modes agree
         if not training or self.rate == 0.0:
-            self._cache = 1.0 if self._keeps_cache(training, backprop) else None
+            self._cache = DropoutCache(None) if self._keeps_cache(training, backprop) else None
             return x
         keep = self._rng.random(mask_shape) >= self.rate
         scaled_mask = keep.astype(self.dtype) / self.dtype.type(1.0 - self.rate)
-        self._cache = scaled_mask if self._keeps_cache(training, backprop) else None
+        self._cache = DropoutCache(scaled_mask) if self._keeps_cache(training, backprop) else None
         return x * scaled_mask
 
     def backward(self, grad_output):
-        scaled_mask, dy = self._take_cache(grad_output)
-        return dy if isinstance(scaled_mask, float) else dy * scaled_mask
+        cache, dy = self._take_cache(grad_output)
+        return dy if cache.scaled_mask is None else dy * cache.scaled_mask
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)

@@ -69,7 +69,8 @@ class Embedding(Layer):
                         l2_reg=self.l2_reg)
         super().build(input_shape)
 
-    def _check_ids(self, ids, name):
+    def check_ids(self, ids, name):
+        """``ids`` as an integer array, every id in ``[0, input_dim)``; else a ValueError naming ``name``."""
         ids = int_array(ids, name)
         # one reduction: viewed as unsigned, a negative id is larger than any vocabulary
         unsigned = ids.view(_UNSIGNED[ids.dtype]) if ids.dtype.kind == "i" else ids
@@ -86,7 +87,7 @@ class Embedding(Layer):
         """
         self._build_for(self.dtype or np.dtype(np.float64), None)     # ids carry no float dtype
         names = names or [f"ids[{i}]" for i in range(len(ids_list))]
-        ids_list = [self._check_ids(ids, n) for ids, n in zip(ids_list, names)]
+        ids_list = [self.check_ids(ids, n) for ids, n in zip(ids_list, names)]
         table = self._params["embeddings"]
         outputs = [table[ids] for ids in ids_list]
         keep = self._keeps_cache(training, backprop)

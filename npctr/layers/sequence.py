@@ -11,17 +11,11 @@ from typing import NamedTuple
 import numpy as np
 
 from .base import Layer
-from .activation import activation_name, softmax, _softmax_backward
+from .activation import activation_name
 from .core import LocalActivationUnit
 from .._validation import float_array, int_array, check_rank, check_list, check_units
-
-# DeepCTR's padding score before the softmax: exp(-2**32 + 1 - max) is exactly 0.
-_SOFTMAX_PAD = -2.0 ** 32 + 1
-
-
-def sequence_mask(lengths, maxlen):
-    """``tf.sequence_mask``: ``(B, 1)`` lengths -> ``(B, maxlen)`` bool, True where ``t < length``."""
-    return np.arange(maxlen) < np.asarray(lengths).reshape(-1, 1)
+from ..ops.attention import attention_weights, attention_weights_backward
+from ..ops.sequence import sequence_mask, sequence_pool, sequence_pool_backward
 
 
 def _lengths(lengths, batch_size, name):
@@ -52,12 +46,6 @@ def _sequence_and_valid(dtype, seq, seq_name, mask=None, lengths=None, lengths_n
         raise ValueError(f"mask is required when supports_masking=True (the (batch_size, T) mask of {seq_name})")
     valid = _mask(mask, x.shape[:2])
     return x, valid, valid.sum(axis=1, keepdims=True)
-
-
-class SequencePoolingCache(NamedTuple):
-    mask: np.ndarray          # (B, T, 1) float, 1 at valid positions
-    scale: object             # (B, 1, 1) 1 / (length + 1e-8) for mean, else None
-    max_weights: object       # (B, T, E) share of the max's gradient for mode 'max', else None
 
 
 class SequencePoolingLayer(Layer):
@@ -103,30 +91,14 @@ class SequencePoolingLayer(Layer):
             x, valid, length = _sequence_and_valid(self.dtype, inputs[0], "seq_value", lengths=inputs[1],
                                                    lengths_name="seq_len")
         self._build_for(x.dtype, x.shape)
-        m = valid[:, :, None].astype(self.dtype)
-        keep = self._keeps_cache(training, backprop)
-        scale = max_weights = None
-        if self.mode == "max":
-            shifted = x - (1.0 - m) * 1e9
-            y = shifted.max(axis=1, keepdims=True)
-            if keep:
-                ties = (shifted == y).astype(self.dtype)
-                max_weights = ties / ties.sum(axis=1, keepdims=True)
-        else:
-            y = np.sum(x * m, axis=1, keepdims=True)
-            if self.mode == "mean":
-                scale = (1.0 / (length.astype(self.dtype) + self.dtype.type(1e-8)))[:, :, None]
-                y = y * scale
-        self._cache = SequencePoolingCache(m, scale, max_weights) if keep else None
+        y, self._cache = sequence_pool(x.astype(self.dtype, copy=False), valid, length, self.mode,
+                                       keep_cache=self._keeps_cache(training, backprop))
         self._output_shape = y.shape
         return y
 
     def backward(self, grad_output):
-        (m, scale, max_weights), dy = self._take_cache(grad_output)
-        if self.mode == "max":
-            d_seq = max_weights * dy
-        else:
-            d_seq = m * (dy * scale if scale is not None else dy)   # (B, T, 1) * (B, 1, E)
+        cache, dy = self._take_cache(grad_output)
+        d_seq = sequence_pool_backward(dy, cache)
         # lengths are integers: no gradient
         return d_seq if self.supports_masking else [d_seq, None]
 
@@ -219,30 +191,25 @@ class AttentionSequencePoolingLayer(Layer):
         query, keys, valid = self._split_inputs(inputs, mask)
         self._build_for(keys.dtype, None)            # the dtype (keys' if open) reaches local_att too
         keys = keys.astype(self.dtype, copy=False)
-        shared = None
-        if shared_keys is not None:
-            shared = _mask(shared_keys, keys.shape[:2], "shared_keys") & ~valid[:, 0, :]
+        if shared_keys is not None:       # only masked positions: theirs get no gradient
+            shared_keys = _mask(shared_keys, keys.shape[:2], "shared_keys") & ~valid[:, 0, :]
         score = self._layers["local_att"].forward([query, keys], training=training, backprop=backprop,
-                                                  shared=shared)
-        s = np.swapaxes(score, 1, 2)                                             # (B, 1, T)
-        if self.weight_normalization:
-            w = softmax(np.where(valid, s, self.dtype.type(_SOFTMAX_PAD)))
-        else:
-            w = np.where(valid, s, 0)
+                                                  shared_keys=shared_keys)
+        w = attention_weights(np.swapaxes(score, 1, 2), valid, self.weight_normalization)   # (B, 1, T)
         y = w if self.return_score else w @ keys
         self._cache = AttentionCache(keys, valid, w) if self._keeps_cache(training, backprop) else None
         self._output_shape = y.shape
         return y, w
 
     def backward(self, grad_output):
-        (keys, valid, w), dy = self._take_cache(grad_output)
+        cache, dy = self._take_cache(grad_output)
+        keys, w = cache.keys, cache.weights
         if self.return_score:
             dw, d_keys = dy, 0.0
         else:
             dw = dy @ np.swapaxes(keys, 1, 2)          # (B, 1, E) @ (B, E, T) -> (B, 1, T)
             d_keys = np.swapaxes(w, 1, 2) @ dy         # (B, T, 1) @ (B, 1, E) -> (B, T, E)
-        ds = _softmax_backward(dw, w) if self.weight_normalization else dw
-        ds = np.where(valid, ds, 0)                    # masked scores were replaced by constants
+        ds = attention_weights_backward(dw, w, cache.valid, self.weight_normalization)
         d_query, d_keys_lau = self._layers["local_att"].backward(np.swapaxes(ds, 1, 2))
         grads = [d_query, d_keys_lau + d_keys]
         return grads if self.supports_masking else grads + [None]

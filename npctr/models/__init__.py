@@ -1,5 +1,7 @@
 """npctr's models, mirroring ``deepctr.models``; ``Model`` is their base class."""
-from .base import Model, register_model, MODEL_REGISTRY, NonFiniteLossError
+from ..registry import register_model, MODEL_REGISTRY
+from ..training.trainer import NonFiniteLossError
+from .base import Model
 from .ctr import DIN, DNNModel
 
 __all__ = ["Model", "register_model", "MODEL_REGISTRY", "NonFiniteLossError", "DIN", "DNNModel"]

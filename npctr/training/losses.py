@@ -18,7 +18,7 @@ a conventions profile's ``loss`` field); see ``docs/training.md``.
 """
 import numpy as np
 
-from ..layers.activation import sigmoid, softmax
+from ..ops.activations import sigmoid, softmax
 
 #: Keras's fuzz factor ``backend.epsilon()``.
 EPSILON = 1e-7

@@ -10,6 +10,8 @@ r"""Evaluation metrics on whole arrays, NumPy only.
 Each metric is a function ``f(y_true, y_pred) -> float`` over the whole data set;
 :func:`get` resolves names and returns ``(history_key, function)``.
 """
+import warnings
+
 import numpy as np
 
 from .losses import binary_crossentropy_per_sample
@@ -106,3 +108,17 @@ def get(metric):
     if callable(metric):
         return getattr(metric, "__name__", type(metric).__name__), metric
     raise TypeError(f"a metric must be a name or a callable, got {metric!r}")
+
+
+def metric_logs(compiled_metrics, y, pred, prefix=""):
+    """``{prefix + key: value}`` of each compiled ``(key, fn)``; a metric that is undefined on
+    these labels (e.g. the AUC of one class) is reported as nan with a warning."""
+    logs = {}
+    for key, fn in compiled_metrics:
+        try:
+            logs[prefix + key] = float(fn(y, pred))
+        except ValueError as exc:
+            warnings.warn(f"metric {prefix + key} is undefined here ({exc}); reporting nan",
+                          RuntimeWarning, stacklevel=4)
+            logs[prefix + key] = float("nan")
+    return logs

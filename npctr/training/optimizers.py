@@ -14,7 +14,8 @@ place** and keeps its state (slots) keyed by the parameter's path, e.g.
   only, e.g. Adam's ``beta_1@bias_correction`` in tf.keras); a key ``flavor@framework``
   (e.g. ``"keras@keras3"``) refines a flavour for one framework (``framework`` is the
   conventions profile's name, set by ``compile``);
-* ``formulas[flavor]``: which update (``_dense_<formula>`` / ``_sparse_<formula>``) runs.
+* ``formulas[flavor]``: which update (``_dense_<formula>`` / ``_sparse_<formula>``) runs: the
+  one dispatch from flavour to arithmetic (no method tests the flavour again).
 
 ``flavor=None`` is resolved by ``Model.compile`` from the model's conventions profile
 (``keras`` for tf_keras / keras3, ``torch`` for torch), or to ``"keras"`` at the first
@@ -51,6 +52,20 @@ def check_flavor(flavor, allow_none=True):
 def _f32(value):
     """``value`` rounded to float32, as a Python float (a framework's float32 variable)."""
     return float(np.float32(value))
+
+
+class Hyperparameter:
+    """A hyperparameter attribute (``opt.learning_rate``): the given value, else the flavour's
+    default; assigning sets the given value (as ``optimizer.learning_rate = 0.1`` in Keras)."""
+
+    def __set_name__(self, owner, name):
+        self.name = name
+
+    def __get__(self, optimizer, owner=None):
+        return self if optimizer is None else optimizer.hyper(self.name)
+
+    def __set__(self, optimizer, value):
+        optimizer._given[self.name] = value
 
 
 class Optimizer:
@@ -128,13 +143,6 @@ class Optimizer:
         """A hyperparameter's value: the given one, else the flavour's default."""
         value = self._given.get(name)
         return self.defaults[self._resolved_flavor()][name] if value is None else value
-
-    def __getattr__(self, name):
-        # learning_rate, momentum, beta_1, ...: read through the flavour's defaults
-        given = self.__dict__.get("_given")
-        if given is not None and name in given:
-            return self.hyper(name)
-        raise AttributeError(f"{type(self).__name__!s} has no attribute {name!r}")
 
     def _h(self, name, t, where=None):
         """Hyperparameter ``name`` as the framework enters it at ``where``, in the scalar type ``t``."""
@@ -240,6 +248,8 @@ class SGD(Optimizer):
                       "keras_legacy": frozenset({"learning_rate", "momentum"}),
                       "torch": frozenset()}
     formulas = {"keras": "keras", "keras_legacy": "keras", "torch": "torch"}
+    learning_rate = Hyperparameter()
+    momentum = Hyperparameter()
 
     def __init__(self, learning_rate=None, momentum=None, nesterov=False, name="SGD", flavor=None,
                  clipnorm=None, clipvalue=None):
@@ -319,6 +329,9 @@ class Adagrad(Optimizer):
     float32_hypers = {"keras": frozenset(), "keras_legacy": frozenset({"learning_rate"}),
                       "keras@keras3": frozenset({"initial_accumulator_value"}), "torch": frozenset()}
     formulas = {"keras": "keras", "keras_legacy": "root_plus_eps", "torch": "root_plus_eps"}
+    learning_rate = Hyperparameter()
+    initial_accumulator_value = Hyperparameter()
+    epsilon = Hyperparameter()
 
     def __init__(self, learning_rate=None, initial_accumulator_value=None, epsilon=None, name="Adagrad",
                  flavor=None, clipnorm=None, clipvalue=None):
@@ -332,29 +345,38 @@ class Adagrad(Optimizer):
         return self._slot("accumulator", key, param,
                           fill=self._h("initial_accumulator_value", param.dtype.type))
 
-    def _step(self, grad, acc, t):
-        """The update ``-lr g / denominator`` of one flavour's formula."""
-        lr, eps = self._h("learning_rate", t), self._h("epsilon", t)
-        if self.formulas[self._flavor] == "keras":
-            return -(lr * grad / np.sqrt(acc + eps))
-        return -(lr * grad / (np.sqrt(acc) + eps))
+    def _step_keras(self, grad, acc, t):
+        """``-lr g / sqrt(a + eps)`` (tf.keras >= 2.11)."""
+        return -(self._h("learning_rate", t) * grad / np.sqrt(acc + self._h("epsilon", t)))
 
-    def _dense_keras(self, key, param, grad):
+    def _step_root_plus_eps(self, grad, acc, t):
+        """``-lr g / (sqrt(a) + eps)`` (optimizer_v2, torch)."""
+        return -(self._h("learning_rate", t) * grad / (np.sqrt(acc) + self._h("epsilon", t)))
+
+    def _dense(self, key, param, grad, step):
         acc = self._accumulator(key, param)
         acc += grad * grad
-        param += self._step(grad, acc, param.dtype.type)
+        param += step(grad, acc, param.dtype.type)
 
-    _dense_root_plus_eps = _dense_keras
-
-    def _sparse_keras(self, key, param, grad):
+    def _sparse(self, key, param, grad, step):
         acc = self._accumulator(key, param)
         rows, g = grad.indices, grad.values.astype(param.dtype, copy=False)
         a = acc[rows] + g * g
         acc[rows] = a
-        param[rows] += self._step(g, a, param.dtype.type)
+        param[rows] += step(g, a, param.dtype.type)
         return True
 
-    _sparse_root_plus_eps = _sparse_keras
+    def _dense_keras(self, key, param, grad):
+        self._dense(key, param, grad, self._step_keras)
+
+    def _dense_root_plus_eps(self, key, param, grad):
+        self._dense(key, param, grad, self._step_root_plus_eps)
+
+    def _sparse_keras(self, key, param, grad):
+        return self._sparse(key, param, grad, self._step_keras)
+
+    def _sparse_root_plus_eps(self, key, param, grad):
+        return self._sparse(key, param, grad, self._step_root_plus_eps)
 
 
 class Adam(Optimizer):
@@ -397,6 +419,10 @@ class Adam(Optimizer):
                       "keras_legacy": frozenset({"learning_rate", "beta_1", "beta_2"}),
                       "torch": frozenset()}
     formulas = {"keras": "keras", "keras_legacy": "keras_legacy", "torch": "torch"}
+    learning_rate = Hyperparameter()
+    beta_1 = Hyperparameter()
+    beta_2 = Hyperparameter()
+    epsilon = Hyperparameter()
 
     def __init__(self, learning_rate=None, beta_1=None, beta_2=None, epsilon=None, amsgrad=False,
                  name="Adam", flavor=None, clipnorm=None, clipvalue=None):
@@ -425,19 +451,23 @@ class Adam(Optimizer):
         return vhat
 
     def _dense_keras(self, key, param, grad):
+        # tf.keras: (1 - self.beta_1) is Python arithmetic on the exact beta
+        t = param.dtype.type
+        self._keras_update(key, param, grad, t(1 - self.hyper("beta_1")), t(1 - self.hyper("beta_2")))
+
+    def _dense_keras_legacy(self, key, param, grad):
+        # optimizer_v2: 1 - beta_t in the variable's dtype, beta_t float32-rounded
+        t = param.dtype.type
+        self._keras_update(key, param, grad, t(1) - self._h("beta_1", t), t(1) - self._h("beta_2", t))
+
+    def _keras_update(self, key, param, grad, one_minus_b1, one_minus_b2):
+        """The tf.keras update (both generations) given how each writes ``1 - beta``."""
         t = param.dtype.type
         step = t(self.iterations + 1)
         lr = self._h("learning_rate", t)
         b1_power = self._h("beta_1", t, "bias_correction") ** step
         b2_power = self._h("beta_2", t, "bias_correction") ** step
         alpha = lr * np.sqrt(t(1) - b2_power) / (t(1) - b1_power)
-        if self.formulas[self._flavor] == "keras":
-            # tf.keras: (1 - self.beta_1) is Python arithmetic on the exact beta
-            one_minus_b1, one_minus_b2 = t(1 - self.hyper("beta_1")), t(1 - self.hyper("beta_2"))
-        else:
-            # optimizer_v2: 1 - beta_t in the variable's dtype, beta_t float32-rounded
-            one_minus_b1 = t(1) - self._h("beta_1", t)
-            one_minus_b2 = t(1) - self._h("beta_2", t)
         m = self._slot("m", key, param)
         v = self._slot("v", key, param)
         v_hat = self._second_moment_slot(key, param)
@@ -451,8 +481,6 @@ class Adam(Optimizer):
                 np.maximum(vh, v_, out=vh)
                 v_ = vh
             p_ -= (m_ * alpha) / (np.sqrt(v_) + epsilon)
-
-    _dense_keras_legacy = _dense_keras
 
     def _dense_torch(self, key, param, grad):
         t = param.dtype.type
@@ -524,6 +552,10 @@ class RMSprop(Optimizer):
                       "keras_legacy": frozenset({"learning_rate", "rho", "momentum"}),
                       "torch": frozenset()}
     formulas = {"keras": "keras", "keras_legacy": "keras", "torch": "torch"}
+    learning_rate = Hyperparameter()
+    rho = Hyperparameter()
+    momentum = Hyperparameter()
+    epsilon = Hyperparameter()
 
     def __init__(self, learning_rate=None, rho=None, momentum=None, epsilon=None, centered=False,
                  name="RMSprop", flavor=None, clipnorm=None, clipvalue=None):
@@ -533,8 +565,8 @@ class RMSprop(Optimizer):
                          momentum=_check_optional(momentum, check_rate, "momentum"),
                          epsilon=_check_optional(epsilon, check_positive, "epsilon"))
         self.centered = bool(centered)
-        self.slot_names = ("velocity",) + (("momentum",) if (momentum or 0) > 0 else ()) + \
-            (("average_gradient",) if self.centered else ())
+        self.slot_names = (("velocity",) + (("momentum",) if (momentum or 0) > 0 else ())
+                           + (("average_gradient",) if self.centered else ()))
         self.slots = {s: {} for s in self.slot_names}
 
     def get_config(self):
@@ -610,6 +642,13 @@ class Ftrl(Optimizer):
     # the accumulator starts from tf.fill(value): a float32 tensor, then cast
     float32_hypers = {f: frozenset({"initial_accumulator_value"}) for f in FLAVORS}
     formulas = {"keras": "keras", "keras_legacy": "keras", "torch": None}
+    learning_rate = Hyperparameter()
+    learning_rate_power = Hyperparameter()
+    initial_accumulator_value = Hyperparameter()
+    l1_regularization_strength = Hyperparameter()
+    l2_regularization_strength = Hyperparameter()
+    l2_shrinkage_regularization_strength = Hyperparameter()
+    beta = Hyperparameter()
 
     def __init__(self, learning_rate=None, learning_rate_power=None, initial_accumulator_value=None,
                  l1_regularization_strength=None, l2_regularization_strength=None,
@@ -669,26 +708,21 @@ class AdamW(Adam):
     float32_hypers = {**Adam.float32_hypers, "keras": Adam.float32_hypers["keras"] | {"weight_decay"},
                       "keras_legacy": Adam.float32_hypers["keras"] | {"weight_decay"}}
     formulas = {"keras": "keras", "keras_legacy": "keras", "torch": "torch"}
+    weight_decay = Hyperparameter()
 
     def __init__(self, learning_rate=None, weight_decay=None, beta_1=None, beta_2=None, epsilon=None,
                  amsgrad=False, name="AdamW", flavor=None, clipnorm=None, clipvalue=None):
         super().__init__(learning_rate, beta_1, beta_2, epsilon, amsgrad, name, flavor, clipnorm, clipvalue)
         self._given["weight_decay"] = _check_optional(weight_decay, check_nonnegative, "weight_decay")
 
-    def _decay(self, param):
-        t = param.dtype.type
-        lr, wd = self._h("learning_rate", t), self._h("weight_decay", t)
-        if self._resolved_flavor() == "torch":
-            param *= t(1) - lr * wd
-        else:
-            param -= param * wd * lr
-
     def _dense_keras(self, key, param, grad):
-        self._decay(param)
+        t = param.dtype.type
+        param -= param * self._h("weight_decay", t) * self._h("learning_rate", t)
         super()._dense_keras(key, param, grad)
 
     def _dense_torch(self, key, param, grad):
-        self._decay(param)
+        t = param.dtype.type
+        param *= t(1) - self._h("learning_rate", t) * self._h("weight_decay", t)
         super()._dense_torch(key, param, grad)
 
 
@@ -718,7 +752,7 @@ class LazyAdam(Adam):
             raise ValueError("LazyAdam does not support amsgrad=True (TensorFlow Addons' does not either)")
         super().__init__(learning_rate, beta_1, beta_2, epsilon, False, name, flavor, clipnorm, clipvalue)
 
-    _dense_lazy = Adam._dense_keras
+    _dense_lazy = Adam._dense_keras_legacy
 
     def _sparse_lazy(self, key, param, grad):
         t = param.dtype.type

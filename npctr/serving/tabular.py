@@ -22,7 +22,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .feature_column import DenseFeat, VarLenSparseFeat
+from ..feature_column import DenseFeat, VarLenSparseFeat
 
 
 class TableError(ValueError):
@@ -117,7 +117,7 @@ def ragged_from_arrow(array, row0, column):
 
 
 def _fields(model):
-    inputs = model if isinstance(model, dict) else getattr(model, "_inputs", None)
+    inputs = model if isinstance(model, dict) else getattr(model, "input_features", None)
     if inputs is None:
         raise TypeError(f"scoring tables needs a model built from feature columns (DIN, DNNModel), "
                         f"got {type(model).__name__}")

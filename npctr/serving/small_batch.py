@@ -19,36 +19,22 @@ calls as possible (docs/inference.md, section 9):
   general path: measured 2x faster at 12-16 rows).
 
 Requests with attention weights asked for, ``weight_normalization`` or an activation
-without a prepared form take the general path (``Predictor._chunk``).
+without a prepared form take the general path (``Predictor.predict_checked``).
 """
-import math
 import threading
 
 import numpy as np
 
-from .feature_column import DenseFeat, VarLenSparseFeat
-from .inference import Predictor, TINY_ROWS, _FoldedDice
-from ._blas import single_threaded_blas
+from ..feature_column import DenseFeat, VarLenSparseFeat
+from ..ops.activations import dice_gate_from_negated_bn_, sigmoid_of_negated_
+from .._blas import single_threaded_blas
+from .prepared import TINY_ROWS, FoldedDice, pool_sequence
 
 #: requests of at most this many rows take the small-batch path (measured: docs/performance.md)
 SMALL_ROWS = 16
 #: the largest query-to-kernel map (elements) kept for one-row requests (float32: 1 MiB)
 QUERY_MAP_LIMIT = 2 ** 18
 _NO_LIMIT = np.uint64(2 ** 63)         # lengths: only >= 0 (a negative one is >= 2**63 as uint64)
-
-
-def _sigmoid_of_negated(z):
-    """``1 / (1 + e^z)`` in place for ``z = -logit`` ``(n, 1)``; one row in Python floats
-    (three NumPy passes over one number cost more than the arithmetic)."""
-    if z.shape[0] == 1:
-        try:
-            z[0, 0] = 1.0 / (1.0 + math.exp(float(z[0, 0])))
-        except OverflowError:           # e^z beyond the float range: the sigmoid is 0
-            z[0, 0] = 0.0
-        return z
-    np.exp(z, out=z)
-    z += 1.0
-    return np.reciprocal(z, out=z)
 
 
 class _Layer:
@@ -63,7 +49,7 @@ class _Layer:
     (no bias pass)."""
 
     def __init__(self, kernel, bias, act, ones_in=False, ones_out=False):
-        self.dice = isinstance(act, _FoldedDice)
+        self.dice = isinstance(act, FoldedDice)
         self.relu = getattr(act, "name", None) == "relu"
         if self.dice:
             kernel = np.stack([kernel, kernel * act.neg_scale])
@@ -93,12 +79,8 @@ class _Layer:
             return np.maximum(z, 0, out=z)
         if not self.dice:
             return self.act(z, ws, t_index)
-        x, gate = z[0], z[1]
-        np.exp(gate, out=gate)
-        gate += 1.0
-        np.divide(self.one_minus_alpha, gate, out=gate)       # (1 - alpha) sigmoid(BN(x))
-        gate += self.alpha
-        x *= gate
+        x, gate = z[0], z[1]                                  # gate: -BN(x)
+        x *= dice_gate_from_negated_bn_(gate, self.alpha, self.one_minus_alpha)
         return x
 
     def run(self, a, buf, ws, t_index=None):
@@ -115,54 +97,27 @@ class _Buffers(threading.local):
         self.arrays = None
 
 
-class SmallPlan:
-    """Everything the small path needs, derived from a ``_Prepared`` (one weights version)."""
+class SmallRequests:
+    """The cheapest complete check of a small request: a feature spec read once per weights
+    version, each distinct layout (types, shapes, dtypes) checked once and remembered, the
+    ids bounds-checked with one comparison per call."""
 
-    def __init__(self, model, prep):
-        self.model = model
-        self.max_rows = SMALL_ROWS
-        self.dtype = prep.dtype
-        self.supported = prep.supported and not (prep.attention and prep.weight_normalization)
-        if not self.supported:
-            return
-        self._spec_features(model)
-        layers = model._layers
-        self.d_in = layers["dnn"]._input_dim
-        col, self.sparse = 0, []
-        for fc in model.sparse_columns:
-            self.sparse.append((prep.tables[fc.embedding_name], fc.name, col, col + fc.embedding_dim))
-            col += fc.embedding_dim
-        self.pooled = []
-        for fc in model.pooled_columns:
-            self.pooled.append((fc, col, col + fc.embedding_dim))
-            col += fc.embedding_dim
-        self.attention = prep.attention
-        if prep.attention:
-            self._prepare_attention(model, prep, col)
-            col += self.e
-        self.dense = []
-        for fc in model.dense_columns:
-            self.dense.append((fc.name, col, col + fc.dimension))
-            col += fc.dimension
-        self.dnn = [_Layer(k, b, a) for k, b, a in prep.dnn.layers]
-        self.out_kernel, self.global_bias, self.link = prep.out_kernel, prep.global_bias, prep.link
-        self.neg_out_kernel = -prep.out_kernel
-        self._prepare_affine_dnn(prep)
-        self.prep = prep
-        self._buffers = _Buffers()
+    def __init__(self, model, max_rows):
+        self.max_rows = max_rows
+        self.supported = True
+        self._spec(model)
 
-    # -- preparation ---------------------------------------------------------------------------
-    def _spec_features(self, model):
+    def _spec(self, model):
         """Per feature ``(name, kind, width, limit)``: kind 'dense', 'seq' (ids (b, T)),
         'id' (ids (b,) or (b, 1)) or 'len'; ``limit`` the exclusive id bound (uint64)."""
         limits = {}
-        for emb_name, names in model._uses.items():
-            vocab = model._layers[f"sparse_emb_{emb_name}"].input_dim
+        for emb_name, names in model.table_features.items():
+            vocab = model.get_layer(f"sparse_emb_{emb_name}").input_dim
             for n in names:
                 limits[n] = vocab
         self.spec = []
         for n in model.feature_names:
-            fc = model._inputs[n]
+            fc = model.input_features[n]
             if isinstance(fc, DenseFeat):
                 if fc.transform is not None:        # its output is checked in check_features
                     self.supported = False
@@ -175,80 +130,18 @@ class SmallPlan:
                 self.spec.append((n, "id", 1, limits[n]))
         self.order = [name for name, _, _, _ in self.spec]
         self.id_positions = [i for i, (_, kind, _, _) in enumerate(self.spec) if kind != "dense"]
+        self.dense_positions = [i for i, (_, kind, _, _) in enumerate(self.spec) if kind == "dense"]
         self._limits = {}       # batch size -> the id bounds, laid out as the concatenated ids
         self._layouts = {}      # checked layouts -> batch size
 
-    def _prepare_affine_dnn(self, prep):
-        """relu / linear DNNs: every activation ``a`` carries a trailing column of ones, so each
-        bias is a kernel row: ``[a, 1] @ [[W, 0], [b, 1]] = [a W + b, 1]`` (relu keeps the 1),
-        and the output ``[h, 1] @ [w; c]`` (negated for the sigmoid: ``1 / (1 + e^{-logit})``)."""
-        self.affine = all(layer.relu or getattr(layer.act, "name", None) == "linear" for layer in self.dnn)
-        if not self.affine:
-            return
-        dt = self.dtype
-        self.affine_dnn = []
-        for kernel, bias, act in prep.dnn.layers:
-            k, h = kernel.shape
-            ext = np.zeros((k + 1, h + 1), dt)
-            ext[:k, :h], ext[k, :h], ext[k, h] = kernel, bias, 1
-            self.affine_dnn.append((ext, act.name == "relu"))
-        bias = np.zeros((1, 1), dt) if self.global_bias is None else np.reshape(self.global_bias, (1, 1))
-        ext = np.concatenate([self.out_kernel, bias]).astype(dt)
-        self.affine_out = -ext if self.link == "sigmoid" else ext
-
-    def _prepare_attention(self, model, prep, col):
-        self.t = model.history_columns[0].maxlen
-        self.hist, k = [], 0
-        for fc in model.history_columns:
-            self.hist.append((prep.tables[fc.embedding_name], fc.name, k, k + fc.embedding_dim))
-            k += fc.embedding_dim
-        self.e = k
-        self.att_col = col
-        self.by_length = model.conventions.history_mask == "length"
-        self.length_name = model._history_length_name if self.by_length else None
-        self.query = prep.query
-        self.positions = np.arange(SMALL_ROWS * self.t)
-        self.first = None
-        wkp, wq, bq = prep.w_key_product, prep.w_query, prep.first_bias
-        if prep.has_hidden:
-            stack = prep.att_stack.layers
-            # Dice / relu attention: every hidden output carries a unit that is exactly 1, so the
-            # later biases (and the score's) are kernel rows
-            ones = all(isinstance(a, _FoldedDice) or getattr(a, "name", None) == "relu" for _, _, a in stack)
-            self.first = _Layer(wkp, bq, stack[0][2], ones_out=ones)
-            query = _Layer(wq, bq, stack[0][2], ones_out=ones)           # the same stacking for q
-            wkp, wq, bq = self.first.kernel, query.kernel, query.bias
-            self.att = [_Layer(kk, b, a, ones_in=ones, ones_out=ones) for kk, b, a in stack[1:]]
-            self.score_kernel, self.score_bias = prep.score_kernel, prep.score_bias
-            if ones:
-                self.score_kernel = np.concatenate([prep.score_kernel, prep.score_bias.reshape(1, 1)])
-                self.score_bias = None
-        if wkp.ndim == 2:                                                # m = 1 stacked
-            wkp, wq, bq = wkp[None], wq[None], bq.reshape(1, 1, -1)
-        e = self.e
-        # (m, 2E, H1), (m, E, H1), (m, 1, H1): [k, q*k] @ first_kernel + (q @ query_kernel + query_bias)
-        self.first_kernel, self.query_kernel, self.query_bias = wkp, wq, bq
-        self.w_key, self.w_product = wkp[:, :e], wkp[:, e:]
-        m, _, h1 = wkp.shape
-        self.query_map = None
-        if e * m * (e + 1) * h1 <= QUERY_MAP_LIMIT:
-            # the one-row first-layer kernel [Wb - Wc + diag(q) Wd; q Wq + bq] (m, E+1, H1) is affine
-            # in q: q @ query_map + query_offset, one GEMV (query_map holds Wd on its diagonal blocks)
-            qmap = np.zeros((e, m, e + 1, h1), self.dtype)
-            for i in range(e):
-                qmap[i, :, i, :] = self.w_product[:, i, :]
-            qmap[:, :, e, :] = wq.transpose(1, 0, 2)
-            self.query_map = qmap.reshape(e, -1)
-            self.query_offset = np.concatenate([self.w_key, bq], axis=1)     # (m, E+1, H1)
-
-    # -- validation ----------------------------------------------------------------------------
-    def check(self, x):
+    def check(self, x, check_finite=True):
         """``(n, features)`` for a well-formed request of 1..SMALL_ROWS rows, else None (then the
-        full check runs and raises the layers' error, or accepts an unusual valid input).
+        full check runs and raises the model's error, or accepts an unusual valid input).
 
         The layout (types, shapes, dtypes) is checked once per distinct layout and remembered;
-        the ids are bounds-checked on every call."""
-        if not self.supported or type(x) is not dict or len(x) != len(self.spec):
+        the ids are bounds-checked, and float dense features checked finite (``check_finite``),
+        on every call."""
+        if type(x) is not dict or len(x) != len(self.spec):
             return None
         try:
             arrays = [x[name] for name in self.order]
@@ -267,6 +160,10 @@ class SmallPlan:
         if ids and not np.less(np.concatenate(ids, axis=None, dtype=np.uint64, casting="unsafe"),
                                self._limits[n]).all():
             return None
+        if check_finite:
+            for i in self.dense_positions:
+                if arrays[i].dtype.kind == "f" and not np.isfinite(arrays[i]).all():
+                    return None
         return n, x
 
     def _check_layout(self, arrays):
@@ -299,6 +196,116 @@ class SmallPlan:
                                               for _, kind, w, lim in self.spec if kind != "dense"])
         return n
 
+
+class SmallPlan:
+    """Everything the small path needs, derived from a ``PreparedWeights`` (one weights version)."""
+
+    def __init__(self, model, prep):
+        self.model = model
+        self.max_rows = SMALL_ROWS
+        self.dtype = prep.dtype
+        self.supported = prep.supported and not (prep.attention and prep.weight_normalization)
+        if not self.supported:
+            return
+        self.requests = SmallRequests(model, self.max_rows)
+        self.supported = self.requests.supported
+        if not self.supported:
+            return
+        self.d_in = model.get_layer("dnn").input_dim
+        col, self.sparse = 0, []
+        for fc in model.sparse_columns:
+            self.sparse.append((prep.tables[fc.embedding_name], fc.name, col, col + fc.embedding_dim))
+            col += fc.embedding_dim
+        self.pooled = []
+        for fc in model.pooled_columns:
+            self.pooled.append((fc, col, col + fc.embedding_dim))
+            col += fc.embedding_dim
+        self.attention = prep.attention
+        if prep.attention:
+            self._prepare_attention(model, prep, col)
+            col += self.e
+        self.dense = []
+        for fc in model.dense_columns:
+            self.dense.append((fc.name, col, col + fc.dimension))
+            col += fc.dimension
+        self.dnn = [_Layer(k, b, a) for k, b, a in prep.dnn.layers]
+        self.out_kernel, self.global_bias, self.link = prep.out_kernel, prep.global_bias, prep.link
+        self.neg_out_kernel = -prep.out_kernel
+        self._prepare_affine_dnn(prep)
+        self.prep = prep
+        self._buffers = _Buffers()
+
+    # -- preparation ---------------------------------------------------------------------------
+    def _prepare_affine_dnn(self, prep):
+        """relu / linear DNNs: every activation ``a`` carries a trailing column of ones, so each
+        bias is a kernel row: ``[a, 1] @ [[W, 0], [b, 1]] = [a W + b, 1]`` (relu keeps the 1),
+        and the output ``[h, 1] @ [w; c]`` (negated for the sigmoid: ``1 / (1 + e^{-logit})``)."""
+        self.affine = all(layer.relu or getattr(layer.act, "name", None) == "linear" for layer in self.dnn)
+        if not self.affine:
+            return
+        dt = self.dtype
+        self.affine_dnn = []
+        for kernel, bias, act in prep.dnn.layers:
+            k, h = kernel.shape
+            ext = np.zeros((k + 1, h + 1), dt)
+            ext[:k, :h], ext[k, :h], ext[k, h] = kernel, bias, 1
+            self.affine_dnn.append((ext, act.name == "relu"))
+        bias = np.zeros((1, 1), dt) if self.global_bias is None else np.reshape(self.global_bias, (1, 1))
+        ext = np.concatenate([self.out_kernel, bias]).astype(dt)
+        self.affine_out = -ext if self.link == "sigmoid" else ext
+
+    def _prepare_attention(self, model, prep, col):
+        self.t = model.history_columns[0].maxlen
+        self.hist, k = [], 0
+        for fc in model.history_columns:
+            self.hist.append((prep.tables[fc.embedding_name], fc.name, k, k + fc.embedding_dim))
+            k += fc.embedding_dim
+        self.e = k
+        self.att_col = col
+        self.by_length = model.conventions.history_mask == "length"
+        self.length_name = model.history_length_name if self.by_length else None
+        self.query = prep.query
+        self.positions = np.arange(SMALL_ROWS * self.t)
+        self.first = None
+        # [k, q*k] @ key_product_kernel + (q @ query_kernel + query_bias): the split first layer
+        key_product_kernel, query_kernel, query_bias = prep.w_key_product, prep.w_query, prep.first_bias
+        if prep.has_hidden:
+            stack = prep.att_stack.layers
+            # Dice / relu attention: every hidden output carries a unit that is exactly 1, so the
+            # later biases (and the score's) are kernel rows
+            ones = all(isinstance(a, FoldedDice) or getattr(a, "name", None) == "relu" for _, _, a in stack)
+            self.first = _Layer(key_product_kernel, query_bias, stack[0][2], ones_out=ones)
+            query = _Layer(query_kernel, query_bias, stack[0][2], ones_out=ones)   # the same stacking for q
+            key_product_kernel, query_kernel, query_bias = self.first.kernel, query.kernel, query.bias
+            self.att = [_Layer(kk, b, a, ones_in=ones, ones_out=ones) for kk, b, a in stack[1:]]
+            self.score_kernel, self.score_bias = prep.score_kernel, prep.score_bias
+            if ones:
+                self.score_kernel = np.concatenate([prep.score_kernel, prep.score_bias.reshape(1, 1)])
+                self.score_bias = None
+        if key_product_kernel.ndim == 2:                                 # m = 1 stacked
+            key_product_kernel = key_product_kernel[None]
+            query_kernel, query_bias = query_kernel[None], query_bias.reshape(1, 1, -1)
+        e = self.e
+        # (m, 2E, H1), (m, E, H1), (m, 1, H1)
+        self.first_kernel, self.query_kernel, self.query_bias = key_product_kernel, query_kernel, query_bias
+        self.w_key, self.w_product = key_product_kernel[:, :e], key_product_kernel[:, e:]
+        m, _, h1 = key_product_kernel.shape
+        self.query_map = None
+        if e * m * (e + 1) * h1 <= QUERY_MAP_LIMIT:
+            # the one-row first-layer kernel [W_k + diag(q) W_p; q W_q + b] (m, E+1, H1) is affine in
+            # q: q @ query_map + query_offset, one GEMV (query_map holds W_p on its diagonal blocks)
+            query_map = np.zeros((e, m, e + 1, h1), self.dtype)
+            for i in range(e):
+                query_map[i, :, i, :] = self.w_product[:, i, :]
+            query_map[:, :, e, :] = query_kernel.transpose(1, 0, 2)
+            self.query_map = query_map.reshape(e, -1)
+            self.query_offset = np.concatenate([self.w_key, query_bias], axis=1)     # (m, E+1, H1)
+
+    def check(self, x, check_finite=True):
+        """``(n, features)`` for a well-formed request of 1..SMALL_ROWS rows, else None
+        (:meth:`SmallRequests.check`)."""
+        return self.requests.check(x, check_finite) if self.supported else None
+
     # -- computation ---------------------------------------------------------------------------
     def _arrays(self):
         bufs = self._buffers.arrays
@@ -310,7 +317,7 @@ class SmallPlan:
                 bufs["affine"] = [np.ones((rows, k.shape[1]), dt) for k, _ in self.affine_dnn]
             if self.attention:
                 v = rows * self.t
-                bufs["kp"] = np.empty((v, 2 * self.e), dt)
+                bufs["key_product"] = np.empty((v, 2 * self.e), dt)
                 bufs["k1"] = np.ones((self.t, self.e + 1), dt)           # the last column stays 1
                 bufs["kernel1"] = np.empty((self.first_kernel.shape[0], self.e + 1, self.first_kernel.shape[2]), dt)
                 bufs["kernel1_flat"] = bufs["kernel1"].reshape(1, -1)
@@ -322,11 +329,20 @@ class SmallPlan:
 
     def run(self, f, n, ws):
         """Predictions ``(n, 1)`` (a new array) for checked features ``f`` of ``n`` rows."""
+        return self._run_blas(f, n, ws, None)
+
+    def run_with_scores(self, f, n, ws):
+        """``(predictions, attention weights (n, 1, T))`` for checked features ``f`` of ``n``
+        rows; the weights are None for a model without attention."""
+        scores = np.zeros((n, 1, self.t), self.dtype) if self.attention else None
+        return self._run_blas(f, n, ws, scores), scores
+
+    def _run_blas(self, f, n, ws, scores):
         with np.errstate(over="ignore"):    # exp -> inf in Dice or the sigmoid is exact (gives 0)
             if n <= TINY_ROWS:              # GEMMs too small for OpenBLAS to thread
-                return self._run(f, n, ws)
+                return self._run(f, n, ws, scores)
             with single_threaded_blas():    # else its spinning threads cost more than they give
-                return self._run(f, n, ws)
+                return self._run(f, n, ws, scores)
 
     def _views(self, bufs, n):
         """The buffers' views for ``n`` rows, made once per size: ``(deep, [deep, 1], the sparse
@@ -342,7 +358,7 @@ class SmallPlan:
             bufs["views"][n] = views
         return views
 
-    def _run(self, f, n, ws):
+    def _run(self, f, n, ws, scores):
         bufs = self._buffers.arrays
         if bufs is None or bufs["plan"] is not self:
             bufs = self._arrays()
@@ -350,9 +366,9 @@ class SmallPlan:
         for (table, name, _, _), out in zip(self.sparse, sparse_out):
             table.take(f[name].reshape(n), axis=0, out=out, mode="clip")         # ids checked
         for fc, c0, c1 in self.pooled:
-            deep[:, c0:c1] = Predictor._pool_sequence(self.prep, self.model, fc, f, 0, n)
+            deep[:, c0:c1] = pool_sequence(self.prep.tables[fc.embedding_name], fc, f, 0, n)
         if self.attention:
-            self._attention(f, n, deep, bufs, ws)
+            self._attention(f, n, deep, bufs, ws, scores)
         for name, c0, c1 in self.dense:
             deep[:, c0:c1] = f[name].reshape(n, c1 - c0)                            # cast to the dtype
         if self.affine:
@@ -364,7 +380,7 @@ class SmallPlan:
             z = np.matmul(a, self.affine_out)
             if self.link != "sigmoid":
                 return z
-            return _sigmoid_of_negated(z)
+            return sigmoid_of_negated_(z)
         a = deep
         for layer, buf in zip(self.dnn, bufs["dnn"]):
             a = layer.run(a, buf, ws)
@@ -376,7 +392,7 @@ class SmallPlan:
         z = np.matmul(a, self.neg_out_kernel)
         if self.global_bias is not None:
             z -= self.global_bias
-        return _sigmoid_of_negated(z)
+        return sigmoid_of_negated_(z)
 
     def _valid_positions(self, f, n):
         """``(rows, ts)`` of the valid history positions, row-major (``rows`` None for one row)."""
@@ -390,8 +406,9 @@ class SmallPlan:
             return None, valid[0].nonzero()[0]
         return np.nonzero(valid)
 
-    def _attention(self, f, n, deep, bufs, ws):
-        """Attention pooling of the valid history positions into ``deep[:, att_col:att_col+E]``."""
+    def _attention(self, f, n, deep, bufs, ws, scores=None):
+        """Attention pooling of the valid history positions into ``deep[:, att_col:att_col+E]``
+        (and their weights into ``scores`` ``(n, 1, T)`` if given; padded positions stay 0)."""
         e = self.e
         rows, ts = self._valid_positions(f, n)
         v = ts.size
@@ -400,8 +417,8 @@ class SmallPlan:
             query = self.query(deep)                                     # (n, E)
         z = bufs["z0"][:, :v]                                            # (m, V, H1)
         if n == 1:
-            # one query: (q*k) Wd = k (diag(q) Wd), so the first layer is [k, 1] @ [Wb - Wc + diag(q) Wd;
-            # q (Wa + Wc) + b0]: one (V, E+1) @ (E+1, H1) GEMM per stacked output, nothing per position
+            # one query: (q*k) W_p = k (diag(q) W_p), so the first layer is [k, 1] @ [W_k + diag(q) W_p;
+            # q W_q + b0]: one (V, E+1) @ (E+1, H1) GEMM per stacked output, nothing per position
             keys = bufs["k1"][:v]                                        # [k, 1] (V, E+1)
             for table, name, k0, k1 in self.hist:
                 table.take(f[name][0, ts], axis=0, out=keys[:, k0:k1], mode="clip")
@@ -417,15 +434,15 @@ class SmallPlan:
             np.matmul(keys, kernel, out=z)
             keys = keys[:, :e]
         else:
-            kp = bufs["kp"][:v]                                          # [k, q*k] (V, 2E)
+            key_product = bufs["key_product"][:v]                        # [k, q*k] (V, 2E)
             for table, name, k0, k1 in self.hist:
-                table.take(f[name][rows, ts], axis=0, out=kp[:, k0:k1], mode="clip")
-            np.multiply(kp[:, :e], query[rows], out=kp[:, e:])
+                table.take(f[name][rows, ts], axis=0, out=key_product[:, k0:k1], mode="clip")
+            np.multiply(key_product[:, :e], query[rows], out=key_product[:, e:])
             q_part = np.matmul(query, self.query_kernel)
             q_part += self.query_bias                                    # (m, n, H1)
-            np.matmul(kp, self.first_kernel, out=z)
+            np.matmul(key_product, self.first_kernel, out=z)
             z += q_part[:, rows]
-            keys = kp[:, :e]
+            keys = key_product[:, :e]
         if self.first is not None:
             h = self.first.activate(z if self.first.dice else z[0], ws, ts)
             for layer, buf in zip(self.att, bufs["att"]):
@@ -435,8 +452,10 @@ class SmallPlan:
                 s_v += self.score_bias
         else:
             s_v = z[0]
+        if scores is not None:                                           # padded positions weigh 0
+            scores[(0, 0, ts) if n == 1 else (rows, 0, ts)] = s_v[:, 0]
         if n == 1:
-            np.matmul(s_v[:, 0], keys, out=out[0])                      # padded positions weigh 0
+            np.matmul(s_v[:, 0], keys, out=out[0])
             return
         weights = bufs["pool"][:n, :v]                                   # (n, V): row r's scores
         weights[...] = 0

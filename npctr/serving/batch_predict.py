@@ -397,7 +397,7 @@ def main(argv=None):
         out_dir = os.path.dirname(os.path.abspath(args.output))
         if not os.path.isdir(out_dir):
             raise UsageError(f"the output's directory {out_dir!r} does not exist")
-        from .io import load_model
+        from ..io import load_model
         model = load_model(args.model)
         start = time.perf_counter()
         progress = Progress(err, enabled=not (args.no_progress or args.quiet))

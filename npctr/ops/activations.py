@@ -1,0 +1,156 @@
+r"""Activations: the plain functions and their derivatives, PReLU, and DIN's Dice.
+
+Every plain activation's derivative is written in terms of its output :math:`y` (each is
+invertible or piecewise linear), so a forward keeps only ``y`` for its backward:
+
+=========  ============================================  ==============================================
+name       forward                                       backward ``dx``
+=========  ============================================  ==============================================
+linear     :math:`y = x`                                 :math:`dy`
+relu       :math:`y = \max(x, 0)`                        :math:`dy\,[y > 0]`
+sigmoid    :math:`y = 1/(1+e^{-x})`                      :math:`dy\,y(1-y)`
+tanh       :math:`y = \tanh x`                           :math:`dy\,(1-y^2)`
+softmax    :math:`y_j = e^{x_j}/\sum_k e^{x_k}`          :math:`y \odot (dy - \langle dy, y\rangle)`
+=========  ============================================  ==============================================
+
+The functions ending in ``_`` compute the same values in place (the inference paths); they
+repeat the operations of their out-of-place twins in the same order.
+"""
+import math
+
+import numpy as np
+
+
+def sigmoid(x):
+    """Logistic function ``1 / (1 + exp(-x))``, as TensorFlow computes it in float64.
+
+    For very negative ``x``, ``exp(-x)`` overflows to inf and the result is exactly 0 (the
+    overflow is expected, not reported); it does not reach the subnormal range.
+    """
+    with np.errstate(over="ignore"):
+        e = np.exp(-x)
+    e += 1.0
+    return np.reciprocal(e, out=e)
+
+
+def sigmoid_(z):
+    """``sigmoid`` in place: the same operations (callers ignore the overflow of ``exp``)."""
+    np.negative(z, out=z)
+    np.exp(z, out=z)
+    z += 1.0
+    np.reciprocal(z, out=z)
+    return z
+
+
+def sigmoid_of_negated_(z):
+    """``1 / (1 + e^z)`` in place, i.e. ``sigmoid(-z)``, for ``z = -logit`` ``(n, 1)``.
+
+    One row is computed in Python floats: three NumPy calls on one number cost more than
+    the arithmetic.
+    """
+    if z.shape[0] == 1:
+        try:
+            z[0, 0] = 1.0 / (1.0 + math.exp(float(z[0, 0])))
+        except OverflowError:           # e^z beyond the float range: the sigmoid is 0
+            z[0, 0] = 0.0
+        return z
+    np.exp(z, out=z)
+    z += 1.0
+    return np.reciprocal(z, out=z)
+
+
+def relu(x):
+    return np.maximum(x, 0)
+
+
+def softmax(x, axis=-1):
+    """``exp(x - max) / sum(exp(x - max))`` over ``axis``."""
+    e = np.exp(x - x.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def softmax_backward(dy, y):
+    """``dx = y * (dy - <dy, y>)`` over the last axis, from the softmax's output ``y``."""
+    return y * (dy - np.sum(dy * y, axis=-1, keepdims=True))
+
+
+#: name -> (forward(x), backward(dy, y)), the backward from the output y
+ACTIVATIONS = {
+    "linear": (lambda x: x, lambda dy, y: dy),
+    "relu": (relu, lambda dy, y: dy * (y > 0)),
+    "sigmoid": (sigmoid, lambda dy, y: dy * y * (1 - y)),
+    "tanh": (np.tanh, lambda dy, y: dy * (1 - y * y)),
+    "softmax": (softmax, softmax_backward),
+}
+
+
+def activation_(name, z):
+    """The plain activation ``name`` applied to ``z`` in place; returns ``z``."""
+    if name == "relu":
+        np.maximum(z, 0, out=z)
+    elif name == "sigmoid":
+        sigmoid_(z)
+    elif name == "tanh":
+        np.tanh(z, out=z)
+    elif name == "softmax":
+        z[...] = softmax(z)
+    elif name != "linear":
+        raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {name!r}")
+    return z
+
+
+# -- PReLU -----------------------------------------------------------------------------------
+def prelu(x, alpha):
+    r"""``max(x, 0) + alpha min(x, 0)``; returns ``y`` and ``min(x, 0)`` (what the backward needs)."""
+    negative = np.minimum(x, 0)
+    return np.maximum(x, 0) + alpha * negative, negative
+
+
+def prelu_(z, alpha, scratch):
+    """``prelu`` in place in ``z``, with ``scratch`` (``z``'s shape) for ``alpha min(z, 0)``."""
+    np.minimum(z, 0, out=scratch)
+    scratch *= alpha
+    np.maximum(z, 0, out=z)
+    z += scratch
+    return z
+
+
+def prelu_backward(dy, x, negative, alpha, sum_axes):
+    """Return ``dx, dalpha``: ``dx = dy (1 if x > 0, alpha if x < 0, 0 at 0)`` (TensorFlow's
+    ``relu(x) - alpha relu(-x)`` has slope 0 at exactly 0), ``dalpha = sum dy min(x, 0)``."""
+    d_alpha = np.sum(dy * negative, axis=sum_axes, keepdims=True).reshape(alpha.shape)
+    return dy * ((x > 0) + alpha * (x < 0)), d_alpha
+
+
+# -- Dice, in normalize-and-gate form ---------------------------------------------------------
+def dice_gate(p, alpha):
+    r"""Dice's gate :math:`g = \alpha + (1 - \alpha) p` for :math:`p = \sigma(\mathrm{BN}(x))`,
+    so that :math:`y = \alpha (1 - p) x + p x = g x`."""
+    gate = p * (1.0 - alpha)
+    gate += alpha
+    return gate
+
+
+def dice_gate_from_negated_bn_(t, alpha, one_minus_alpha):
+    r"""The gate from ``t = -BN(x)``, in place: :math:`\alpha + (1 - \alpha) / (1 + e^{t})`
+    (the inference paths, where ``-BN(x)`` is one affine map of ``x``)."""
+    np.exp(t, out=t)
+    t += 1.0
+    np.divide(one_minus_alpha, t, out=t)       # (1 - alpha) p
+    t += alpha
+    return t
+
+
+def dice_backward(dy, x, p, gate, alpha, reduce_axes):
+    r"""Dice's backward up to its BatchNormalization.
+
+    Returns ``d_alpha`` (summed over ``reduce_axes``), ``d_normalized``
+    :math:`= dy\,x\,(1-\alpha)\,p(1-p)` (the gradient at ``BN(x)``, for the BN backward) and
+    the direct term :math:`dy\,g`; then :math:`dx = \mathrm{BN}^\top(d_{normalized}) + dy\,g`.
+    """
+    u = dy * x
+    u *= 1.0 - p                                   # dy x (1 - p)
+    d_alpha = np.sum(u, axis=reduce_axes)
+    u *= p
+    u *= 1.0 - alpha                               # dy x (1 - alpha) p (1 - p)
+    return d_alpha, u, dy * gate

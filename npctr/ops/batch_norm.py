@@ -1,0 +1,170 @@
+r"""Batch normalization: training (batch statistics), inference (moving statistics), backward,
+and the folding of its inference form into an affine map.
+
+Statistics are taken over the reduction axes :math:`R` (every axis but the feature axis), with
+:math:`N = |R|` elements per feature:
+
+.. math::
+    \mu = \tfrac1N \sum_R x, \quad \sigma^2 = \tfrac1N \sum_R (x - \mu)^2, \quad
+    \hat x = (x - \mu) / \sqrt{\sigma^2 + \epsilon}, \quad y = \gamma \hat x + \beta
+
+Backward (batch statistics), with :math:`g = \partial L / \partial \hat x = \gamma\, dy`:
+
+.. math::
+    dx = \frac{1}{\sqrt{\sigma^2+\epsilon}}\Big(g - \overline{g} - \hat x\,\overline{g\hat x}\Big),
+    \quad d\gamma = \sum_R dy\,\hat x, \quad d\beta = \sum_R dy
+
+where the bar is the mean over :math:`R`. With moving statistics :math:`\mu, \sigma^2` are
+constants and :math:`dx = g / \sqrt{\sigma^2+\epsilon}`. ``docs/batch_normalization.md``.
+"""
+from typing import NamedTuple, Optional
+
+import numpy as np
+
+
+class BatchNormCache(NamedTuple):
+    x_hat: np.ndarray             # normalised input, shape of x
+    inv_std: np.ndarray           # 1 / sqrt(var + eps), broadcastable to x
+    gamma: Optional[np.ndarray]   # broadcastable scale, None when scale=False
+    batch_stats: bool             # True: mean/var came from this batch (training)
+    axes: tuple                   # reduction axes
+    counts: object = None         # multiplicities of the rows (see batch_moments), or None
+
+
+def inverse_std(variance, epsilon):
+    r""":math:`1 / \sqrt{\sigma^2 + \epsilon}`: the one place it is computed (the layer, the
+    inference folds and the ONNX constants agree bit for bit)."""
+    return 1.0 / np.sqrt(variance + epsilon)
+
+
+def batch_moments(x, axes, counts=None):
+    """Batch mean and biased variance over ``axes`` (keepdims), as ``tf.nn.moments``,
+    and ``x - mean``, which the forward can reuse.
+
+    ``counts`` (broadcastable to ``x``, 1 on the feature axis): each row of ``x`` stands
+    for ``counts`` identical rows of the batch (``docs/local_activation_unit.md``, shared
+    padding), so the moments are the count-weighted ones, :math:`N` = ``sum(counts)``.
+    """
+    if counts is None:
+        mean = x.mean(axis=axes, keepdims=True)
+        centred = x - mean
+        variance = np.mean(centred * centred, axis=axes, keepdims=True)
+        return mean, variance, centred
+    m = counts.sum()
+    scratch = times_counts_(x.copy(order="K"), counts)     # x's layout: the same summation order
+    mean = np.sum(scratch, axis=axes, keepdims=True) / m
+    centred = x - mean
+    scratch = times_counts_(np.multiply(centred, centred, out=scratch), counts)
+    variance = np.sum(scratch, axis=axes, keepdims=True) / m
+    return mean, variance, centred
+
+
+def times_counts_(a, counts):
+    """``a * counts`` in place (``a`` is a scratch array), touching only the rows whose count is
+    not 1: with shared padding nearly every count is 1, and ``v * 1`` is exactly ``v``, so this
+    is bit for bit the broadcast product at a fraction of its passes over ``a``."""
+    if counts.shape != a.shape[:-1] + (1,):
+        a *= counts
+        return a
+    rows = np.nonzero(counts[..., 0] != 1)            # index arrays: any memory layout of a
+    a[rows] *= counts[rows]
+    return a
+
+
+def batch_norm_forward(x, mean, variance, gamma, beta, epsilon, axes, batch_stats, centred=None, counts=None):
+    """``y = gamma * (x - mean) / sqrt(variance + epsilon) + beta``; gamma/beta may be None.
+
+    ``centred`` (``x - mean``, e.g. from ``batch_moments``) is used, and overwritten, if given.
+    Returns ``y`` and the ``BatchNormCache`` the backward reads.
+    """
+    inv_std = inverse_std(variance, epsilon)
+    if centred is None:
+        centred = x - mean
+    x_hat = centred
+    x_hat *= inv_std
+    y = x_hat
+    if gamma is not None:
+        y = y * gamma
+    if beta is not None:
+        y = y + beta
+    return y, BatchNormCache(x_hat, inv_std, gamma, batch_stats, axes, counts)
+
+
+def batch_norm_backward(dy, cache, with_beta=True):
+    """Return ``dx, dgamma, dbeta``; dgamma is None without gamma, dbeta None unless ``with_beta``."""
+    x_hat, inv_std, gamma, axes, counts = cache.x_hat, cache.inv_std, cache.gamma, cache.axes, cache.counts
+    dgamma = np.sum(dy * x_hat, axis=axes) if gamma is not None else None
+    dbeta = np.sum(dy, axis=axes) if with_beta else None
+    g = dy * gamma if gamma is not None else dy
+    if cache.batch_stats and counts is not None:
+        # rows standing for `counts` identical rows: dy holds each group's summed gradient,
+        # the means are over all m rows and each group's dx is the sum of its members'
+        m = counts.sum()
+        g_mean = np.sum(g, axis=axes, keepdims=True) / m
+        dx = np.multiply(g, x_hat)                     # one scratch array for the whole expression
+        gx_mean = np.sum(dx, axis=axes, keepdims=True) / m
+        np.multiply(x_hat, gx_mean, out=dx)
+        dx += g_mean
+        np.subtract(g, times_counts_(dx, counts), out=dx)
+        dx *= inv_std                                  # inv_std * (g - counts * (g_mean + x_hat gx_mean))
+    elif cache.batch_stats:
+        # mean and variance depend on every x in the reduction set
+        g_mean = g.mean(axis=axes, keepdims=True)
+        gx_mean = np.mean(g * x_hat, axis=axes, keepdims=True)
+        dx = inv_std * (g - g_mean - x_hat * gx_mean)
+    else:
+        dx = g * inv_std
+    return dx, dgamma, dbeta
+
+
+# -- moving statistics ---------------------------------------------------------------------------
+def unbiased_variance(variance, count):
+    r""":math:`\tfrac{N}{N-1}\sigma^2` from the biased variance of ``count`` = :math:`N` values (torch's moving variance)."""
+    return variance * (count / (count - 1.0))
+
+
+def update_moving_(moving, batch, momentum, decay, rule):
+    """Update a moving statistic in place from the batch's, with ``momentum`` (weight of the old
+    value) and ``decay`` (of the batch's) as Python floats, by the framework's arithmetic ``rule``:
+
+    * ``'subtract'`` (tf.keras 2): ``moving -= (moving - batch) * decay`` (``assign_sub``);
+    * ``'lerp'`` (Keras 3): ``moving * momentum + batch * decay``;
+    * ``'torch'``: ``decay * batch + (1 - decay) * moving`` (``1 - decay`` in Python floats).
+    """
+    t = moving.dtype.type
+    if rule == "subtract":
+        moving -= (moving - batch) * t(decay)
+    elif rule == "lerp":
+        moving[...] = moving * t(momentum) + batch * t(decay)
+    elif rule == "torch":
+        moving[...] = t(decay) * batch + t(1.0 - decay) * moving
+    else:
+        raise ValueError(f"unknown moving-statistic rule {rule!r}; expected 'subtract', 'lerp' or 'torch'")
+
+
+# -- the inference form as an affine map --------------------------------------------------------
+def inference_scale(moving_variance, epsilon, gamma=None):
+    r""":math:`s = \gamma / \sqrt{\sigma^2 + \epsilon}` (``gamma`` None: 1), so that at inference
+    :math:`\mathrm{BN}(x) = (x - \mu)\,s + \beta`."""
+    scale = inverse_std(moving_variance, epsilon)
+    return scale if gamma is None else scale * gamma
+
+
+def negated_inference_affine(moving_mean, moving_variance, epsilon, gamma=None, beta=None):
+    r"""``(a, c)`` with :math:`-\mathrm{BN}(x) = x a + c` at inference:
+    :math:`a = -s`, :math:`c = \mu s - \beta` (Dice's gate argument in one multiply-add)."""
+    scale = inference_scale(moving_variance, epsilon, gamma)
+    shift = moving_mean * scale
+    if beta is not None:
+        shift = shift - beta
+    return -scale, shift
+
+
+def fold_into_dense(kernel, bias, moving_mean, moving_variance, epsilon, gamma=None, beta=None):
+    r"""A Dense followed by inference BN as one Dense:
+    :math:`\mathrm{BN}(xW + b) = x (W \odot s) + (b - \mu) \odot s + \beta`. Returns ``(kernel, bias)``."""
+    scale = inference_scale(moving_variance, epsilon, gamma)
+    bias = (bias - moving_mean) * scale
+    if beta is not None:
+        bias = bias + beta
+    return kernel * scale, bias

@@ -1,0 +1,14 @@
+"""Serving: scoring with a trained model, NumPy only at run time.
+
+* :class:`Predictor` (``model.inference()``): prepared weights, a small-batch path for 1-16
+  rows, cache-sized chunks on a thread pool for large batches (``docs/inference.md``);
+* ``python -m npctr predict`` (:mod:`npctr.serving.batch_predict`): score ``.npz`` / ``.csv`` /
+  ``.parquet`` files chunk by chunk, with the readers of :mod:`npctr.serving.tabular`;
+* :func:`npctr.serving.dask.predict` (also ``npctr.dask.predict``): score a Dask data frame.
+
+The batch and Dask modules import their optional packages (pyarrow, dask) only when used.
+"""
+from .predictor import Predictor, PAIRS_PER_CHUNK, ROWS_PER_CHUNK
+from .small_batch import SMALL_ROWS
+
+__all__ = ["Predictor", "PAIRS_PER_CHUNK", "ROWS_PER_CHUNK", "SMALL_ROWS"]

@@ -1,0 +1,280 @@
+r"""Fast inference for npctr's feature models (``DIN``, ``DNNModel``): the ``Predictor``.
+
+``model.inference()`` returns a :class:`Predictor`, the object a server holds. It computes
+exactly ``model.forward(x, training=False)`` (to round-off), but is built for speed:
+
+* the input is validated once per request (``FeatureModel.check_features`` and one
+  reduction per id array), never again per sub-layer;
+* weights are prepared once: BatchNormalization folded into the preceding Dense, Dice's
+  moving statistics folded into one scale and shift, the attention's first-layer kernel
+  split into query, key and product blocks (the query term computed once per row);
+* the attention MLP runs on the valid ``(row, t)`` history positions only, gathered
+  into 2-D arrays (one GEMM per layer instead of one per row); padded positions get
+  exactly the value the layer gives them;
+* rows are processed in cache-sized chunks in reused per-thread workspace buffers, so
+  a large batch neither allocates ``(B, T, H)`` temporaries nor page-faults them in;
+* large batches are split over a thread pool (NumPy releases the GIL in BLAS and in
+  ufuncs, so the element-wise work runs on every core);
+* requests of at most 16 rows take ``npctr._small_batch`` instead: the fewest NumPy calls
+  (a cached layout check, one id bounds check, Dice as a stacked GEMM, biases as kernel
+  rows, no pool or chunks).
+
+The derivations, with shapes, are in ``docs/inference.md``.
+
+Weights: a Predictor reads the embedding tables by reference and keeps prepared
+(folded) copies of the small MLP weights. It rebuilds them lazily when the model's
+weights version changes, which ``fit``, ``train_on_batch``, ``set_weights`` on the
+model and training-mode forwards do. After editing weight arrays in place by hand,
+call ``model.weights_changed()`` (or ``predictor.refresh()``).
+"""
+import threading
+
+import numpy as np
+
+from ..ops.activations import sigmoid_
+from ..ops.attention import attention_weights
+from .._blas import single_threaded_blas
+from .._validation import check_positive_int
+from .prepared import TINY_ROWS, PreparedWeights, Workspace, pool_sequence, usable_cores
+from .small_batch import SmallPlan
+
+#: attention positions (valid (row, t) pairs) per chunk: the (pairs, H) work arrays of one
+#: chunk stay within a core's L2 cache (2048 x 80 float32 = 640 KiB); chosen by measurement
+#: (docs/performance.md, "Predictor chunk size")
+PAIRS_PER_CHUNK = 2048
+#: rows per chunk of a model without attention (the DNN's (rows, 256) activations)
+ROWS_PER_CHUNK = 512
+
+
+class Predictor:
+    """Scores feature dicts with a ``DIN`` or ``DNNModel``: what ``model.predict`` uses.
+
+    Parameters
+    ----------
+    model : FeatureModel
+    threads : int, optional
+        Worker threads for batches of several chunks (default: the usable cores).
+        ``1`` computes in the calling thread only.
+    chunk_rows : int, optional
+        Rows per chunk (default: about ``PAIRS_PER_CHUNK`` history positions, or
+        ``ROWS_PER_CHUNK`` rows without attention).
+
+    ``predict(x)`` returns ``(n_samples, 1)`` in the model's dtype, equal to
+    ``model.forward(x, training=False)`` to round-off. Thread-safe: concurrent calls
+    use separate workspaces.
+    """
+
+    def __init__(self, model, threads=None, chunk_rows=None):
+        self.model = model
+        self.threads = usable_cores() if threads is None else check_positive_int(threads, "threads")
+        if chunk_rows is None:
+            t = model.history_columns[0].maxlen if model.history_columns else 0
+            chunk_rows = max(1, PAIRS_PER_CHUNK // t) if t else ROWS_PER_CHUNK
+        self.chunk_rows = check_positive_int(chunk_rows, "chunk_rows")
+        self._lock = threading.Lock()
+        self._workspace = Workspace()
+        self._pool = None
+        self._prepared = None
+        self._version = None
+
+    def __getstate__(self):
+        # threads, locks and buffers are per process: a copy makes its own
+        return {"model": self.model, "threads": self.threads, "chunk_rows": self.chunk_rows}
+
+    def __setstate__(self, state):
+        self.__init__(state["model"], state["threads"], state["chunk_rows"])
+
+    # -- weights ---------------------------------------------------------------------------
+    def refresh(self):
+        """Re-derive the prepared weights from the model's current arrays."""
+        with self._lock:
+            version = self.model.weights_version      # read first: a change during the build rebuilds again
+            prepared = PreparedWeights(self.model)
+            prepared.small = SmallPlan(self.model, prepared)
+            self._prepared = prepared
+            self._version = version
+
+    def _weights(self):
+        if self._version != self.model.weights_version or self._prepared is None:
+            self.refresh()
+        return self._prepared
+
+    # -- public ----------------------------------------------------------------------------
+    def predict(self, x, batch_size=None, return_attention=False, check_finite=True):
+        """Predictions ``(n_samples, 1)`` for the feature dict ``x`` (inference mode).
+
+        ``x`` is validated once (``model.check_features``; ``check_finite=False`` skips the
+        NaN/inf check of dense features). ``batch_size`` bounds the rows handled per step
+        (as ``Model.predict``); within a step rows are processed in chunks of ``chunk_rows``
+        on up to ``threads`` threads. ``return_attention=True`` (DIN) also returns the
+        attention weights ``(n_samples, 1, T)``, what ``forward`` leaves in
+        ``model.attention_scores``.
+        """
+        if batch_size is not None:
+            batch_size = check_positive_int(batch_size, "batch_size")
+        small = self._weights().small
+        checked = small.check(x, check_finite)    # None: not small, not plain, or an error to report
+        if checked is not None and (batch_size is None or checked[0] <= batch_size):
+            n, f = checked
+            run = small.run_with_scores if return_attention else small.run
+            return run(f, n, self._workspace)
+        n, f = self.model.check_features(x, check_finite=check_finite)
+        if n == 0:
+            raise ValueError("x holds no samples")
+        return self.predict_checked(f, n, batch_size or n, return_attention)
+
+    __call__ = predict
+
+    def close(self):
+        """Shut the worker threads down (they are also ended at interpreter exit)."""
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
+
+    def predict_checked(self, f, n, batch_size, return_attention=False):
+        """``predict`` for features ``f`` of ``n`` rows that ``model.check_features`` returned
+        (what ``model.evaluate`` uses after validating ``x`` with ``y``): no validation here."""
+        prep = self._weights()
+        f = self.model.transform_dense(f)
+        with_scores = return_attention and prep.attention
+        out = np.empty((n, 1), dtype=prep.dtype)
+        scores = np.empty((n, 1, self.model.history_columns[0].maxlen), dtype=prep.dtype) if with_scores else None
+        if prep.small.supported and min(n, batch_size) <= prep.small.max_rows:
+            # each step as a request of its rows alone takes it: a row's score does not depend
+            # on how many other rows the call holds
+            run = prep.small.run_with_scores if return_attention else prep.small.run
+            if n <= batch_size:
+                return run(f, n, self._workspace)
+            for lo in range(0, n, batch_size):
+                hi = min(lo + batch_size, n)
+                step = run({k: v[lo:hi] for k, v in f.items()}, hi - lo, self._workspace)
+                if return_attention:
+                    step, step_scores = step
+                    if scores is not None:
+                        scores[lo:hi] = step_scores
+                out[lo:hi] = step
+            return (out, scores) if return_attention else out
+        if not prep.supported:          # an activation class with no prepared form
+            self._forward_steps(f, n, batch_size, out, scores)
+            return (out, scores) if return_attention else out
+        bounds = [(lo, min(lo + self.chunk_rows, n, (lo // batch_size + 1) * batch_size))
+                  for lo in self._chunk_starts(n, batch_size)]
+
+        def run(bound):
+            lo, hi = bound
+            self._chunk(prep, f, lo, hi, out, None if scores is None else scores[lo:hi, 0])
+
+        if n <= TINY_ROWS:              # GEMMs too small for OpenBLAS to thread: nothing to set
+            for b in bounds:
+                run(b)
+        else:
+            with single_threaded_blas():    # parallel over chunks, not inside each GEMM
+                if len(bounds) == 1 or self.threads == 1:
+                    for b in bounds:
+                        run(b)
+                else:
+                    for _ in self._executor().map(run, bounds):
+                        pass
+        return (out, scores) if return_attention else out
+
+    # -- internals -------------------------------------------------------------------------
+    def _forward_steps(self, f, n, batch_size, out, scores):
+        """The layers' own inference forward, ``batch_size`` rows at a time (models with an
+        activation that has no prepared form)."""
+        for lo in range(0, n, batch_size):
+            hi = min(lo + batch_size, n)
+            out[lo:hi] = self.model.forward({k: v[lo:hi] for k, v in f.items()}, training=False,
+                                            backprop=False)
+            if scores is not None:
+                scores[lo:hi] = self.model.attention_scores
+
+    def _chunk_starts(self, n, batch_size):
+        for step in range(0, n, batch_size):
+            yield from range(step, min(step + batch_size, n), self.chunk_rows)
+
+    def _executor(self):
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+            with self._lock:
+                if self._pool is None:
+                    self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="npctr-predict")
+        return self._pool
+
+    def _chunk(self, prep, f, lo, hi, out, scores=None):
+        """Rows ``lo:hi``: embeddings, pooling, attention, DNN, output; writes ``out[lo:hi]``
+        (and the attention weights into ``scores`` ``(hi - lo, T)`` if given)."""
+        with np.errstate(over="ignore"):    # exp(-x) -> inf in a sigmoid is exact (gives 0)
+            self._chunk_rows(prep, f, lo, hi, out, scores)
+
+    def _chunk_rows(self, prep, f, lo, hi, out, scores):
+        model, ws, dtype = self.model, self._workspace, prep.dtype
+        b = hi - lo
+        deep = ws.get("deep", (b, model.get_layer("dnn").input_dim), dtype)
+        col = 0
+        for fc in model.sparse_columns:
+            e = fc.embedding_dim
+            prep.tables[fc.embedding_name].take(f[fc.name][lo:hi, 0], axis=0, out=deep[:, col:col + e],
+                                                mode="clip")       # ids checked once, in predict
+            col += e
+        for fc in model.pooled_columns:
+            e = fc.embedding_dim
+            deep[:, col:col + e] = pool_sequence(prep.tables[fc.embedding_name], fc, f, lo, hi)
+            col += e
+        if prep.attention:
+            e = sum(c.embedding_dim for c in model.query_columns)
+            self._attention(prep, f, lo, hi, deep, deep[:, col:col + e], scores)
+            col += e
+        for fc in model.dense_columns:
+            deep[:, col:col + fc.dimension] = f[fc.name][lo:hi]
+            col += fc.dimension
+        h = prep.dnn.run(deep, ws)
+        logit = out[lo:hi]
+        np.matmul(h, prep.out_kernel, out=logit)
+        if prep.global_bias is not None:
+            logit += prep.global_bias
+        if prep.link == "sigmoid":
+            sigmoid_(logit)
+
+    def _attention(self, prep, f, lo, hi, deep, out, scores=None):
+        """DIN's attention pooling for rows ``lo:hi`` into ``out`` ``(b, E)``, on valid positions only."""
+        model, ws, dtype = self.model, self._workspace, prep.dtype
+        hist = [f[fc.name][lo:hi] for fc in model.history_columns]
+        b, t = hist[0].shape
+        e = out.shape[1]
+        keys = ws.get("keys", (b, t, e), dtype)                          # (b, T, E)
+        col = 0
+        for fc, ids in zip(model.history_columns, hist):
+            prep.tables[fc.embedding_name].take(ids, axis=0, out=keys[:, :, col:col + fc.embedding_dim],
+                                                mode="clip")
+            col += fc.embedding_dim
+        query = prep.query(deep)                                         # (b, E)
+        valid = model.history_mask(f, slice(lo, hi))
+        flat = np.flatnonzero(valid)                                     # valid (row, t), row-major
+        v = flat.size
+        rows, ts = (None, flat) if b == 1 else np.divmod(flat, t)      # one row: no row indices needed
+        # first layer: q W_q + b once per row; [k, q*k] [W_k; W_p] per valid position
+        q_part = query @ prep.w_query
+        q_part += prep.first_bias                                        # (b, H1)
+        key_product = ws.get("att_key_product", (v, 2 * e), dtype)      # [k, q*k], (V, 2E)
+        keys.reshape(b * t, e).take(flat, axis=0, out=key_product[:, :e], mode="clip")
+        np.multiply(key_product[:, :e], query if b == 1 else query[rows], out=key_product[:, e:])
+        z = ws.get("att_z0", (v, q_part.shape[1]), dtype)
+        np.matmul(key_product, prep.w_key_product, out=z)
+        z += q_part if b == 1 else q_part[rows]
+        if prep.has_hidden:
+            first_act = prep.att_stack.layers[0][2]
+            h = prep.att_stack.run(first_act(z, ws, ts), ws, start=1, t_index=ts)
+            s_v = h @ prep.score_kernel
+            s_v += prep.score_bias
+        else:
+            s_v = z                                                      # (V, 1) already the score
+        if b == 1 and not prep.weight_normalization and scores is None:
+            np.matmul(s_v[:, 0], key_product[:, :e], out=out[0])         # padded positions weigh 0
+            return
+        # scores at every (row, t), then masked as the layer masks them
+        s = np.zeros((b, t), dtype=dtype)
+        s.reshape(-1)[flat] = s_v[:, 0]
+        w = attention_weights(s, valid, prep.weight_normalization)      # all-padding row: 1/T each (softmax)
+        np.matmul(w[:, None, :], keys, out=out[:, None, :])
+        if scores is not None:
+            scores[...] = w
