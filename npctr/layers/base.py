@@ -72,7 +72,7 @@ class Layer:
             self.dtype = np.dtype(np.float64)
         weight_dtype = self.dtype
         if initializers.placeholders_active():    # load_model: the stored array replaces it
-            value = grad = initializers.placeholder(np.shape(value), weight_dtype)
+            value = grad = initializers.placeholder_weight(np.shape(value), weight_dtype)
         else:
             value = np.array(value, dtype=weight_dtype)
             grad = np.zeros(value.shape, value.dtype)

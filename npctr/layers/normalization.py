@@ -23,6 +23,7 @@ import numbers
 import numpy as np
 
 from .base import Layer
+from .. import initializers
 from .._validation import check_positive
 from ..ops.batch_norm import (batch_moments, batch_norm_forward, batch_norm_backward, unbiased_variance,
                               update_moving_)
@@ -110,11 +111,11 @@ class BatchNormalization(Layer):
         self._ndim = ndim
         c = input_shape[self._feature_axis]
         if self.scale:
-            self.add_weight("gamma", np.ones(c))
+            self.add_weight("gamma", initializers.ones(None, (c,)))
         if self.center:
-            self.add_weight("beta", np.zeros(c))
-        self.add_weight("moving_mean", np.zeros(c), trainable=False)
-        self.add_weight("moving_variance", np.ones(c), trainable=False)
+            self.add_weight("beta", initializers.zeros(None, (c,)))
+        self.add_weight("moving_mean", initializers.zeros(None, (c,)), trainable=False)
+        self.add_weight("moving_variance", initializers.ones(None, (c,)), trainable=False)
         super().build(input_shape)
 
     @property
