@@ -188,6 +188,10 @@ def _parse_meta(archive):
     if missing_meta:
         raise ValueError(f"{label} is not an npctr model file: it lacks {missing_meta}")
     _check_version(archive, _scalar(archive, "__format__", "iu", 8), "model file")
+    member = archive.header("__config__")
+    if member.dtype.kind == "U" and member.nbytes > 4 * MAX_CONFIG_CHARS:
+        raise archive.error(f"the config is {member.nbytes // 4:,} characters long, more than "
+                            f"npctr.io.MAX_CONFIG_CHARS = {MAX_CONFIG_CHARS:,}", "__config__")
     config_json = _scalar(archive, "__config__", "U", 4 * MAX_CONFIG_CHARS)
     try:
         meta = json.loads(config_json)
@@ -236,7 +240,7 @@ def _read_weights(archive, targets, ignore, describe, max_bytes=None, verb="matc
         elif m.fortran_order and len(m.shape) > 1:
             problems.append(f"{name}: stored in Fortran order (npctr writes C order)")
     if problems:
-        shown = "; ".join(problems[:20]) + (f"; ... and {len(problems) - 20} more" if len(problems) > 20 else "")
+        shown = "; ".join(problems[:6]) + (f"; ... and {len(problems) - 6} more" if len(problems) > 6 else "")
         raise ValueError(f"{label}: arrays do not match {describe}: {shown}")
     total = sum(m.nbytes for m in members.values())
     if max_bytes is not None and total > max_bytes:
