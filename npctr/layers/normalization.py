@@ -146,8 +146,12 @@ class BatchNormalization(Layer):
         beta = self._broadcast(self._params.get("beta"), x.ndim)
         centred = None
         if training:
-            mean, variance, centred = batch_moments(x, axes, counts)
             count = x.size // x.shape[self._feature_axis] if counts is None else int(counts.sum())
+            if count == 0:          # the batch mean of nothing is NaN, and would poison the moving statistics
+                raise ValueError(f"{self.name}: training needs at least one value per feature for the batch "
+                                 f"statistics, got inputs of shape {x.shape}; the moving statistics are left "
+                                 "as they were")
+            mean, variance, centred = batch_moments(x, axes, counts)
             self._update_moving(mean.reshape(-1), variance.reshape(-1), count)
         else:                                   # moving statistics: the counts play no part
             counts = None
