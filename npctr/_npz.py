@@ -195,24 +195,10 @@ class Archive:
         if end > self.size:
             raise self.error(f"its data runs past the end of the file ({end} > {self.size} bytes)", name)
         f.seek(start)
-        prefix = f.read(8)
-        if len(prefix) != 8 or prefix[:6] != _NPY_MAGIC:
-            raise self.error("not a .npy array (no NumPy magic string)", name)
-        version = (prefix[6], prefix[7])
-        if version not in ((1, 0), (2, 0)):
-            raise self.error(f".npy format version {version[0]}.{version[1]}; npctr reads 1.0 and 2.0", name)
-        length_field = f.read(2 if version == (1, 0) else 4)
-        if len(length_field) != (2 if version == (1, 0) else 4):
-            raise self.error("truncated inside its .npy header", name)
-        header_length = int.from_bytes(length_field, "little")
-        if header_length > MAX_HEADER_BYTES:
-            raise self.error(f"its .npy header claims {header_length} bytes; npctr arrays have headers of at "
-                             f"most {MAX_HEADER_BYTES} (npctr._npz.MAX_HEADER_BYTES)", name)
-        data_offset = start + 8 + len(length_field) + header_length
+        shape, fortran_order, dtype, raw = read_npy_header(f.read, lambda m: self.error(m, name))
+        data_offset = start + len(raw)
         if data_offset > end:
             raise self.error("its .npy header runs past the member's end", name)
-        text = f.read(header_length)
-        shape, fortran_order, dtype = _parse_npy_header(version, length_field + text, lambda m: self.error(m, name))
         if dtype.hasobject:
             raise self.error("it holds Python objects, i.e. a pickle; npctr files never do, and loading one "
                              "would run code: refusing", name)
@@ -224,7 +210,7 @@ class Archive:
         if data_offset + nbytes != end:
             raise self.error(f"its .npy header announces shape {shape} of {dtype} = {nbytes} bytes, the member "
                              f"holds {end - data_offset}: the sizes do not match", name)
-        header_crc = zlib.crc32(prefix + length_field + text)
+        header_crc = zlib.crc32(raw)
         return Member(name, shape, dtype, fortran_order, nbytes, data_offset, header_crc, info.CRC)
 
     def read(self, member):
@@ -274,6 +260,33 @@ def _end_record(f):
     if not record:
         return None
     return record[zipfile._ECD_ENTRIES_TOTAL], record[zipfile._ECD_SIZE]
+
+
+def read_npy_header(read, error):
+    """``(shape, fortran_order, dtype, raw header bytes)`` of the ``.npy`` stream whose
+    ``read(n)`` is given, reading at most ``MAX_HEADER_BYTES`` + 12 bytes: the header's length
+    field is bounded before the header is read (NumPy's own reader reads whatever length it
+    claims, up to 4 GiB, before checking it). Problems are ``error(message)``; the dtype is
+    returned as declared (the caller refuses objects)."""
+    prefix = read(8)
+    if len(prefix) != 8 or prefix[:6] != _NPY_MAGIC:
+        raise error("not a .npy array (no NumPy magic string)")
+    version = (prefix[6], prefix[7])
+    if version not in ((1, 0), (2, 0)):
+        raise error(f".npy format version {version[0]}.{version[1]}; npctr reads 1.0 and 2.0")
+    width = 2 if version == (1, 0) else 4
+    length_field = read(width)
+    if len(length_field) != width:
+        raise error("truncated inside its .npy header")
+    header_length = int.from_bytes(length_field, "little")
+    if header_length > MAX_HEADER_BYTES:
+        raise error(f"its .npy header claims {header_length} bytes; npctr reads headers of at most "
+                    f"{MAX_HEADER_BYTES} (npctr._npz.MAX_HEADER_BYTES)")
+    text = read(header_length)
+    if len(text) != header_length:
+        raise error("truncated inside its .npy header")
+    shape, fortran_order, dtype = _parse_npy_header(version, length_field + text, error)
+    return shape, fortran_order, dtype, prefix + length_field + text
 
 
 def _parse_npy_header(version, raw, error):

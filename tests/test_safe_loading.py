@@ -151,7 +151,7 @@ def test_long_but_honest_header_loads_and_too_long_is_not_called_a_pickle(base, 
     model = load_model(_rewrite(base, tmp_path / "long.npz", **{"dnn/kernel0": honest}))
     np.testing.assert_array_equal(model._lookup("dnn/kernel0"), kernel)
     too_long = hostile_files._header_bytes(kernel.shape, pad_to=5000) + kernel.tobytes()
-    with pytest.raises(ValueError, match="header claims 5000 bytes; npctr arrays have headers of at most 4096") as info:
+    with pytest.raises(ValueError, match="header claims 5000 bytes; npctr reads headers of at most 4096") as info:
         load_model(_rewrite(base, tmp_path / "longer.npz", **{"dnn/kernel0": too_long}))
     assert "pickle" not in str(info.value)
 

@@ -5,7 +5,7 @@ import numpy as np
 
 from ..feature_column import SparseFeat, VarLenSparseFeat, DenseFeat, build_input_features
 from ..ops.sequence import sequence_mask
-from .._validation import check_finite_rows, as_feature_dict
+from .._validation import check_finite_rows, as_feature_dict, as_array
 
 
 class FeatureInputs:
@@ -97,7 +97,7 @@ class FeatureInputs:
         if missing or extra:
             raise ValueError(f"{name} must hold exactly the features {self.names}; "
                              f"missing {missing}, unexpected {extra}")
-        arrays = {n: np.asarray(x[n]) for n in self.names}
+        arrays = {n: as_array(x[n], f"{name}[{n!r}]") for n in self.names}
         sizes = {n: (a.shape[0] if a.ndim else None) for n, a in arrays.items()}
         batch = sizes[self.names[0]]
         if batch is None or any(s != batch for s in sizes.values()):
