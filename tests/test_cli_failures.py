@@ -345,3 +345,19 @@ def test_predict_and_dask_wait_for_no_fifo(setup):
     from npctr.io import read_model_config
     with pytest.raises(ValueError, match="is a FIFO"):
         read_model_config(tmp / "model.fifo.npz")
+
+
+def test_an_input_member_with_forged_sizes_is_refused_before_inflating(setup):
+    import zipfile
+    tmp, model, _ = setup
+    x = _data()
+    path = hostile_files._write(str(tmp / "forged.npz"), list(x.items()), compress={"price"})
+    with zipfile.ZipFile(path, "a") as zf:
+        zf.getinfo("price.npy").file_size = 10 ** 10          # the directory claims 10 GB unpacked
+        zf._didModify = True
+    code, err = _run([model, "-i", path, "-o", tmp / "s.csv"], tmp)
+    assert code == 1 and "array 'price': the archive's directory gives sizes" in one_line(err)
+    path = hostile_files._write(str(tmp / "lying.npz"), [(k, v) for k, v in x.items() if k != "price"]
+                                + [("price", hostile_files._header_bytes((10 ** 9,)) + x["price"].tobytes())])
+    code, err = _run([model, "-i", path, "-o", tmp / "s.csv"], tmp)
+    assert code == 1 and "its header announces shape (1000000000,)" in one_line(err)

@@ -203,3 +203,10 @@ def test_long_name_lists_are_cut_short(base, tmp_path):
 
 def test_load_model_is_exported_and_numpy_only():
     assert npctr.load_model is load_model
+
+
+def test_a_dask_worker_refuses_the_bomb_as_fast(base, tmp_path):
+    from npctr.serving.dask import cached_model
+    path = hostile_files.extra_member_deflated(str(tmp_path), base, SCALE)
+    with pytest.raises(ValueError, match="is compressed"):
+        cached_model(path)

@@ -76,6 +76,7 @@ class NpzReader:
     """Streams each wanted ``.npy`` member of the archive, ``rows`` rows at a time (no pickles)."""
 
     def __init__(self, path):
+        _files.check_regular(path, "input file")          # a FIFO would block zipfile forever
         try:
             self._zip = zipfile.ZipFile(path)
         except zipfile.BadZipFile as exc:
@@ -89,8 +90,14 @@ class NpzReader:
                 raise TableError(f"{os.fspath(path)!r}: the archive lists array {info.filename[:-4]!r} twice",
                                  column=info.filename[:-4])
             try:
+                self._check_sizes(info)
                 with self._zip.open(info) as f:
-                    shape, fortran, dtype = self._header(f, info.filename)
+                    shape, fortran, dtype, header_size = self._header(f, info.filename)
+                nbytes = dtype.itemsize * int(np.prod(shape, dtype=object))
+                if header_size + nbytes != info.file_size:
+                    raise TableError(f"array {info.filename[:-4]!r}: its header announces shape {shape} of {dtype} "
+                                     f"= {nbytes} bytes, the member holds {info.file_size - header_size}",
+                                     column=info.filename[:-4])
             except TableError:
                 self._zip.close()
                 raise
@@ -109,14 +116,31 @@ class NpzReader:
         self.n_rows = self.n_rows or 0
 
     @staticmethod
+    def _check_sizes(info):
+        """Stored or deflated members only, whose sizes deflate could have produced (at most ~1032:1):
+        what a member inflates to is then bounded by the file's own size."""
+        name = info.filename[:-4]
+        if info.compress_type == zipfile.ZIP_STORED:
+            ok = info.compress_size == info.file_size
+        elif info.compress_type == zipfile.ZIP_DEFLATED:
+            ok = info.file_size <= 1032 * info.compress_size + 1024
+        else:
+            raise TableError(f"array {name!r} is compressed with zip method {info.compress_type}; write the "
+                             "archive with np.savez or np.savez_compressed", column=name)
+        if not ok:
+            raise TableError(f"array {name!r}: the archive's directory gives sizes ({info.compress_size} bytes "
+                             f"stored, {info.file_size} unpacked) that no stored or deflated member has: the "
+                             "archive is damaged or forged", column=name)
+
+    @staticmethod
     def _header(f, name):
         def error(message):
             return TableError(f"array {name[:-4]!r}: {message}", column=name[:-4])
-        shape, fortran, dtype, _ = read_npy_header(f.read, error)     # the header's length bounded first
+        shape, fortran, dtype, raw = read_npy_header(f.read, error)     # the header's length bounded first
         if dtype.hasobject:
             raise TableError(f"array {name[:-4]!r} holds Python objects (pickled); refusing to load it: "
                              "store numbers (a history as a 2-D array)", column=name[:-4])
-        return shape, fortran, dtype
+        return shape, fortran, dtype, len(raw)
 
     def chunks(self, wanted, rows):
         try:
@@ -135,7 +159,10 @@ class NpzReader:
                 self._header(f, info.filename)
                 if fortran and len(shape) > 1:
                     # column-major on disk: rows are not contiguous; read this member whole
-                    files[name] = np.asfortranarray(np.frombuffer(f.read(), dtype=dtype).reshape(
+                    data = f.read(dtype.itemsize * int(np.prod(shape, dtype=object)))   # the checked size
+                    if len(data) != dtype.itemsize * int(np.prod(shape, dtype=object)):
+                        raise TableError(f"array {name!r} is truncated", column=name)
+                    files[name] = np.asfortranarray(np.frombuffer(data, dtype=dtype).reshape(
                         shape[::-1]).T)
                     f.close()
                 else:
@@ -223,6 +250,7 @@ class ParquetReader:
 
     def __init__(self, path):
         pq = _pyarrow("reading parquet")
+        _files.check_regular(path, "input file")
         try:
             self._file = pq.ParquetFile(path)
         except Exception as exc:        # pyarrow raises ArrowInvalid, OSError, ...
