@@ -42,6 +42,7 @@ import numpy as np
 
 from . import initializers, _files
 from ._npz import Archive
+from ._validation import check_positive_int
 from ._version import __version__
 from .registry import MODEL_REGISTRY
 
@@ -292,7 +293,7 @@ def load_model(path, max_bytes=None):
     ``max_bytes``. ``FileNotFoundError`` if there is no file.
     """
     path = path if hasattr(path, "read") else os.fspath(path)
-    max_bytes = MAX_WEIGHT_BYTES if max_bytes is None else int(max_bytes)
+    max_bytes = MAX_WEIGHT_BYTES if max_bytes is None else check_positive_int(max_bytes, "max_bytes")
     with _archive(path) as archive:
         cls_name, config = _parse_meta(archive)
         model = _rebuild(cls_name, config, archive.label, len(archive.names))

@@ -81,7 +81,10 @@ def _number(value):
     int64 it would wrap to), or a NumPy scalar's plain value."""
     if isinstance(value, str):
         return value.strip()
-    return str(value.item() if isinstance(value, np.generic) else value)
+    value = value.item() if isinstance(value, np.generic) else value
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))             # a list cell's id, parsed as a float: 7, not 7.0
+    return str(value)
 
 
 def _cell_values(cell):
@@ -258,7 +261,7 @@ class FeatureDecoder:
             if f.width == 1 and not any(isinstance(c, (list, tuple, np.ndarray)) for c in column[:1]):
                 return column.reshape(-1, 1)
             column = ragged_from_cells(column, row0, name)
-        self._check_numbers(column, f, row0)
+        column = self._numbers(column, f, row0)
         lengths = np.diff(column.offsets)
         bad = np.flatnonzero(lengths != f.width)
         if bad.size:
@@ -269,15 +272,15 @@ class FeatureDecoder:
         return np.asarray(column.values).reshape(-1, f.width)
 
     @staticmethod
-    def _check_numbers(column, f, row0):
-        """Text cells of a list column must hold numbers: say so (naming the row, the list
-        position and the value) before any length is compared."""
+    def _numbers(column, f, row0):
+        """The list column with text values parsed as numbers (once: ``_ints`` / ``_floats`` then
+        check them); a value that is not a number is a TableError naming the row, the list
+        position and the value, before any length is compared."""
         values = np.asarray(column.values)
         if values.dtype.kind not in "OUS" or not values.size:
-            return
+            return column
         try:
-            values.astype(np.float64)
-            return
+            return Ragged(values.astype(np.float64), column.offsets)
         except (ValueError, TypeError):
             pass
         for k, v in enumerate(values):
@@ -288,6 +291,7 @@ class FeatureDecoder:
                 expected = "a number" if f.kind == "dense" else "an integer id"
                 raise TableError(f"row {row0 + i}, column {f.name!r}: {_show(v)} (position {k - column.offsets[i]} "
                                  f"of the list) is not {expected}", row0 + i, f.name) from None
+        return Ragged(np.array([float(v) for v in values], dtype=np.float64), column.offsets)
 
     # -- values -----------------------------------------------------------------------------
     @staticmethod
