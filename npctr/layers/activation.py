@@ -54,7 +54,7 @@ class PReLU(Layer):
     As in Keras, ``alpha`` has the shape of the input without its batch axis,
     with 1 on each of ``shared_axes`` (1-based, as Keras counts them). On a 2D
     input that is one alpha per feature. Backward:
-    :math:`dx = dy\,(1 \text{ if } x > 0 \text{ else } \alpha)`,
+    :math:`dx = dy\,([x > 0] + \alpha\,[x < 0])` (slope 0 at exactly 0, as TensorFlow),
     :math:`d\alpha = \sum_{\text{batch, shared}} dy \min(x, 0)`.
     """
 

@@ -20,7 +20,7 @@ from .._validation import (float_array, check_rank, check_last_dim, check_list, 
                            check_rate, check_nonnegative, check_seed)
 
 
-#: compute the LocalActivationUnit once per row on shared (all-padding) positions; False
+#: compute the LocalActivationUnit once per row on its shared-key (masked all-padding) positions; False
 #: gives the plain path (for benchmarks and tests comparing the two)
 SHARE_PADDING = True
 
@@ -270,9 +270,9 @@ class LocalActivationUnit(Layer):
         self._embedding_size = keys_shape[-1]
         super().build(input_shape)
 
-    def forward(self, inputs, training=False, backprop=None, shared=None):
-        """``shared`` (optional, ``(B, T)`` bool): positions whose keys are equal within each
-        row and whose scores get no gradient (DIN's all-padding positions, masked): in training
+    def forward(self, inputs, training=False, backprop=None, shared_keys=None):
+        """``shared_keys`` (optional, ``(B, T)`` bool): positions whose keys are equal within each
+        row and whose scores get no gradient (DIN's masked all-padding positions): in training
         they are computed once per row (``docs/local_activation_unit.md``), same results."""
         query, keys = self._check_inputs(inputs)
         self._build_for(query.dtype, [query.shape, keys.shape])
@@ -283,9 +283,9 @@ class LocalActivationUnit(Layer):
         keep = self._keeps_cache(training, backprop)
         # training only: there the batch statistics make it pay; an inference forward stays
         # row by row the same whatever else is in the batch (the Predictor is the fast inference)
-        if (training and shared is not None and SHARE_PADDING and self._factored
-                and dnn.shares_rows(training) and shared.any()):
-            units = QueryKeyUnits.of(query, keys, shared, self.dtype)
+        if (training and shared_keys is not None and SHARE_PADDING and self._factored
+                and dnn.shares_rows(training) and shared_keys.any()):
+            units = QueryKeyUnits.of(query, keys, shared_keys, self.dtype)
             h = dnn.forward_factored(units, training, backprop, counts=units.counts)       # (1, U, H)
             score_u = dense_forward(h, self._params["kernel"], self._params["bias"])       # (1, U, 1)
             score = score_u.reshape(-1)[units.unit_of].reshape(keys.shape[:2] + (1,))

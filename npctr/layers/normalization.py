@@ -1,22 +1,9 @@
-r"""Batch normalization with tf.keras semantics.
+r"""Batch normalization with tf.keras semantics: the ``BatchNormalization`` layer.
 
-Statistics are taken over every axis but ``axis`` (the feature axis). With the
-reduction set :math:`R` and :math:`m = |R|` elements per feature:
-
-.. math::
-    \mu = \tfrac1m \sum_R x, \quad \sigma^2 = \tfrac1m \sum_R (x - \mu)^2, \quad
-    \hat x = (x - \mu) / \sqrt{\sigma^2 + \epsilon}, \quad y = \gamma \hat x + \beta
-
-Backward (batch statistics), with :math:`g = \partial L / \partial \hat x = \gamma\, dy`:
-
-.. math::
-    dx = \frac{1}{\sqrt{\sigma^2+\epsilon}}\Big(g - \overline{g} - \hat x\,\overline{g\hat x}\Big),
-    \quad d\gamma = \sum_R dy\,\hat x, \quad d\beta = \sum_R dy
-
-where the bar is the mean over :math:`R`. With moving statistics (inference)
-:math:`\mu, \sigma^2` are constants and :math:`dx = g / \sqrt{\sigma^2+\epsilon}`.
-The equations are :mod:`npctr.ops.batch_norm`; the derivation is in
-``docs/batch_normalization.md``.
+Statistics are taken over every axis but ``axis`` (the feature axis); training mode normalises
+with the batch statistics and updates the moving ones as the conventions profile says,
+inference mode uses the moving statistics. The forward and backward equations, with shapes,
+are :mod:`npctr.ops.batch_norm`; the derivation is in ``docs/batch_normalization.md``.
 """
 import numbers
 
@@ -55,7 +42,7 @@ class BatchNormalization(Layer):
     Training mode normalises with the batch mean and the biased batch variance and
     updates the moving statistics with the decay :math:`d = 1 - \\text{momentum}` as the
     profile says (``bn_moving_update``; tf.keras 2 rounds :math:`d` to float32; torch feeds
-    the unbiased batch variance :math:`\\tfrac{m}{m-1}\\sigma^2` to the moving variance);
+    the unbiased batch variance :math:`\\tfrac{N}{N-1}\\sigma^2` to the moving variance);
     inference mode uses the moving statistics. ``docs/batch_normalization.md``.
     """
 

@@ -162,9 +162,9 @@ class FeatureModel(Model):
             keys = np.concatenate([emb[fc.name] for fc in self.history_columns], axis=-1)
             mask = self.history_mask(f)
             # every position whose ids are all padding looks up the same key (row 0 of each table)
-            all_padding = self.features.all_padding(f)
+            shared_keys = self.features.all_padding(f)
             hist, scores = self._layers["attention_sequence_pooling_layer"].forward_with_scores(
-                [query, keys], training, backprop, mask=mask, shared_keys=all_padding)
+                [query, keys], training, backprop, mask=mask, shared_keys=shared_keys)
             self.attention_scores = scores
             pieces.append(hist)
         # DeepCTR's combined_dnn_input: flattened embeddings first, dense values after
