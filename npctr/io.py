@@ -30,7 +30,7 @@ unknown class, or that cannot be rebuilt; a format version this npctr does not r
 CRC-32 is wrong. The model is rebuilt from its config with placeholder weights (no draws, no
 memory), so an absurd config (a vocabulary of 2e9, hidden units of 1e7) costs nothing before
 it is refused. ``benchmarks/bench_hostile_files.py`` measures the refusals of 22 kinds of hostile
-file (each under 0.2 s and 10 MB above the interpreter's own memory) and a 1.5 GB model's load
+file (each in at most 0.25 s and 10 MB above the interpreter's own memory) and a 1.5 GB model's load
 (0.85x ``np.load``'s time, 1.00x its memory); tables in ``docs/training.md``. NumPy and the
 standard library only.
 """
