@@ -10,6 +10,7 @@ import numbers
 import numpy as np
 
 from .base import Layer
+from .. import initializers
 from .._validation import check_positive
 from ..ops.batch_norm import (batch_moments, batch_norm_forward, batch_norm_backward, unbiased_variance,
                               update_moving_)
@@ -97,11 +98,11 @@ class BatchNormalization(Layer):
         self._ndim = ndim
         c = input_shape[self._feature_axis]
         if self.scale:
-            self.add_weight("gamma", np.ones(c))
+            self.add_weight("gamma", initializers.ones(None, (c,)))
         if self.center:
-            self.add_weight("beta", np.zeros(c))
-        self.add_weight("moving_mean", np.zeros(c), trainable=False)
-        self.add_weight("moving_variance", np.ones(c), trainable=False)
+            self.add_weight("beta", initializers.zeros(None, (c,)))
+        self.add_weight("moving_mean", initializers.zeros(None, (c,)), trainable=False)
+        self.add_weight("moving_variance", initializers.ones(None, (c,)), trainable=False)
         super().build(input_shape)
 
     @property
@@ -132,8 +133,12 @@ class BatchNormalization(Layer):
         beta = self._broadcast(self._params.get("beta"), x.ndim)
         centred = None
         if training:
-            mean, variance, centred = batch_moments(x, axes, counts)
             count = x.size // x.shape[self._feature_axis] if counts is None else int(counts.sum())
+            if count == 0:          # the batch mean of nothing is NaN, and would poison the moving statistics
+                raise ValueError(f"{self.name}: training needs at least one value per feature for the batch "
+                                 f"statistics, got inputs of shape {x.shape}; the moving statistics are left "
+                                 "as they were")
+            mean, variance, centred = batch_moments(x, axes, counts)
             self._update_moving(mean.reshape(-1), variance.reshape(-1), count)
         else:                                   # moving statistics: the counts play no part
             counts = None

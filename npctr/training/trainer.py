@@ -175,8 +175,8 @@ class Trainer:
         """One all-or-nothing update (see ``npctr.training.atomic``). Returns (total loss, predictions).
 
         If anything raises before the update is written (a NaN loss or gradient, a bad batch,
-        ``KeyboardInterrupt``), the weights, moving statistics, dropout generators and the
-        optimizer's state are exactly as before the step. OpenBLAS runs single-threaded inside
+        ``KeyboardInterrupt``, an optimizer refusing the update), the weights, moving statistics,
+        dropout generators and the optimizer's state are exactly as before the step. OpenBLAS runs single-threaded inside
         (``npctr._blas``): DIN's GEMMs gain nothing from a second BLAS thread on a quiet 2-core
         machine and stall many times over on a loaded one (``docs/performance.md``).
         """
@@ -193,10 +193,13 @@ class Trainer:
                         f"{batch}; the weights were not updated with this batch (lower the learning "
                         "rate, check the inputs)", epoch=epoch, batch=batch, loss=total)
                 guard.commit()
+                # an optimizer that raises must do so before writing anything (docs/training.md,
+                # 'Writing an optimizer'): then the forward's changes are undone here too
+                self.optimizer.apply_gradients(params, grads)
             except BaseException:
                 self.restore(snapshot)
+                self.weights_changed()
                 raise
-            self.optimizer.apply_gradients(params, grads)
             self.weights_changed()
         return total, pred
 
