@@ -66,6 +66,17 @@ class Model(Trainer, Layer):
     def build(self, input_shape=None):
         super().build(input_shape)
 
+    def auxiliary_loss(self):
+        """The model's own loss terms of its last forward, weighted as the objective counts them
+        (Keras's ``add_loss`` terms other than regularization, e.g. DIEN's ``alpha`` x auxiliary
+        loss); 0.0 for a model without any. The trainer adds it to the data loss and the
+        regularization."""
+        return 0.0
+
+    def add_auxiliary_grads(self):
+        """Add the gradients of ``auxiliary_loss()`` to ``grads`` (after ``backward``; as
+        ``add_regularization_grads`` does for the L2 terms). Nothing for a model without any."""
+
     # -- input checks ---------------------------------------------------------------------
     def _check_x(self, x, name="x", check_finite=True):
         """Dict of arrays holding exactly ``feature_names``, all of one length. Returns (dict, n).
