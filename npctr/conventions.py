@@ -79,6 +79,36 @@ class Conventions:
         Adagrad starts its accumulator at float32(0.1)).
     kernel_layout : {'(in, out)', '(out, in)'}
         How the framework stores dense kernels (for importers; npctr always stores ``(in, out)``).
+    gru_layout : {'keras', 'torch'}
+        DIEN's GRU cells (``npctr.ops.gru``): tf.keras's legacy ``GRUCell`` (fused ``[x, h] @ K_g``
+        giving ``r | u``, candidate ``tanh([x, r * h] @ K_c + b_c)``, one bias per gate) or
+        ``torch.nn.GRU`` (blocks ``r | z | n``, two biases, candidate
+        ``tanh(x W_in + b_in + r * (h W_hn + b_hn))``). Different functions, not layouts of one.
+    augru_gate : {'keep', 'update'}
+        What AUGRU's attention ``a`` scales: ``'keep'``: the gate weighing the old state,
+        ``g = (1 - a) u`` (DeepCTR-TF, the DIEN authors' code); ``'update'``: the gate weighing the
+        candidate, ``1 - g = a z`` (DeepCTR-Torch, the paper). Attention 0 is a plain GRU step
+        under ``'keep'`` and keeps the state under ``'update'``.
+    augru_tied_bias : bool
+        AUGRU has ONE bias used as both ``b_i`` and ``b_h`` (DeepCTR-Torch's ``AUGRUCell``
+        registers ``bias_hh`` under the name ``bias_ih``); npctr's weight ``bias``.
+    aux_loss_reduction : {'all_positions', 'valid_entries'}
+        DIEN's auxiliary loss: the masked sum divided by ``B (T - 1)`` (DeepCTR-TF's
+        ``reduce_mean`` over every position, padding and empty rows included), or the mean over
+        the ``2N`` valid click and no-click entries (DeepCTR-Torch; 0 when ``N = 0``).
+    aux_loss_log_clamp : float or None
+        None: plain ``-log p``, ``-log(1 - q)`` (DeepCTR-TF); a number: torch's
+        ``F.binary_cross_entropy``, logs clamped at it (-100), with torch's backward
+        ``(p - y) / max(p (1 - p), 1e-12)`` (``npctr.ops.losses``).
+    dien_dnn_input : tuple of str
+        The order of DIEN's DNN input, from ``"sparse"`` (every SparseFeat embedding),
+        ``"pooled"`` (non-history sequences pooled by their combiner), ``"hist"`` (the final
+        interest) and ``"dense"``; a piece not listed is not used (DeepCTR-Torch's DIEN ignores
+        non-history sequences).
+    dien_attention_rows : {'all', 'nonempty'}
+        Rows of the evolving layer's attention: every row (DeepCTR-TF: Dice's batch statistics
+        over ``B x T``) or only rows of length > 0 (DeepCTR-Torch drops empty rows first).
+        Only batch statistics (Dice / BN in the attention, training mode) can tell them apart.
     """
     name: str
     framework: str
@@ -98,6 +128,13 @@ class Conventions:
     history_mask: str
     optimizer_flavor: str
     kernel_layout: str
+    gru_layout: str
+    augru_gate: str
+    augru_tied_bias: bool
+    aux_loss_reduction: str
+    aux_loss_log_clamp: object
+    dien_dnn_input: tuple
+    dien_attention_rows: str
 
     def as_dict(self):
         """The fields as a plain dict (for tables and reports)."""
@@ -110,9 +147,12 @@ TF_KERAS = Conventions(
     bn_decay_float32=True,
     bn_moving_variance="biased", dice_epsilon=1e-9, dice_bn_affine=False, dice_bn_momentum=0.99,
     loss="tf_keras", loss_reduction="mean", l2_float32=False, l2_on_dnn=True,
-    history_mask="nonzero_ids", optimizer_flavor="keras", kernel_layout="(in, out)")
+    history_mask="nonzero_ids", optimizer_flavor="keras", kernel_layout="(in, out)",
+    gru_layout="keras", augru_gate="keep", augru_tied_bias=False, aux_loss_reduction="all_positions",
+    aux_loss_log_clamp=None, dien_dnn_input=("sparse", "pooled", "hist", "dense"), dien_attention_rows="all")
 
-# Keras 3 runs DeepCTR's graph as tf.keras 2 does; only these conventions differ
+# Keras 3 runs DeepCTR's graph as tf.keras 2 does; only these conventions differ (DIEN's fields are
+# tf.keras 2's: DeepCTR's DIEN is one graph whichever Keras runs it)
 KERAS3 = replace(
     TF_KERAS, name="keras3", framework="DeepCTR 0.9.4 on Keras 3 (TensorFlow 2.21's default Keras)",
     bn_moving_update="lerp", bn_decay_float32=False, loss="keras3", l2_float32=True)
@@ -123,7 +163,9 @@ TORCH = Conventions(
     bn_decay_float32=False,
     bn_moving_variance="unbiased", dice_epsilon=1e-8, dice_bn_affine=True, dice_bn_momentum=0.1,
     loss="torch", loss_reduction="sum", l2_float32=False, l2_on_dnn=False,
-    history_mask="length", optimizer_flavor="torch", kernel_layout="(out, in)")
+    history_mask="length", optimizer_flavor="torch", kernel_layout="(out, in)",
+    gru_layout="torch", augru_gate="update", augru_tied_bias=True, aux_loss_reduction="valid_entries",
+    aux_loss_log_clamp=-100.0, dien_dnn_input=("hist", "sparse", "dense"), dien_attention_rows="nonempty")
 
 PROFILES = {p.name: p for p in (TF_KERAS, KERAS3, TORCH)}
 

@@ -19,6 +19,7 @@ a conventions profile's ``loss`` field); see ``docs/training.md``.
 import numpy as np
 
 from ..ops.activations import sigmoid, softmax
+from ..ops.losses import torch_bce, torch_bce_grad
 
 #: Keras's fuzz factor ``backend.epsilon()``.
 EPSILON = 1e-7
@@ -47,9 +48,7 @@ def binary_crossentropy_per_sample(y_true, y_pred, convention="tf_keras"):
     y_true, y_pred = _as_pair(y_true, y_pred)
     _check_convention(convention)
     if convention == "torch":
-        with np.errstate(divide="ignore"):
-            return (y_true - 1) * np.maximum(np.log1p(-y_pred), -100.0) \
-                - y_true * np.maximum(np.log(y_pred), -100.0)
+        return torch_bce(y_true, y_pred)
     eps = y_pred.dtype.type(EPSILON) if y_pred.dtype.kind == "f" else EPSILON
     p = np.clip(y_pred, eps, 1 - eps)
     inside = eps if convention == "tf_keras" else 0
@@ -72,8 +71,6 @@ def probability(logits):
 
 CONVENTIONS = ("tf_keras", "keras3", "torch")
 REDUCTIONS = ("mean", "sum")
-#: torch's ``binary_cross_entropy_backward`` floor on ``p (1 - p)``
-TORCH_BCE_EPSILON = 1e-12
 
 
 def _check_convention(convention):
@@ -169,8 +166,7 @@ class BinaryCrossentropy(Loss):
         y_true, y_pred = _as_pair(y_true, y_pred)
         n = y_pred.dtype.type(self._count(y_pred.size))
         if self.convention == "torch":
-            floor = y_pred.dtype.type(TORCH_BCE_EPSILON)
-            return (y_pred - y_true) / np.maximum(y_pred * (1 - y_pred), floor) / n
+            return torch_bce_grad(y_true, y_pred) / n
         eps = y_pred.dtype.type(EPSILON)
         inside = (y_pred >= eps) & (y_pred <= 1 - eps)  # tf.clip_by_value passes the gradient on ties
         p = np.clip(y_pred, eps, 1 - eps)

@@ -1,0 +1,315 @@
+r"""GRU cells in DeepCTR's two layouts, DIEN's attention gates, and backpropagation through time.
+
+One step maps the input :math:`x_t` ``(B, D)`` and the state :math:`h` ``(B, H)`` to a candidate
+state. Both layouts compute a reset gate :math:`r`, an update gate :math:`u` (the gate that
+weighs the OLD state) and a candidate :math:`c`:
+
+``"keras"`` (tf.keras's legacy ``GRUCell``, DeepCTR's ``QAAttGRUCell`` / ``VecAttGRUCell``):
+
+.. math::
+    [r \mid u] = \sigma([x, h] K_g + b_g), \qquad c = \tanh([x, r \odot h] K_c + b_c)
+
+with :math:`K_g` ``(D + H, 2H)``, :math:`K_c` ``(D + H, H)``: the reset gate acts BEFORE the
+recurrent product. ``"torch"`` (``torch.nn.GRU``, DeepCTR-Torch's ``AGRUCell`` / ``AUGRUCell``),
+kernels stored ``(in, out)`` with column blocks ``r | z | n``:
+
+.. math::
+    g_i = x W_i + b_i, \quad g_h = h W_h + b_h, \quad r = \sigma(g_i^r + g_h^r), \quad
+    u = \sigma(g_i^z + g_h^z), \quad c = \tanh(g_i^n + r \odot g_h^n)
+
+(the reset gate acts AFTER the recurrent product, whose bias :math:`b_h^n` it also scales).
+
+Every variant then mixes old state and candidate through a *keep gate* :math:`g` ``(B, H)``,
+:math:`\tilde h = g \odot h + (1 - g) \odot c`, with the attention score :math:`a` ``(B, 1)``:
+
+===========  ============================  ==================================================
+gru_type     keep gate :math:`g`           who
+===========  ============================  ==================================================
+GRU          :math:`u`                     both frameworks (torch's :math:`z`)
+AGRU         :math:`1 - a`                 both (the update gate is computed and unused)
+AUGRU keep   :math:`(1 - a) u`             DeepCTR-TF, the DIEN authors' code (``augru_gate="keep"``)
+AUGRU update :math:`1 - a u`               DeepCTR-Torch, the paper (``augru_gate="update"``)
+===========  ============================  ==================================================
+
+Over a padded sequence with valid positions :math:`m_t = [t < L]` (DeepCTR's ``dynamic_rnn``,
+DeepCTR-Torch's packed sequences) the cell runs on every row and
+
+.. math::
+    h_t = m_t\,?\,\tilde h_t : h_{t-1}, \qquad o_t = m_t\,?\,\tilde h_t : 0, \qquad h_{-1} = 0
+
+so the state is frozen and the output zero past a row's length. Backward (``docs/dien.md``) runs
+the steps in reverse, vectorized over the batch: the loop over time is the only loop. The products
+with the input (:math:`x K_g^x`, :math:`x W_i`) and every weight gradient are one GEMM each over
+all ``B * T`` positions, outside the loop.
+"""
+from typing import NamedTuple
+
+import numpy as np
+
+from .activations import sigmoid
+from .dense import matmul_last
+
+LAYOUTS = ("keras", "torch")
+#: the cell variants; DeepCTR's "AIGRU" is a plain GRU on attention-scaled inputs
+GRU_TYPES = ("GRU", "AGRU", "AUGRU")
+#: which gate AUGRU's attention scales: the keep gate by ``1 - a`` (TF) or the update by ``a`` (torch)
+AUGRU_GATES = ("keep", "update")
+
+
+# -- weights -------------------------------------------------------------------------------------
+class KerasGRUWeights(NamedTuple):
+    """tf.keras ``GRUCell`` / DeepCTR's ``_Linear_`` cells; rows of each kernel: ``[x-part (D); h-part (H)]``."""
+    gates_kernel: np.ndarray       # (D + H, 2H), columns r | u
+    gates_bias: np.ndarray         # (2H,)
+    candidate_kernel: np.ndarray   # (D + H, H)
+    candidate_bias: np.ndarray     # (H,)
+
+
+class TorchGRUWeights(NamedTuple):
+    """``torch.nn.GRU`` in ``(in, out)`` layout (``kernel_ih = weight_ih_l0.T``); columns ``r | z | n``.
+    DeepCTR-Torch's AUGRU passes its one bias as both ``bias_ih`` and ``bias_hh``."""
+    kernel_ih: np.ndarray          # (D, 3H)
+    kernel_hh: np.ndarray          # (H, 3H)
+    bias_ih: np.ndarray            # (3H,)
+    bias_hh: np.ndarray            # (3H,)
+
+
+WEIGHTS = {"keras": KerasGRUWeights, "torch": TorchGRUWeights}
+
+
+def weight_shapes(layout, input_size, units):
+    """``{weight name: shape}`` of a cell with ``input_size`` D and ``units`` H in ``layout``."""
+    d, h = input_size, units
+    if layout == "keras":
+        return {"gates_kernel": (d + h, 2 * h), "gates_bias": (2 * h,),
+                "candidate_kernel": (d + h, h), "candidate_bias": (h,)}
+    return {"kernel_ih": (d, 3 * h), "kernel_hh": (h, 3 * h), "bias_ih": (3 * h,), "bias_hh": (3 * h,)}
+
+
+def units_of(weights):
+    """The state size H of a cell's weights."""
+    return weights.candidate_bias.shape[0] if isinstance(weights, KerasGRUWeights) else weights.kernel_hh.shape[0]
+
+
+# -- one step -----------------------------------------------------------------------------------
+def input_projection(x, weights):
+    r"""The input's part of every pre-activation, for all positions at once (one GEMM each).
+
+    keras: ``(x K_g^x + b_g (B, T, 2H), x K_c^x + b_c (B, T, H))``; torch: ``(x W_i + b_i (B, T, 3H),)``.
+    """
+    if isinstance(weights, KerasGRUWeights):
+        d = x.shape[-1]
+        xg = matmul_last(x, weights.gates_kernel[:d])
+        xg += weights.gates_bias
+        xc = matmul_last(x, weights.candidate_kernel[:d])
+        xc += weights.candidate_bias
+        return xg, xc
+    gi = matmul_last(x, weights.kernel_ih)
+    gi += weights.bias_ih
+    return (gi,)
+
+
+def keras_cell(xg, xc, h, weights):
+    r"""tf.keras ``GRUCell``: ``(r, u, c, r * h)`` from the input parts ``xg`` ``(B, 2H)``, ``xc`` ``(B, H)``."""
+    units = h.shape[-1]
+    d = weights.gates_kernel.shape[0] - units
+    gates = sigmoid(xg + h @ weights.gates_kernel[d:])
+    r, u = gates[:, :units], gates[:, units:]
+    rh = r * h
+    c = np.tanh(xc + rh @ weights.candidate_kernel[d:])
+    return r, u, c, rh
+
+
+def torch_cell(gi, h, weights):
+    r"""``torch.nn.GRU``'s cell: ``(r, u, c, gh_n)`` from ``gi = x W_i + b_i`` ``(B, 3H)``;
+    ``gh_n = h W_h^n + b_h^n`` is what the reset gate scales."""
+    units = h.shape[-1]
+    gh = h @ weights.kernel_hh
+    gh += weights.bias_hh
+    gates = sigmoid(gi[:, :2 * units] + gh[:, :2 * units])
+    r, u = gates[:, :units], gates[:, units:]
+    gh_n = gh[:, 2 * units:]
+    c = np.tanh(gi[:, 2 * units:] + r * gh_n)
+    return r, u, c, gh_n
+
+
+def keep_gate(gru_type, u, a=None, augru_gate="keep"):
+    r"""The weight :math:`g` of the old state in :math:`\tilde h = g h + (1 - g) c` (module table);
+    ``u`` ``(B, H)`` the update gate, ``a`` ``(B, 1)`` the attention score."""
+    if gru_type == "GRU":
+        return u
+    if gru_type == "AGRU":
+        return np.broadcast_to(1.0 - a, u.shape)
+    if augru_gate == "keep":
+        return (1.0 - a) * u
+    return 1.0 - a * u
+
+
+def keep_gate_backward(gru_type, d_g, u, a=None, augru_gate="keep"):
+    """``(d_u (B, H), d_a (B,) or None)`` from ``d_g``: AGRU leaves the update gate unused (0)."""
+    if gru_type == "GRU":
+        return d_g, None
+    if gru_type == "AGRU":
+        return np.zeros_like(u), -d_g.sum(axis=1)
+    d_a = -(d_g * u).sum(axis=1)                   # both AUGRUs: dg/da = -u
+    return (d_g * (1.0 - a) if augru_gate == "keep" else d_g * -a), d_a
+
+
+def mix(h, c, g):
+    r""":math:`\tilde h = g \odot h + (1 - g) \odot c`."""
+    return g * h + (1.0 - g) * c
+
+
+def masked_step(h_new, h_prev, valid):
+    """``(h_t, o_t)``: ``h_new`` where ``valid`` ``(B, 1)``, else the frozen ``h_prev`` and a 0 output."""
+    return np.where(valid, h_new, h_prev), np.where(valid, h_new, 0.0).astype(h_new.dtype, copy=False)
+
+
+def masked_step_backward(d_h, d_o, valid):
+    """``(d_h_new, d_h_prev_frozen)`` from the gradients at ``h_t`` and ``o_t``: a valid row passes
+    both to the cell's output, a padded one passes ``d_h`` straight to ``h_{t-1}``."""
+    return np.where(valid, d_h + d_o, 0.0), np.where(valid, 0.0, d_h)
+
+
+# -- a whole sequence ---------------------------------------------------------------------------
+class GRUSequenceCache(NamedTuple):
+    """What BPTT reads: the inputs, and per position the previous state and the cell's parts."""
+    x: np.ndarray              # (B, T, D)
+    valid: np.ndarray          # (B, T, 1) bool
+    att: object                # (B, T, 1) attention scores, or None
+    h_prev: np.ndarray         # (B, T, H): the state each step started from
+    r: np.ndarray              # (B, T, H) reset gate
+    u: np.ndarray              # (B, T, H) update gate
+    c: np.ndarray              # (B, T, H) candidate
+    g: np.ndarray              # (B, T, H) keep gate
+    reset_operand: np.ndarray  # (B, T, H): keras r * h (the product's input), torch gh_n (what r scales)
+    weights: object            # KerasGRUWeights or TorchGRUWeights
+    gru_type: str
+    augru_gate: str
+
+
+def gru_sequence(x, valid, weights, gru_type="GRU", att=None, augru_gate="keep", keep_cache=False):
+    r"""Run a cell over a padded sequence.
+
+    Parameters
+    ----------
+    x : (batch_size, T, D)
+    valid : (batch_size, T) bool, the positions :math:`t < L` (a step is valid or padding)
+    weights : KerasGRUWeights or TorchGRUWeights (the layout)
+    gru_type : {'GRU', 'AGRU', 'AUGRU'}
+    att : (batch_size, T) or (batch_size, T, 1), the attention scores (AGRU / AUGRU)
+    augru_gate : {'keep', 'update'}
+    keep_cache : bool
+
+    Returns
+    -------
+    outputs (batch_size, T, H) (0 at padding), final state (batch_size, H), GRUSequenceCache or None
+    """
+    b, t_max, _ = x.shape
+    units = units_of(weights)
+    dtype = x.dtype
+    valid = np.asarray(valid, dtype=bool).reshape(b, t_max, 1)
+    if att is not None:
+        att = att.reshape(b, t_max, 1)
+    projected = input_projection(x, weights)
+    keras = isinstance(weights, KerasGRUWeights)
+    h = np.zeros((b, units), dtype)
+    outputs = np.empty((b, t_max, units), dtype)
+    parts = [np.empty((b, t_max, units), dtype) for _ in range(6)] if keep_cache else None
+    for t in range(t_max):
+        if keras:
+            r, u, c, operand = keras_cell(projected[0][:, t], projected[1][:, t], h, weights)
+        else:
+            r, u, c, operand = torch_cell(projected[0][:, t], h, weights)
+        g = keep_gate(gru_type, u, None if att is None else att[:, t], augru_gate)
+        if keep_cache:
+            for store, value in zip(parts, (h, r, u, c, g, operand)):
+                store[:, t] = value
+        h, outputs[:, t] = masked_step(mix(h, c, g), h, valid[:, t])
+    cache = GRUSequenceCache(x, valid, att, *parts, weights, gru_type, augru_gate) if keep_cache else None
+    return outputs, h, cache
+
+
+def gru_sequence_backward(d_outputs, d_final, cache):
+    r"""Backpropagation through time.
+
+    Parameters
+    ----------
+    d_outputs : (batch_size, T, H) or None
+        Gradient at the outputs (None: only the final state is used).
+    d_final : (batch_size, H) or None
+        Gradient at the final state.
+    cache : GRUSequenceCache
+
+    Returns
+    -------
+    d_x (batch_size, T, D), the weights' gradients (the same NamedTuple type as the weights; with
+    tied biases each use gets its own entry, to be summed), d_att (batch_size, T) or None.
+    """
+    x, valid, att, w = cache.x, cache.valid, cache.att, cache.weights
+    b, t_max, _ = x.shape
+    units = cache.c.shape[-1]
+    dtype = x.dtype
+    keras = isinstance(w, KerasGRUWeights)
+    d = x.shape[-1]
+    d_h = np.zeros((b, units), dtype) if d_final is None else np.array(d_final, dtype=dtype)
+    # gradients at the pre-activations, for every position (0 at padding): the input-side GEMMs
+    # and every weight gradient come from them after the loop
+    d_pre_gates = np.zeros((b, t_max, 3 * units if not keras else 2 * units), dtype)
+    d_pre_cand = np.zeros((b, t_max, units), dtype) if keras else None
+    d_att = None if att is None else np.zeros((b, t_max), dtype)
+    h_kernel_gates = w.gates_kernel[d:] if keras else w.kernel_hh
+    h_kernel_cand = w.candidate_kernel[d:] if keras else None
+    zero = np.zeros((b, units), dtype)
+    for t in reversed(range(t_max)):
+        d_o = zero if d_outputs is None else d_outputs[:, t]
+        d_new, d_h = masked_step_backward(d_h, d_o, valid[:, t])
+        h_prev, r, u, c, g = cache.h_prev[:, t], cache.r[:, t], cache.u[:, t], cache.c[:, t], cache.g[:, t]
+        # h~ = g h + (1 - g) c
+        d_g = d_new * (h_prev - c)
+        d_c = d_new * (1.0 - g)
+        d_h += d_new * g
+        d_u, d_a = keep_gate_backward(cache.gru_type, d_g, u, None if att is None else att[:, t],
+                                      cache.augru_gate)
+        if d_a is not None:
+            d_att[:, t] = d_a
+        d_pc = d_c * (1.0 - c * c)                            # tanh'
+        d_r = (d_pc @ h_kernel_cand.T) if keras else d_pc * cache.reset_operand[:, t]
+        if keras:                                             # c = tanh(x K_c^x + (r h) K_c^h + b_c)
+            d_pre_cand[:, t] = d_pc
+            d_h += d_r * r                                    # (r h)'s other factor
+            d_r = d_r * h_prev
+        d_pre = d_pre_gates[:, t]
+        d_pre[:, :units] = d_r * r * (1.0 - r)
+        d_pre[:, units:2 * units] = d_u * u * (1.0 - u)
+        if keras:
+            d_h += d_pre @ h_kernel_gates.T
+        else:                                                 # gh = h W_h + b_h; r scales gh_n
+            d_pre[:, 2 * units:] = d_pc
+            d_gh = d_pre.copy()
+            d_gh[:, 2 * units:] *= r
+            d_h += d_gh @ h_kernel_gates.T
+    return _input_side(x, cache, d_pre_gates, d_pre_cand) + (d_att,)
+
+
+def _input_side(x, cache, d_pre_gates, d_pre_cand):
+    """``(d_x, d_weights)`` from the pre-activation gradients of every position: one GEMM per
+    product, over all ``B * T`` positions."""
+    w = cache.weights
+    d = x.shape[-1]
+    x2 = x.reshape(-1, d)
+    h2 = cache.h_prev.reshape(-1, cache.h_prev.shape[-1])
+    dg2 = d_pre_gates.reshape(-1, d_pre_gates.shape[-1])
+    if isinstance(w, KerasGRUWeights):
+        dc2 = d_pre_cand.reshape(-1, d_pre_cand.shape[-1])
+        rh2 = cache.reset_operand.reshape(h2.shape)
+        d_x = matmul_last(d_pre_gates, w.gates_kernel[:d].T) + matmul_last(d_pre_cand, w.candidate_kernel[:d].T)
+        grads = KerasGRUWeights(np.concatenate([x2.T @ dg2, h2.T @ dg2]), dg2.sum(axis=0),
+                                np.concatenate([x2.T @ dc2, rh2.T @ dc2]), dc2.sum(axis=0))
+        return d_x, grads
+    units = cache.h_prev.shape[-1]
+    d_gh2 = dg2.copy()
+    d_gh2[:, 2 * units:] *= cache.r.reshape(h2.shape)          # b_h^n and W_h^n sit inside r * (...)
+    d_x = matmul_last(d_pre_gates, w.kernel_ih.T)
+    grads = TorchGRUWeights(x2.T @ dg2, h2.T @ d_gh2, dg2.sum(axis=0), d_gh2.sum(axis=0))
+    return d_x, grads
