@@ -105,6 +105,9 @@ class Conventions:
         ``"pooled"`` (non-history sequences pooled by their combiner), ``"hist"`` (the final
         interest) and ``"dense"``; a piece not listed is not used (DeepCTR-Torch's DIEN ignores
         non-history sequences).
+    dien_dense_float32 : bool
+        DIEN's dense features enter rounded to float32, also in a float64 model (DeepCTR-Torch's
+        DIEN reads them with ``get_dense_input``, which casts with ``.float()``; its DIN does not).
     dien_attention_rows : {'all', 'nonempty'}
         Rows of the evolving layer's attention: every row (DeepCTR-TF: Dice's batch statistics
         over ``B x T``) or only rows of length > 0 (DeepCTR-Torch drops empty rows first).
@@ -134,6 +137,7 @@ class Conventions:
     aux_loss_reduction: str
     aux_loss_log_clamp: object
     dien_dnn_input: tuple
+    dien_dense_float32: bool
     dien_attention_rows: str
 
     def as_dict(self):
@@ -149,7 +153,8 @@ TF_KERAS = Conventions(
     loss="tf_keras", loss_reduction="mean", l2_float32=False, l2_on_dnn=True,
     history_mask="nonzero_ids", optimizer_flavor="keras", kernel_layout="(in, out)",
     gru_layout="keras", augru_gate="keep", augru_tied_bias=False, aux_loss_reduction="all_positions",
-    aux_loss_log_clamp=None, dien_dnn_input=("sparse", "pooled", "hist", "dense"), dien_attention_rows="all")
+    aux_loss_log_clamp=None, dien_dnn_input=("sparse", "pooled", "hist", "dense"), dien_dense_float32=False,
+    dien_attention_rows="all")
 
 # Keras 3 runs DeepCTR's graph as tf.keras 2 does; only these conventions differ (DIEN's fields are
 # tf.keras 2's: DeepCTR's DIEN is one graph whichever Keras runs it)
@@ -165,7 +170,8 @@ TORCH = Conventions(
     loss="torch", loss_reduction="sum", l2_float32=False, l2_on_dnn=False,
     history_mask="length", optimizer_flavor="torch", kernel_layout="(out, in)",
     gru_layout="torch", augru_gate="update", augru_tied_bias=True, aux_loss_reduction="valid_entries",
-    aux_loss_log_clamp=-100.0, dien_dnn_input=("hist", "sparse", "dense"), dien_attention_rows="nonempty")
+    aux_loss_log_clamp=-100.0, dien_dnn_input=("hist", "sparse", "dense"), dien_dense_float32=True,
+    dien_attention_rows="nonempty")
 
 PROFILES = {p.name: p for p in (TF_KERAS, KERAS3, TORCH)}
 

@@ -14,8 +14,8 @@ need it, so importing ``npctr.interop`` stays NumPy-only.
   reference numbers for other backends (``docs/verifying_backends.md``).
 """
 from .keras import load_keras_weights, to_keras_weights, keras_spec, map_keras_names
-from .torch import load_torch_state_dict, to_torch_state_dict, torch_spec
+from .torch import load_torch_state_dict, to_torch_state_dict, torch_spec, map_torch_names
 from .onnx import export_onnx, onnx_inputs  # noqa: F401
 
 __all__ = ["load_keras_weights", "to_keras_weights", "keras_spec", "map_keras_names",
-           "load_torch_state_dict", "to_torch_state_dict", "torch_spec", "export_onnx", "onnx_inputs"]
+           "load_torch_state_dict", "to_torch_state_dict", "torch_spec", "map_torch_names", "export_onnx", "onnx_inputs"]

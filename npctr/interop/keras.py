@@ -30,13 +30,16 @@ from ..layers.dense import Dense
 from ..layers.embedding import Embedding
 from ..layers.normalization import BatchNormalization
 from ..layers.sequence import AttentionSequencePoolingLayer
+from ..layers.rnn import DynamicGRU
+from ..layers.auxiliary import AuxiliaryLoss
 from ..models.base import Model
+from ..models.dien import DIEN
 from ._names import load_matched, source_path, take_prefix, to_numpy
 
 #: Keras's default names of the layers npctr mirrors (the ones Keras numbers)
 AUTO_NAMES = {"dnn", "batch_normalization", "dice", "p_re_lu", "local_activation_unit",
               "attention_sequence_pooling_layer", "dense", "prediction_layer", "embedding",
-              "activation", "dropout"}
+              "activation", "dropout", "dynamic_gru", "gru_cell"}
 #: npctr layer class -> its Keras name (a standalone layer's own segment)
 KERAS_BASE = {DNN: "dnn", BatchNormalization: "batch_normalization", Dice: "dice", PReLU: "p_re_lu",
               LocalActivationUnit: "local_activation_unit",
@@ -51,7 +54,10 @@ def _entries(layer):
     """``(npctr path, key)`` for ``layer``'s weights, keys relative to the layer itself."""
     own = list(layer._params) + list(layer._state)
     if isinstance(layer, Model):
-        yield from _feature_model_entries(layer)
+        yield from (_dien_entries if isinstance(layer, DIEN) else _feature_model_entries)(layer)
+        return
+    if isinstance(layer, (DynamicGRU, AuxiliaryLoss)):
+        yield from _dien_layer_entries(layer)
         return
     for key in own:
         yield key, (key,)
@@ -113,6 +119,49 @@ def _feature_model_entries(model):
             yield f"{child_key}/{path}", ((base, 0),) + key
 
 
+# -- DIEN's names ----------------------------------------------------------------------------
+def _dien_layer_entries(layer):
+    """``(npctr path, key)`` of a ``DynamicGRU`` (tf.keras's ``GRUCell`` under ``gru_cell/`` for GRU
+    and AIGRU; DeepCTR's AGRU/AUGRU cells put ``gates/`` and ``candidate/`` right under the layer)
+    or an ``AuxiliaryLoss`` (its DNN's own names: DeepCTR's ``auxiliary_loss`` is a function)."""
+    if isinstance(layer, AuxiliaryLoss):
+        for path, key in _entries(layer._layers["dnn"]):
+            yield f"dnn/{path}", key
+        return
+    if layer.conventions.gru_layout != "keras":
+        raise TypeError(f"{layer.name} has torch-layout GRU weights (conventions {layer.conventions.name!r}): "
+                        "they have no Keras names; build the model with conventions='tf_keras' or 'keras3'")
+    cell = (("gru_cell", 0),) if layer.gru_type in ("GRU", "AIGRU") else ()
+    for key in layer._params:                       # gates_kernel -> gates/kernel
+        scope, variable = key.split("_", 1)
+        yield key, cell + ((scope, 0), variable)
+
+
+def _dien_entries(model):
+    """DeepCTR's DIEN: the tables as DIN's, ``gru1`` / ``gru2`` by their explicit names; the
+    auxiliary network is created first, so it is Keras's ``dnn`` and the main DNN ``dnn_1`` when
+    negatives are used (``dnn`` otherwise). DeepCTR-TF's AGRU/AUGRU ``gru2/...`` variables are
+    untracked by Keras (not in ``model.weights``): pass them in a dict (or with ``strict=False``)."""
+    tables, _ = _table_layer_names(model)
+    main_dnn = ("dnn", 1 if model.use_negsampling else 0)
+    for child_key, child in model._layers.items():
+        if isinstance(child, Embedding):
+            base = (tables[child_key[len("sparse_emb_"):]], 0)
+        elif child_key in ("gru1", "gru2"):
+            base = (child_key, 0)
+        elif child_key == "auxiliary_loss":
+            base = ("dnn", 0)
+        elif child_key == "dnn":
+            base = main_dnn
+        else:
+            base = _child_base(model, child)
+            if base is None:
+                continue
+            base = (base, 0)
+        for path, key in _entries(child):
+            yield f"{child_key}/{path}", (base,) + key
+
+
 def keras_spec(model):
     """``{npctr path: canonical Keras key}`` for every weight of ``model`` (a layer or model).
 
@@ -130,6 +179,10 @@ def keras_spec(model):
 
 
 def _own_base(layer):
+    if isinstance(layer, DynamicGRU):
+        return "dynamic_gru"
+    if isinstance(layer, AuxiliaryLoss):           # DeepCTR's auxiliary_loss is a function: its DNN's names
+        return "dnn"
     for cls, base in KERAS_BASE.items():
         if isinstance(layer, cls):
             return base

@@ -21,7 +21,10 @@ from ..layers.dense import Dense
 from ..layers.embedding import Embedding
 from ..layers.normalization import BatchNormalization
 from ..layers.sequence import AttentionSequencePoolingLayer
+from ..layers.rnn import DynamicGRU
+from ..layers.auxiliary import AuxiliaryLoss
 from ..models.base import Model
+from ..models.dien import DIEN
 from ._names import load_matched, source_path, take_prefix, to_numpy
 
 _BN = {"gamma": "weight", "beta": "bias", "moving_mean": "running_mean", "moving_variance": "running_var"}
@@ -60,6 +63,8 @@ def _entries(layer):
             yield "bias", "bias", PLAIN
     elif isinstance(layer, Embedding):
         yield "embeddings", "weight", PLAIN
+    elif isinstance(layer, (DynamicGRU, AuxiliaryLoss, DIEN)):
+        yield from _dien_entries(layer)
     elif isinstance(layer, Model) and hasattr(layer, "sparse_columns"):
         yield from _feature_model_entries(layer)
     elif layer.params or layer.state:
@@ -84,6 +89,62 @@ def _feature_model_entries(model):
             yield from _child(model, child_key, _MODEL_MODULES[child_key])
         elif child.params or child.state:
             raise TypeError(f"no DeepCTR-Torch name is known for {child_key} of {type(model).__name__}")
+
+
+# -- DIEN's names ----------------------------------------------------------------------------
+# DIEN: npctr child -> DeepCTR-Torch module
+_DIEN_MODULES = {"gru1": "interest_extractor.gru", "auxiliary_loss": "interest_extractor.auxiliary_net",
+                 "attention_sequence_pooling_layer": "interest_evolution.attention",
+                 "gru2": "interest_evolution.interest_evolution", "dnn": "dnn", "dense": "linear",
+                 "prediction_layer": "out"}
+#: npctr's torch-layout GRU weights -> ``nn.GRU``'s names (GRU, AIGRU) and DeepCTR-Torch's cells' (AGRU, AUGRU)
+_GRU_NAMES = {"kernel_ih": "weight_ih_l0", "kernel_hh": "weight_hh_l0", "bias_ih": "bias_ih_l0", "bias_hh": "bias_hh_l0"}
+_CELL_NAMES = {"kernel_ih": "rnn.weight_ih", "kernel_hh": "rnn.weight_hh", "bias_ih": "rnn.bias_ih",
+               "bias_hh": "rnn.bias_hh", "bias": "rnn.bias_ih"}
+
+
+def _dien_entries(layer):
+    """A ``DynamicGRU`` (``nn.GRU`` or DeepCTR-Torch's ``DynamicGRU`` of AGRU/AUGRU cells, ``(out, in)``
+    weights), an ``AuxiliaryLoss`` (its DNN) or a whole DIEN (modules ``_DIEN_MODULES``). The tied
+    AUGRU bias is the one weight ``rnn.bias_ih`` (``rnn.bias_hh`` is the same tensor, ``_tied_twins``)."""
+    if isinstance(layer, AuxiliaryLoss):
+        yield from _child(layer, "dnn", "dnn")
+        return
+    if isinstance(layer, DynamicGRU):
+        if layer.conventions.gru_layout != "torch":
+            raise TypeError(f"{layer.name} has Keras-layout GRU weights (conventions {layer.conventions.name!r}): "
+                            "they have no DeepCTR-Torch names; build the model with conventions='torch'")
+        names = _GRU_NAMES if layer.gru_type in ("GRU", "AIGRU") else _CELL_NAMES
+        for key in layer._params:
+            yield key, names[key], LINEAR if key.startswith("kernel") else PLAIN
+        return
+    for child_key, child in layer._layers.items():
+        if isinstance(child, Embedding):
+            yield from _child(layer, child_key, f"embedding_dict.{child_key[len('sparse_emb_'):]}")
+        elif child_key == "auxiliary_loss":      # the auxiliary DNN's own names, under auxiliary_net
+            for path, name, lay in _entries(child):
+                yield f"{child_key}/{path}", f"{_DIEN_MODULES[child_key]}.{name[len('dnn.'):]}", lay
+        elif child_key in _DIEN_MODULES:
+            yield from _child(layer, child_key, _DIEN_MODULES[child_key])
+        elif child.params or child.state:
+            raise TypeError(f"no DeepCTR-Torch name is known for {child_key} of {type(layer).__name__}")
+
+
+def _tied_twins(spec):
+    """``{twin name: name}`` for every tied AUGRU bias in ``spec`` (``...rnn.bias_hh`` is ``...rnn.bias_ih``)."""
+    return {name[:-len("bias_ih")] + "bias_hh": name for path, (name, _) in spec.items()
+            if path.rsplit("/", 1)[-1] == "bias" and name.endswith("rnn.bias_ih")}
+
+
+def _check_twins(state, twins):
+    """A state_dict's tied AUGRU biases must be equal (torch stores one tensor under both names)."""
+    for twin, name in twins.items():
+        if twin in state and name in state:
+            a, b = to_numpy(state[twin], twin), to_numpy(state[name], name)
+            if a.shape != b.shape or not np.array_equal(a, b):
+                raise ValueError(f"load_torch_state_dict: {twin!r} and {name!r} are one tensor in DeepCTR-Torch's "
+                                 "AUGRUCell (bias_hh is registered as bias_ih) and npctr's one weight 'bias', but "
+                                 "the state_dict gives them different values")
 
 
 def torch_spec(model):
@@ -190,10 +251,23 @@ def load_torch_state_dict(model, source, strict=True, prefix=None):
     spec = torch_spec(model)
     layouts = {path: layout for path, (_, layout) in spec.items()}
     ignored = {k for k in state if k.rsplit(".", 1)[-1] == "num_batches_tracked"}
+    twins = _tied_twins(spec)
+    _check_twins(state, twins)
+    ignored |= set(twins)
     return load_matched(model, {path: name for path, (name, _) in spec.items()}, state,
                         lambda names: {n: n for n in names}, strict, "torch_state_dict",
                         convert=lambda path, array, target: _to_npctr(layouts[path], array, target),
                         ignored=ignored)
+
+
+def map_torch_names(model, names):
+    """``{DeepCTR-Torch state_dict name: npctr path}`` for the names of a module like ``model``
+    (e.g. to compare gradients by name); a tied AUGRU ``bias_hh`` maps to the same weight as its
+    ``bias_ih``; ``num_batches_tracked`` and names that match nothing map to None."""
+    spec = torch_spec(model)
+    path_of = {name: path for path, (name, _) in spec.items()}
+    path_of.update({twin: path_of[name] for twin, name in _tied_twins(spec).items()})
+    return {name: path_of.get(name) for name in names}
 
 
 def to_torch_state_dict(model, numpy=False):
@@ -208,6 +282,8 @@ def to_torch_state_dict(model, numpy=False):
         out[name] = _from_npctr(model, path, layout, model._lookup(path))
         if name.endswith(".running_var"):
             out[name[:-len("running_var")] + "num_batches_tracked"] = np.array(0, dtype=np.int64)
+    for twin, name in _tied_twins(spec).items():      # one tensor under two names, as torch's state_dict
+        out[twin] = out[name].copy()
     if numpy:
         return out
     try:

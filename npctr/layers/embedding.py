@@ -111,6 +111,20 @@ class Embedding(Layer):
                                for g in grad_outputs])
         self._grads["embeddings"] = scatter_rows(ids, rows, (self.input_dim, self.output_dim))
 
+    def add_to_gradient(self, ids_list, grad_outputs):
+        """Add the gradients ``grad_outputs`` of more uses of the looked-up ``ids_list`` to the
+        table's gradient, whatever its form (a ``RowGrad``, or dense after the L2 term): a loss
+        term whose gradient arrives after ``backward`` (DIEN's auxiliary loss)."""
+        ids = np.concatenate([np.asarray(i).reshape(-1) for i in ids_list])
+        rows = np.concatenate([np.asarray(g, dtype=self.dtype).reshape(-1, self.output_dim)
+                               for g in grad_outputs])
+        extra = scatter_rows(ids, rows, (self.input_dim, self.output_dim))
+        g = self._grads["embeddings"]
+        if isinstance(g, RowGrad):
+            self._grads["embeddings"] = g + extra
+        else:
+            g[extra.indices] += extra.values             # indices are unique
+
     def forward(self, inputs, training=False, backprop=None):
         return self.lookup([inputs], training, backprop, names=["inputs"])[0]
 

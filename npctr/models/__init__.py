@@ -3,5 +3,6 @@ from ..registry import register_model, MODEL_REGISTRY
 from ..training.trainer import NonFiniteLossError
 from .base import Model
 from .ctr import DIN, DNNModel
+from .dien import DIEN
 
-__all__ = ["Model", "register_model", "MODEL_REGISTRY", "NonFiniteLossError", "DIN", "DNNModel"]
+__all__ = ["Model", "register_model", "MODEL_REGISTRY", "NonFiniteLossError", "DIN", "DNNModel", "DIEN"]

@@ -36,6 +36,19 @@ class FeatureModel(Model):
                  att_activation="dice", att_weight_normalization=False, l2_reg_dnn=0, l2_reg_embedding=1e-6,
                  dnn_dropout=0, seed=1024, task="binary", dtype="float64", name=None, split=True,
                  conventions=None, device="cpu"):
+        self._set_common(dnn_feature_columns, history_feature_list, dnn_hidden_units, dnn_activation, l2_reg_dnn,
+                         l2_reg_embedding, dnn_dropout, seed, task, dtype, name, conventions, device)
+        self.dnn_use_bn = bool(dnn_use_bn)
+        self.att_hidden_size = check_units(att_hidden_size, "att_hidden_size")
+        self.att_activation = att_activation
+        self.att_weight_normalization = bool(att_weight_normalization)
+        self.split = bool(split)
+        self._plan()
+        self.build()
+
+    def _set_common(self, dnn_feature_columns, history_feature_list, dnn_hidden_units, dnn_activation, l2_reg_dnn,
+                    l2_reg_embedding, dnn_dropout, seed, task, dtype, name, conventions, device):
+        """The arguments every DeepCTR model of this family shares, checked and stored."""
         self.device = check_device(device)
         super().__init__(name=name, dtype=resolve_dtype(dtype) or np.dtype(np.float64),
                          conventions=conventions)
@@ -46,28 +59,24 @@ class FeatureModel(Model):
         if not self.dnn_feature_columns:
             raise ValueError("dnn_feature_columns can not be an empty list")
         self.history_feature_list = list(history_feature_list)
-        self.dnn_use_bn = bool(dnn_use_bn)
         self.dnn_hidden_units = check_units(dnn_hidden_units, "dnn_hidden_units")
         self.dnn_activation = dnn_activation
-        self.att_hidden_size = check_units(att_hidden_size, "att_hidden_size")
-        self.att_activation = att_activation
-        self.att_weight_normalization = bool(att_weight_normalization)
         self.l2_reg_dnn = check_nonnegative(l2_reg_dnn, "l2_reg_dnn")
         self.l2_reg_embedding = check_nonnegative(l2_reg_embedding, "l2_reg_embedding")
         self.dnn_dropout = check_rate(dnn_dropout, "dnn_dropout")
         self.seed = check_seed(seed)
         if task not in ("binary", "regression"):
-            raise ValueError(f"task must be 'binary' or 'regression', got {task!r} (DeepCTR's DIN graph ends "
-                             "in Dense(1): one output per sample, so 'multiclass' has no meaning here)")
+            raise ValueError(f"task must be 'binary' or 'regression', got {task!r} (DeepCTR's {type(self).__name__} "
+                             "graph ends in Dense(1): one output per sample, so 'multiclass' has no meaning here)")
         self.task = task
-        self.split = bool(split)
-        self._plan()
-        self.build()
 
     # -- the graph, from the feature columns alone ----------------------------------------
+    def _feature_inputs(self):
+        """The feature plan (``FeatureInputs``) of this model's columns."""
+        return FeatureInputs(self.dnn_feature_columns, self.history_feature_list, self.conventions)
+
     def _plan(self):
-        plan = self.features = FeatureInputs(self.dnn_feature_columns, self.history_feature_list,
-                                             self.conventions)
+        plan = self.features = self._feature_inputs()
         # the plan's parts under the names serving, interop and tests read
         self.feature_names, self.input_features = plan.names, plan.by_name
         self.sparse_columns, self.dense_columns, self.pooled_columns = plan.sparse, plan.dense, plan.pooled
@@ -77,16 +86,8 @@ class FeatureModel(Model):
     def build(self, input_shape=None):
         if self.built:
             return
-        for i, (emb_name, fc) in enumerate(self.features.tables.items()):
-            table = Embedding(fc.vocabulary_size, fc.embedding_dim, fc.embeddings_initializer,
-                              l2_reg=self.l2_reg_embedding, mask_zero=emb_name in self.features.masked_tables,
-                              seed=None if self.seed is None else self.seed + 2020 + i, dtype=self.dtype,
-                              name=f"sparse_emb_{emb_name}")
-            table.trainable = fc.trainable
-            self.add_layer(f"sparse_emb_{emb_name}", table, input_shape=(None,))
-        for fc in self.pooled_columns:
-            self.add_layer(f"sequence_pooling_{fc.name}", SequencePoolingLayer(
-                fc.combiner, supports_masking=fc.length_name is None, dtype=self.dtype))
+        self._build_tables()
+        self._build_pooling()
         query_dim = sum(fc.embedding_dim for fc in self.query_columns)
         if self.history_columns:
             att = AttentionSequencePoolingLayer(self.att_hidden_size, self.att_activation,
@@ -100,15 +101,34 @@ class FeatureModel(Model):
                            + [fc.embedding_dim for fc in self.pooled_columns]
                            + ([query_dim] if self.history_columns else []))
         self._dense_sizes = [fc.dimension for fc in self.dense_columns]
-        dnn_input_dim = sum(self._emb_sizes) + sum(self._dense_sizes)
+        self._build_output(sum(self._emb_sizes) + sum(self._dense_sizes), self.dnn_use_bn)
+        self.built = True
+
+    def _build_tables(self):
+        """One ``Embedding`` per embedding_name (``sparse_emb_<embedding_name>``)."""
+        for i, (emb_name, fc) in enumerate(self.features.tables.items()):
+            table = Embedding(fc.vocabulary_size, fc.embedding_dim, fc.embeddings_initializer,
+                              l2_reg=self.l2_reg_embedding, mask_zero=emb_name in self.features.masked_tables,
+                              seed=None if self.seed is None else self.seed + 2020 + i, dtype=self.dtype,
+                              name=f"sparse_emb_{emb_name}")
+            table.trainable = fc.trainable
+            self.add_layer(f"sparse_emb_{emb_name}", table, input_shape=(None,))
+
+    def _build_pooling(self):
+        """A ``SequencePoolingLayer`` per pooled (non-history) sequence."""
+        for fc in self.pooled_columns:
+            self.add_layer(f"sequence_pooling_{fc.name}", SequencePoolingLayer(
+                fc.combiner, supports_masking=fc.length_name is None, dtype=self.dtype))
+
+    def _build_output(self, dnn_input_dim, use_bn):
+        """The output stack: ``DNN``, a bias-free ``Dense(1)``, ``PredictionLayer``."""
         self.add_layer("dnn", DNN(self.dnn_hidden_units, self.dnn_activation, self.l2_reg_dnn, self.dnn_dropout,
-                                  self.dnn_use_bn, seed=self.seed, dtype=self.dtype, name="dnn"),
+                                  use_bn, seed=self.seed, dtype=self.dtype, name="dnn"),
                        input_shape=(None, dnn_input_dim))
         self.add_layer("dense", Dense(1, use_bias=False, seed=self.seed, dtype=self.dtype, name="dense"),
                        input_shape=(None, self.dnn_hidden_units[-1] if self.dnn_hidden_units else dnn_input_dim))
         self.add_layer("prediction_layer", PredictionLayer(self.task, dtype=self.dtype, name="prediction_layer"),
                        input_shape=(None, 1))
-        self.built = True
 
     # -- inputs ---------------------------------------------------------------------------
     def check_features(self, x, check_finite=True, name="x", check_ids=True):
@@ -139,24 +159,48 @@ class FeatureModel(Model):
         return self.features.example(self.dtype)
 
     # -- forward / backward ---------------------------------------------------------------
-    def _forward_logit(self, x, training, backprop):
+    def _prepare(self, x, training):
+        """``(x as a dict, batch_size, checked features with transforms applied)``; a training
+        forward tells the Predictor that moving statistics move."""
         x = as_feature_dict(x, self.feature_names)
         batch, f = self.check_features(x, check_finite=False, check_ids=False)   # the tables check ids
         f = self.transform_dense(f)
         if training:
             self.weights_changed()          # moving statistics move
+        return x, batch, f
+
+    def _embed(self, f, training, backprop):
+        """``{feature name: embeddings}``: every id feature looked up in its table."""
         emb = {}
         for emb_name, names in self.table_features.items():
             outs = self._layers[f"sparse_emb_{emb_name}"].lookup([f[n] for n in names], training, backprop,
                                                                  names=names)
             emb.update(zip(names, outs))
-        pieces = [emb[fc.name] for fc in self.sparse_columns]                      # (B, 1, E_i)
+        return emb
+
+    def _pool(self, emb, f, training, backprop):
+        """The pooled sequences ``(B, 1, E)``, in column order."""
+        pieces = []
         for fc in self.pooled_columns:
             layer = self._layers[f"sequence_pooling_{fc.name}"]
             if fc.length_name is None:
                 pieces.append(layer.forward(emb[fc.name], training, backprop, mask=f[fc.name] != 0))
             else:
                 pieces.append(layer.forward([emb[fc.name], f[fc.length_name]], training, backprop))
+        return pieces
+
+    def _run_output(self, x, deep, training, backprop):
+        """``DNN`` and ``Dense(1)`` on the DNN input ``deep``; remembers the dense features'
+        input shapes for their gradients."""
+        self._dense_input_shapes = {fc.name: np.shape(x[fc.name]) for fc in self.dense_columns}
+        h = self._layers["dnn"].forward(deep, training, backprop)
+        return self._layers["dense"].forward(h, training, backprop)
+
+    def _forward_logit(self, x, training, backprop):
+        x, batch, f = self._prepare(x, training)
+        emb = self._embed(f, training, backprop)
+        pieces = [emb[fc.name] for fc in self.sparse_columns]                      # (B, 1, E_i)
+        pieces += self._pool(emb, f, training, backprop)
         if self.history_columns:
             query = np.concatenate([emb[fc.name] for fc in self.query_columns], axis=-1)
             keys = np.concatenate([emb[fc.name] for fc in self.history_columns], axis=-1)
@@ -171,9 +215,7 @@ class FeatureModel(Model):
         flat = [np.concatenate(pieces, axis=-1).reshape(batch, sum(self._emb_sizes))] if pieces else []
         deep = np.concatenate(flat + [f[fc.name] for fc in self.dense_columns], axis=-1)
         # gradients w.r.t. dense features are returned in the shapes they came in
-        self._dense_input_shapes = {fc.name: np.shape(x[fc.name]) for fc in self.dense_columns}
-        h = self._layers["dnn"].forward(deep, training, backprop)
-        return self._layers["dense"].forward(h, training, backprop)
+        return self._run_output(x, deep, training, backprop)
 
     def inference(self, threads=None, chunk_rows=None):
         """A ``npctr.serving.Predictor`` for this model: what a server holds.
@@ -215,16 +257,36 @@ class FeatureModel(Model):
             prediction._grads["global_bias"] = d_logits.sum(axis=0)
         return self._backward_logit(d_logits)
 
-    def _backward_logit(self, d_logit):
+    def _output_backward(self, d_logit):
+        """Backward through ``Dense(1)`` and the ``DNN``: the gradient at the DNN input."""
         d_h = self._layers["dense"].backward(d_logit)
-        d_deep = self._layers["dnn"].backward(d_h)
+        return self._layers["dnn"].backward(d_h)
+
+    def _pool_backward(self, pieces, d_emb):
+        """Add the pooled sequences' gradients (``pieces``, column order) to ``d_emb``."""
+        for fc, p in zip(self.pooled_columns, pieces):
+            d = self._layers[f"sequence_pooling_{fc.name}"].backward(p)
+            d_emb[fc.name] = d if fc.length_name is None else d[0]
+
+    def _tables_backward(self, d_emb):
+        """Each table's gradient from ``{feature name: d embeddings}`` of every feature it served."""
+        for emb_name, names in self.table_features.items():
+            self._layers[f"sparse_emb_{emb_name}"].backward_many([d_emb[n] for n in names])
+
+    def _dense_gradients(self, d_dense):
+        """``{dense feature name: gradient}`` in the shapes the features came in."""
+        out = {}
+        for fc, d in zip(self.dense_columns, _split_last(d_dense, self._dense_sizes)):
+            out[fc.name] = d.reshape(self._dense_input_shapes[fc.name])
+        return out
+
+    def _backward_logit(self, d_logit):
+        d_deep = self._output_backward(d_logit)
         n_emb = sum(self._emb_sizes)
         d_emb_flat, d_dense = d_deep[:, :n_emb], d_deep[:, n_emb:]
         pieces = _split_last(d_emb_flat[:, None, :], self._emb_sizes) if self._emb_sizes else []
         d_emb = {fc.name: p for fc, p in zip(self.sparse_columns, pieces)}
-        for fc, p in zip(self.pooled_columns, pieces[len(self.sparse_columns):]):
-            d = self._layers[f"sequence_pooling_{fc.name}"].backward(p)
-            d_emb[fc.name] = d if fc.length_name is None else d[0]
+        self._pool_backward(pieces[len(self.sparse_columns):], d_emb)
         if self.history_columns:
             d_query, d_keys = self._layers["attention_sequence_pooling_layer"].backward(pieces[-1])
             sizes = [fc.embedding_dim for fc in self.query_columns]
@@ -232,12 +294,8 @@ class FeatureModel(Model):
                 d_emb[fc.name] = d_emb[fc.name] + d
             for fc, d in zip(self.history_columns, _split_last(d_keys, sizes)):
                 d_emb[fc.name] = d
-        for emb_name, names in self.table_features.items():
-            self._layers[f"sparse_emb_{emb_name}"].backward_many([d_emb[n] for n in names])
-        out = {}
-        for fc, d in zip(self.dense_columns, _split_last(d_dense, self._dense_sizes)):
-            out[fc.name] = d.reshape(self._dense_input_shapes[fc.name])
-        return out
+        self._tables_backward(d_emb)
+        return self._dense_gradients(d_dense)
 
     def compute_output_shape(self, input_shape=None):
         return (None, 1)

@@ -9,19 +9,26 @@ from .._validation import check_finite_rows, as_feature_dict, as_array
 
 
 class FeatureInputs:
-    """The feature plan of ``DIN`` / ``DNNModel`` (and the models to come), from the columns alone.
+    """The feature plan of ``DIN`` / ``DNNModel`` / ``DIEN``, from the columns alone.
 
     Attributes (read-only by convention): ``names`` (feature names, DeepCTR's input order),
     ``by_name`` (name -> column; a ``length_name`` maps to its ``VarLenSparseFeat``),
     ``sparse``, ``dense``, ``pooled`` (sequences pooled by their combiner), ``history``
-    (``hist_<x>`` sequences attended to) and ``query`` (their candidate fields) columns,
-    ``tables`` (embedding_name -> the column that defines the table), ``table_features``
-    (embedding_name -> the features looked up in it), ``masked_tables`` (tables read by a
-    sequence: id 0 is padding) and ``history_length_name``.
+    (``hist_<x>`` sequences attended to), ``negative`` (DIEN's ``neg_hist_<x>`` sampled
+    negatives, aligned with ``history``; empty unless ``negative_history``) and ``query`` (the
+    candidate fields) columns, ``tables`` (embedding_name -> the column that defines the
+    table), ``table_features`` (embedding_name -> the features looked up in it),
+    ``masked_tables`` (tables read by a sequence: id 0 is padding) and ``history_length_name``.
+
+    DIEN's options: ``negative_history`` (the ``neg_hist_<x>`` columns are negatives, never
+    pooled), ``history_lengths`` (the history is masked by ITS ``length_name``, which every
+    history column must share, whatever the profile's DIN rule) and ``sequence_mask_zero``
+    (False: id 0 is an id like any other, DeepCTR's ``seq_mask_zero=False``).
     """
 
-    def __init__(self, feature_columns, history_feature_list, conventions):
-        self.history_mask_rule = conventions.history_mask       # 'nonzero_ids' or 'length'
+    def __init__(self, feature_columns, history_feature_list, conventions, negative_history=False,
+                 history_lengths=False, sequence_mask_zero=True):
+        self.history_mask_rule = "length" if history_lengths else conventions.history_mask
 
         self.by_name = build_input_features(feature_columns)
         self.names = list(self.by_name)
@@ -30,17 +37,47 @@ class FeatureInputs:
         self.dense = [fc for fc in cols if isinstance(fc, DenseFeat)]
         varlen = [fc for fc in cols if isinstance(fc, VarLenSparseFeat)]
         hist_names = ["hist_" + n for n in history_feature_list]
+        neg_names = ["neg_hist_" + n for n in history_feature_list] if negative_history else []
         self.history = [fc for fc in varlen if fc.name in hist_names]
-        self.pooled = [fc for fc in varlen if fc.name not in hist_names]
+        self.negative = [fc for fc in varlen if fc.name in neg_names]
+        self.pooled = [fc for fc in varlen if fc.name not in hist_names and fc.name not in neg_names]
         self._check_history(history_feature_list, varlen)
-        # DeepCTR-Torch masks the history by the first VarLenSparseFeat's length_name
-        self.history_length_name = next((fc.length_name for fc in varlen if fc.length_name is not None), None)
+        self._check_negative()
+        if history_lengths:
+            self.history_length_name = self._own_length_name()
+        else:
+            # DeepCTR-Torch masks the history by the first VarLenSparseFeat's length_name
+            self.history_length_name = next((fc.length_name for fc in varlen if fc.length_name is not None), None)
         if self.history and self.history_mask_rule == "length" and self.history_length_name is None:
             raise ValueError(f"conventions {conventions.name!r} mask the history by a length feature "
                              "(DeepCTR-Torch's keys_length), but no VarLenSparseFeat has a length_name; "
                              "give the history VarLenSparseFeat a length_name")
         self._plan_tables(self.sparse + varlen)
-        self.masked_tables = {fc.embedding_name for fc in varlen}
+        self.masked_tables = {fc.embedding_name for fc in varlen} if sequence_mask_zero else set()
+
+    def _own_length_name(self):
+        """The one ``length_name`` of the history columns (DIEN's ``seq_length``)."""
+        names = {fc.name: fc.length_name for fc in self.history}
+        if self.history and (None in names.values() or len(set(names.values())) > 1):
+            raise ValueError(f"every history VarLenSparseFeat must have the same length_name (the length feature "
+                             f"that masks the sequence, DeepCTR's 'seq_length'), got {names}")
+        return next(iter(names.values()), None)
+
+    def _check_negative(self):
+        """Negative histories line up with the history field by field (DIEN's ``neg_hist_<x>``)."""
+        if not self.negative:
+            return
+        by_field = {fc.name[len("neg_"):]: fc for fc in self.negative}
+        order = [fc.name[len("neg_"):] for fc in self.negative]
+        wanted = [fc.name for fc in self.history if fc.name in by_field]
+        if order != wanted:
+            raise ValueError(f"the negative histories {[fc.name for fc in self.negative]} must come in the order of "
+                             f"the histories {[fc.name for fc in self.history]} (DeepCTR pairs them by position)")
+        for fc in self.history:
+            neg = by_field.get(fc.name)
+            if neg is not None and (neg.embedding_dim, neg.maxlen) != (fc.embedding_dim, fc.maxlen):
+                raise ValueError(f"{neg.name!r} must have the embedding_dim and maxlen of {fc.name!r} "
+                                 f"({fc.embedding_dim}, {fc.maxlen}), got ({neg.embedding_dim}, {neg.maxlen})")
 
     def _check_history(self, history_feature_list, varlen):
         sparse_names = [fc.name for fc in self.sparse]
