@@ -24,6 +24,8 @@ from dien_util import FILES, load, build, names, recorded, load_recorded, path_m
 
 #: a gradient below ZERO ulps of its layer's gradient scale is exactly zero up to round-off
 ZERO = 1e3
+#: the evolving layer's attention (npctr paths)
+ATTENTION = "attention_sequence_pooling_layer/"
 #: torch accumulates its regularisation (and so its total) in a float32 tensor, also in float64
 TORCH_F32_ULPS = 4 * np.finfo(np.float32).eps
 
@@ -76,8 +78,21 @@ def test_dien_matches_framework(file):
                 for n in names(data) if "grad/" + n in data}
     assert sorted(expected) == sorted(grads) == sorted(params)
     scales = layer_scales(expected)
+    exact = _exact_gradients(data, meta, x, y) if meta["dtype"] == "float32" else None
+    attention = max(np.max(np.abs(v)) for p, v in expected.items() if p.startswith(ATTENTION))
     for path, value in expected.items():
         zero = np.max(np.abs(value)) <= ZERO * np.finfo(meta["dtype"]).eps * scales[layer_of(path)]
+        if exact is not None and path.startswith(ATTENTION):
+            # float32, the evolving layer's attention: its gradients leave the softmax's backward, whose
+            # terms cancel over the T positions (to exactly 0 for the output bias), so the float32
+            # rounding of each array is relative to the attention's largest gradient, not to the array's
+            # own (cancelled) size, in the framework as in npctr: the framework's own float32 gradient is
+            # up to 5e-5 of the array's size from the exact one. Judged at the attention's scale, against
+            # the framework or, where the framework is further off, the exact gradient (npctr in float64
+            # from the same float32 weights, itself proven to 1e-12 by the float64 cases).
+            err = min(rel_error(grads[path], value, attention), rel_error(grads[path], exact[path], attention))
+            assert err <= tol, f"grad {path}: {err:.3g} (float32, at the attention's gradient scale)"
+            continue
         _assert_close(f"grad {path}", grads[path], value, tol, scales[layer_of(path)] if zero else None)
 
     # the training-mode forward: outputs, the objective's parts, the moving statistics it updates
@@ -109,6 +124,15 @@ def test_dien_matches_framework(file):
     for n in names(data):
         if "after_train/" + n in data:
             _assert_close(f"after_train {n}", state[path_of[n]], data["after_train/" + n], tol)
+
+def _exact_gradients(data, meta, x, y):
+    """The float64 gradient of a float32 case from its float32 weights (npctr in float64)."""
+    meta64 = {**meta, "dtype": "float64"}
+    model = build(meta64)
+    load_recorded(model, meta64, {n: w.astype(np.float64) for n, w in recorded(data).items()})
+    model.compile("sgd")
+    return model.loss_and_gradients(x, y)[1]
+
 
 def _trajectory_cases():
     out = []
@@ -146,8 +170,11 @@ def test_dien_trajectory_matches_framework(file, opt):
     # it is round-off, which Adam divides by its own size, so in the framework as in npctr it moves by
     # a noise-driven amount up to lr per step (it changes no output): held to that bound
     noise_driven = {"attention_sequence_pooling_layer/local_att/bias"} if opt == "adam" else set()
+    conditioning = _AdamConditioning(model) if (opt == "adam" and meta["dtype"] == "float32") else None
     for step in range(meta["steps"]):
         rows = slice(step * batch, (step + 1) * batch)
+        if conditioning is not None:
+            conditioning.step(features(data, rows), y[rows])
         loss = model.train_on_batch(features(data, rows), y[rows])
         reported = float(data[f"traj_{opt}_loss"][step])
         if meta["dtype"] == "float64":
@@ -164,4 +191,41 @@ def test_dien_trajectory_matches_framework(file, opt):
             if path in noise_driven:
                 assert np.max(np.abs(arrays[path] - expected)) <= 2 * lr * (step + 1), (step, path)
                 continue
+            if conditioning is not None and path in conditioning.bound:
+                allowed = tol * np.max(np.abs(expected)) + conditioning.bound[path]
+                worst = np.max(np.abs(arrays[path] - expected) / allowed)
+                assert worst <= 1, f"step {step + 1} {n}: {worst:.3g} x the float32 Adam bound"
+                continue
             _assert_close(f"step {step + 1} {n}", arrays[path], expected, tol)
+
+
+#: the float32 gradient error of the attention, as a fraction of its gradient scale (measured within 1e-5
+#: of it against the framework or the exact gradient; the framework's own is up to 5e-5 of an array)
+DELTA = 3e-5
+
+
+class _AdamConditioning:
+    """Float32 Adam on the evolving layer's attention: an elementwise bound on how far two float32
+    implementations may drift apart.
+
+    The attention's float32 gradients carry an absolute error ``d`` at the attention's gradient scale
+    (``test_dien_matches_framework``), a large RELATIVE error for its small elements. Adam's move
+    ``lr m / (sqrt(v) + eps)`` depends on the gradients through ratios, so a relative error ``r`` of an
+    element's gradient moves it by up to about ``lr r`` a step, with ``r = d / (|g| + eps)`` (capped at
+    2: a move is at most ``lr`` each way). The bound adds this up over the steps at npctr's own
+    gradients, ``d = DELTA`` x the attention's gradient scale. Measured: the largest drift is 0.17 of
+    it; everything outside the attention keeps the plain 1e-5 (1.6e-6 at worst).
+    """
+
+    def __init__(self, model):
+        self.model = model
+        opt = model.optimizer
+        self.lr, self.eps = opt.learning_rate, opt.epsilon
+        self.bound = {p: np.zeros(v.shape) for p, v in model.params.items() if p.startswith(ATTENTION)}
+
+    def step(self, x, y):
+        grads = self.model.loss_and_gradients(x, y)[1]
+        scale = max(np.max(np.abs(grads[p])) for p in self.bound)
+        for p, b in self.bound.items():
+            g = np.abs(grads[p]).astype(np.float64)
+            b += self.lr * np.minimum(DELTA * scale / (g + self.eps), 2.0)
