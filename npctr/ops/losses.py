@@ -33,12 +33,13 @@ def torch_bce_grad(y, p):
 
 
 def log_loss(y, p):
-    """``-y log p - (1 - y) log(1 - p)``, the plain logs (inf at a saturated wrong ``p``)."""
-    with np.errstate(divide="ignore"):
-        return -(y * np.log(p) + (1 - y) * np.log(1 - p))
+    """``-y log p - (1 - y) log(1 - p)``, the plain logs (inf at a saturated wrong ``p``); a term
+    whose label weight is 0 is absent, so a saturated right ``p`` gives 0, not ``0 * inf``."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return -(np.where(y != 0, y * np.log(p), 0.0) + np.where(y != 1, (1 - y) * np.log(1 - p), 0.0))
 
 
 def log_loss_grad(y, p):
-    """``d log_loss / d p = -y / p + (1 - y) / (1 - p)``."""
-    with np.errstate(divide="ignore"):
-        return -y / p + (1 - y) / (1 - p)
+    """``d log_loss / d p = -y / p + (1 - y) / (1 - p)`` (absent terms contribute 0)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(y != 0, -y / p, 0.0) + np.where(y != 1, (1 - y) / (1 - p), 0.0)
