@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md"] + sorted((ROOT / "docs").rglob("*.md"))
 READING_PATH = ["index.md", "dense.md", "activations.md", "batch_normalization.md", "dice.md", "dropout.md",
                 "dnn.md", "gradient_checking.md", "embedding.md", "sequence_pooling.md", "local_activation_unit.md",
-                "attention_sequence_pooling.md", "prediction_layer.md", "din.md", "training.md"]
+                "attention_sequence_pooling.md", "prediction_layer.md", "din.md", "dien.md", "training.md"]
 
 
 def prose_lines(text):

@@ -6,8 +6,9 @@
 
 The demo figures are ``python -m npctr demo --plot docs/figures`` with the demo's defaults (data
 seed 2024, model seed 1024): ``learning_curves.png``, ``attention.png``, ``attention_contrast.png``.
-The others: ``gradient_check.png`` (a Dice layer in training mode on a seeded batch) and
-``dice.png``; the computational graphs of the derivations ``bn_graph.png``, ``lau_graph.png`` and
+The others: ``gradient_check.png`` (a Dice layer in training mode on a seeded batch),
+``dien_gradient_check.png`` (DIEN's recurrent layers: an AUGRU ``DynamicGRU`` with lengths 0..T and
+its backpropagation through time) and ``dice.png``; the computational graphs of the derivations ``bn_graph.png``, ``lau_graph.png`` and
 ``din_tables.png`` (``tools/graph_figures.py``). Needs matplotlib (``pip install npctr[plot]``).
 """
 import argparse
@@ -19,7 +20,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from npctr import Dice, demo  # noqa: E402
+from npctr import Dice, DynamicGRU, demo  # noqa: E402
 import graph_figures  # noqa: E402  (tools/ is on sys.path when this file runs as a script)
 from npctr.plot import plot_dice, plot_gradient_check, require_matplotlib  # noqa: E402
 
@@ -28,6 +29,13 @@ def gradient_check_inputs(seed=0):
     """A (16, 4) batch whose columns have different means and spreads (variances far from 0)."""
     rng = np.random.default_rng(seed)
     return rng.standard_normal((16, 4)) * np.array([1.0, 2.0, 0.5, 1.5]) + np.array([0.5, -1.0, 2.0, 0.0])
+
+
+def dien_gradient_check_inputs(seed=0):
+    """An AUGRU's inputs: ``(6, 5, 4)`` behaviours, lengths 0..5 (one row each), attention scores in (0, 1)."""
+    rng = np.random.default_rng(seed)
+    return [rng.standard_normal((6, 5, 4)), np.array([[0], [1], [2], [3], [4], [5]]),
+            rng.uniform(0.05, 0.95, (6, 5, 1))]
 
 
 def shrink(path):
@@ -55,8 +63,12 @@ def main(argv=None):
         return 0
     fig = plot_gradient_check(Dice(), gradient_check_inputs(), training=True, path=out / "gradient_check.png")
     plt.close(fig)
+    fig = plot_gradient_check(DynamicGRU(4, "AUGRU", return_sequence=True, seed=7), dien_gradient_check_inputs(),
+                              training=True, title="DynamicGRU (AUGRU): backpropagation through time, "
+                              "lengths 0..T", path=out / "dien_gradient_check.png")
+    plt.close(fig)
     plt.close(plot_dice(path=out / "dice.png"))
-    print(f"wrote {out / 'gradient_check.png'} and {out / 'dice.png'}")
+    print(f"wrote {out / 'gradient_check.png'}, {out / 'dien_gradient_check.png'} and {out / 'dice.png'}")
     if not args.no_demo:
         demo.main(["--plot", str(out)])
     for path in sorted(out.glob("*.png")):
