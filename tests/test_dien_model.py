@@ -119,6 +119,19 @@ def test_dien_gradients(gru_type, negatives, conventions, small_auxiliary_networ
         assert model.auxiliary_loss() != 0
 
 
+def test_dien_gradients_unnormalized_attention_bn_and_pooled_dense(small_auxiliary_network):
+    """Scores without the softmax (the attention's output bias now matters) and BN in the output DNN."""
+    model = make("AUGRU", True, "tf_keras", att_weight_normalization=False, use_bn=True, att_activation="sigmoid")
+    upstream = np.r_[np.random.default_rng(2).standard_normal(B), 1.0]
+    assert_gradients_ok(Objective(model), inputs(), training=True, upstream=upstream, order=4, eps=1e-4,
+                        rtol=1e-7, atol=1e-11)
+
+
+def test_keras3_profile_is_tf_keras_for_dien_inference():
+    a, b = make("AUGRU", True, "tf_keras"), make("AUGRU", True, "keras3")
+    np.testing.assert_array_equal(a.predict(inputs()), b.predict(inputs()))
+
+
 def test_wrong_auxiliary_gradient_is_caught(small_auxiliary_network, monkeypatch):
     model = make("AUGRU", True)
     monkeypatch.setattr(DIEN, "add_auxiliary_grads", lambda self: None)   # forget the auxiliary term

@@ -18,6 +18,7 @@ Every framework difference is a conventions field (``docs/conventions.md``); the
 ``docs/dien.md``.
 """
 import numbers
+from typing import NamedTuple
 
 import numpy as np
 
@@ -33,6 +34,14 @@ from .base import Model
 
 #: DeepCTR's auxiliary network sizes (hard-coded in both frameworks)
 AUXILIARY_UNITS = (100, 50, 1)
+
+
+class DIENCache(NamedTuple):
+    """What the model's own backward reads (its layers keep their own caches)."""
+    emb_shapes: dict         # feature name -> shape of its embeddings (gradients of unused ones are 0)
+    interests: np.ndarray    # (B, T, H) gru1's outputs
+    scores: np.ndarray       # (B, 1, T) the evolving layer's attention
+    att_rows: object         # rows the attention ran on (None: every row)
 
 
 @register_model
@@ -170,18 +179,23 @@ class DIEN(FeatureModel):
     def _forward_logit(self, x, training, backprop, auxiliary=True):
         x, batch, f = self._prepare(x, training)
         emb = self._embed(f, training, backprop)
-        self._emb_shapes = {n: e.shape for n, e in emb.items()}
         length = f[self.history_length_name]                                          # (B, 1)
         query = np.concatenate([emb[fc.name] for fc in self.query_columns], axis=-1)  # (B, 1, H)
         keys = np.concatenate([emb[fc.name] for fc in self.history_columns], axis=-1)  # (B, T, H)
         interests = self._layers["gru1"].forward([keys, length], training, backprop)
         self.interests = interests
         self._aux_loss, self._aux_pending = 0.0, False
-        if self.use_negsampling and auxiliary:
-            negatives = np.concatenate([emb[fc.name] for fc in self.negative_columns], axis=-1)
-            self._aux_loss = float(self._layers["auxiliary_loss"].forward(
-                [interests[:, :-1], keys[:, 1:], negatives[:, 1:], np.maximum(length - 1, 0)], training, backprop))
+        if self.use_negsampling:
+            aux = self._layers["auxiliary_loss"]
+            aux._cache = None                # a forward without it leaves nothing for add_auxiliary_grads
+            if auxiliary:
+                negatives = np.concatenate([emb[fc.name] for fc in self.negative_columns], axis=-1)
+                self._aux_loss = float(aux.forward([interests[:, :-1], keys[:, 1:], negatives[:, 1:],
+                                                    np.maximum(length - 1, 0)], training, backprop))
         hist = self.final_interest = self._evolve(query, interests, length, training, backprop)   # (B, 1, H)
+        keep = self._keeps_cache(training, backprop)
+        self._cache = DIENCache({n: e.shape for n, e in emb.items()}, interests, self.attention_scores,
+                                self._att_rows) if keep else None
         pieces = {"sparse": [emb[fc.name] for fc in self.sparse_columns],
                   "pooled": self._pool(emb, f, training, backprop), "hist": [hist],
                   "dense": [self._dense_input(f[fc.name]) for fc in self.dense_columns]}
@@ -227,10 +241,9 @@ class DIEN(FeatureModel):
         return y, scores
 
     # -- backward --------------------------------------------------------------------------------
-    def _attend_backward(self, d_y, batch_shape):
-        """``(d_query, d_keys)`` of ``_attend``."""
+    def _attend_backward(self, d_y, batch_shape, rows):
+        """``(d_query, d_keys)`` of ``_attend`` (which ran on ``rows``; None: every row)."""
         att = self._layers["attention_sequence_pooling_layer"]
-        rows = self._att_rows
         if rows is None:
             d_query, d_keys, _ = att.backward(d_y)
             return d_query, d_keys
@@ -243,42 +256,43 @@ class DIEN(FeatureModel):
                 layer._grads.update({k: np.zeros_like(v) for k, v in layer._params.items()})
         return d_query, d_keys
 
-    def _evolve_backward(self, d_hist):
+    def _evolve_backward(self, d_hist, cache):
         """``(d_query (B, 1, H), d_interests (B, T, H))`` from the final interest's gradient."""
         gru2 = self._layers["gru2"]
-        shape = self.interests.shape
+        shape = cache.interests.shape
         if self.gru_type == "GRU":
-            d_query, d_evolved = self._attend_backward(d_hist, shape)
+            d_query, d_evolved = self._attend_backward(d_hist, shape, cache.att_rows)
             return d_query, gru2.backward(d_evolved)[0]
-        scores = np.swapaxes(self.attention_scores, 1, 2)                              # (B, T, 1)
+        scores = np.swapaxes(cache.scores, 1, 2)                                       # (B, T, 1)
         if self.gru_type == "AIGRU":
             d_input = gru2.backward(d_hist)[0]                                         # d(o * a)
             d_interests = d_input * scores
-            d_scores = np.sum(d_input * self.interests, axis=-1)[:, None, :]           # (B, 1, T)
+            d_scores = np.sum(d_input * cache.interests, axis=-1)[:, None, :]          # (B, 1, T)
         else:
             d_interests, _, d_att = gru2.backward(d_hist)
             d_scores = np.swapaxes(d_att, 1, 2)
-        d_query, d_keys = self._attend_backward(d_scores, shape)
+        d_query, d_keys = self._attend_backward(d_scores, shape, cache.att_rows)
         return d_query, d_interests + d_keys
 
     def _backward_logit(self, d_logit):
+        cache = self._require_cache()
         d_deep = self._output_backward(d_logit)
         grads = {kind: {} for kind in ("sparse", "pooled", "hist", "dense")}
         for (kind, i, _), d in zip(self._dnn_layout, _split_last(d_deep, [s for _, _, s in self._dnn_layout])):
             grads[kind][i] = d
-        d_emb = {fc.name: grads["sparse"][i].reshape(self._emb_shapes[fc.name])
+        d_emb = {fc.name: grads["sparse"][i].reshape(cache.emb_shapes[fc.name])
                  for i, fc in enumerate(self.sparse_columns) if i in grads["sparse"]}
         pooled = [grads["pooled"].get(i) for i in range(len(self.pooled_columns))]
         if all(p is not None for p in pooled):           # (the torch profile leaves them out)
             self._pool_backward([p[:, None, :] for p in pooled], d_emb)
-        d_query, d_interests = self._evolve_backward(grads["hist"][0][:, None, :])
+        d_query, d_interests = self._evolve_backward(grads["hist"][0][:, None, :], cache)
         d_keys = self._layers["gru1"].backward(d_interests)[0]
         sizes = [fc.embedding_dim for fc in self.query_columns]
         for fc, d in zip(self.query_columns, _split_last(d_query, sizes)):
             d_emb[fc.name] = d_emb[fc.name] + d if fc.name in d_emb else d
         for fc, d in zip(self.history_columns, _split_last(d_keys, sizes)):
             d_emb[fc.name] = d
-        for name, shape in self._emb_shapes.items():      # looked up, unused here (negatives: add_auxiliary_grads)
+        for name, shape in cache.emb_shapes.items():      # looked up, unused here (negatives: add_auxiliary_grads)
             if name not in d_emb:
                 d_emb[name] = np.zeros(shape, self.dtype)
         self._tables_backward(d_emb)
@@ -303,7 +317,7 @@ class DIEN(FeatureModel):
         self._aux_pending = False
         d_states, d_click, d_noclick, _ = self._layers["auxiliary_loss"].backward(np.asarray(self.alpha))
         gru1 = self._layers["gru1"]
-        d_interests = np.zeros(self.interests.shape, self.dtype)
+        d_interests = np.zeros(self._require_cache().interests.shape, self.dtype)
         d_interests[:, :-1] = d_states
         main = dict(gru1._grads)
         d_keys = gru1.backward(d_interests)[0]
