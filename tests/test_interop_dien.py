@@ -116,3 +116,35 @@ def test_standalone_layers():
     aux.forward([x, x, x, lengths])
     assert sorted(to_keras_weights(aux)) == ["dnn/bias0", "dnn/bias1", "dnn/kernel0", "dnn/kernel1"]
     assert "dnn.linears.1.weight" in to_torch_state_dict(aux, numpy=True)
+
+
+class _Variable:
+    """A stand-in for a tf.Variable: a name and a value."""
+
+    def __init__(self, name, value):
+        self.name, self._value = name, np.asarray(value)
+
+    def numpy(self):
+        return self._value
+
+
+def test_live_keras_model_gives_its_untracked_agru_variables():
+    """DeepCTR-TF's AGRU/AUGRU cell variables are not in model.weights; read from the cell (duck-typed,
+    no TensorFlow needed; tools/live_check_dien_tf.py does it on the real model)."""
+    from types import SimpleNamespace
+    model = make("AUGRU", True, "tf_keras")
+    weights = to_keras_weights(model)
+    untracked = {k: v for k, v in weights.items() if k.startswith("gru2/")}
+    tracked = [_Variable(k + ":0", v) for k, v in weights.items() if k not in untracked]
+    cell = SimpleNamespace(
+        _gate_linear=SimpleNamespace(_weights=_Variable("gru2/gates/kernel:0", untracked["gru2/gates/kernel"]),
+                                     _biases=_Variable("gru2/gates/bias:0", untracked["gru2/gates/bias"])),
+        _candidate_linear=SimpleNamespace(
+            _weights=_Variable("gru2/candidate/kernel:0", untracked["gru2/candidate/kernel"]),
+            _biases=_Variable("gru2/candidate/bias:0", untracked["gru2/candidate/bias"])))
+    keras_model = SimpleNamespace(weights=tracked, get_layer=lambda name: SimpleNamespace(gru_cell=cell))
+    other = _fresh_copy(model)
+    load_keras_weights(other, keras_model)
+    np.testing.assert_array_equal(other.params["gru2/gates_kernel"], model.params["gru2/gates_kernel"])
+    assert sorted(to_keras_weights(other, like=keras_model)) == sorted(k + ":0" for k in weights)
+

@@ -250,6 +250,29 @@ def _variable_name(variable):
     return path if isinstance(path, str) and path else variable.name
 
 
+def _untracked_variables(source):
+    """DeepCTR-TF's AGRU/AUGRU variables (``gru2/gates/kernel`` ...): its ``QAAttGRUCell`` /
+    ``VecAttGRUCell`` create them with ``tf.compat.v1`` ``get_variable`` in ``_Linear_``, so they are
+    not in ``model.weights``; found on the cell, duck-typed (no TensorFlow import)."""
+    try:
+        cell = getattr(source.get_layer("gru2"), "gru_cell", None)
+    except (AttributeError, ValueError, TypeError):
+        return []
+    tracked = {id(v) for v in source.weights}
+    out = []
+    for attribute in ("_gate_linear", "_candidate_linear"):
+        linear = getattr(cell, attribute, None)
+        for variable in (getattr(linear, "_weights", None), getattr(linear, "_biases", None)):
+            if variable is not None and id(variable) not in tracked:
+                out.append(variable)
+    return out
+
+
+def keras_variables(source):
+    """A live Keras model's variables: ``source.weights``, then DeepCTR-TF's untracked AGRU/AUGRU ones."""
+    return list(source.weights) + _untracked_variables(source)
+
+
 def read_keras_source(source, prefix=None):
     """``{Keras name: ndarray}`` from a live Keras model/layer, a dict or a weights file."""
     path = source_path(source)
@@ -259,7 +282,7 @@ def read_keras_source(source, prefix=None):
         weights = dict(source)
     elif hasattr(source, "weights") and not isinstance(source, Layer):
         weights = {}
-        for variable in source.weights:
+        for variable in keras_variables(source):
             name = _variable_name(variable)
             if name in weights:
                 raise ValueError(f"load_keras_weights: the Keras model has two variables named {name!r}")
@@ -409,7 +432,9 @@ def load_keras_weights(model, source, strict=True, prefix=None):
     source : Keras model or layer (tf.keras 2 or Keras 3), dict or path
         A dict maps Keras variable names (``dnn/kernel0:0``, Keras 3 paths such as
         ``dnn_18/batch_normalization_15/gamma``) to arrays; a path is a ``.h5``,
-        ``.weights.h5`` or ``.keras`` file, read with h5py (never by loading Keras).
+        ``.weights.h5`` or ``.keras`` file, read with h5py (never by loading Keras). A live
+        DeepCTR-TF DIEN gives its untracked AGRU/AUGRU ``gru2/...`` variables too; its weights
+        files do not hold them (Keras does not save them): load those with ``strict=False``.
     strict : bool, default True
         Every npctr weight must get a value and every Keras weight must find an npctr
         weight. With ``False`` a subset loads; names that match nothing are still an error.
@@ -446,12 +471,13 @@ def to_keras_weights(model, like=None):
     (``dnn/kernel0``, ``dnn/batch_normalization_1/gamma``). With ``like`` (a Keras model or
     layer, or its variable names): exactly that model's names, matched by structure, so
     ``keras_model.set_weights([w[_name(v)] for v in keras_model.weights])`` loads it, where
-    ``_name(v)`` is ``v.path`` in Keras 3 and ``v.name`` in tf.keras 2.
+    ``_name(v)`` is ``v.path`` in Keras 3 and ``v.name`` in tf.keras 2 (a DeepCTR-TF AGRU/AUGRU DIEN's
+    untracked ``gru2/...`` variables are included: ``v.assign(w[v.name])`` for those).
     """
     spec = keras_spec(model)
     if like is None:
         return {keras_default_name(key): model._lookup(path).copy() for path, key in spec.items()}
-    names = [_variable_name(v) for v in like.weights] if hasattr(like, "weights") else list(like)
+    names = [_variable_name(v) for v in keras_variables(like)] if hasattr(like, "weights") else list(like)
     keys = _relative_to(model, canonical_keys(names))
     by_key = {key: name for name, key in keys.items()}
     path_of = {key: path for path, key in spec.items()}
