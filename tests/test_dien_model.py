@@ -299,3 +299,61 @@ def test_errors_name_the_argument_expected_and_got():
         model.predict({**x, "hist_item_id": x["hist_item_id"] + 7})
     with pytest.raises(ValueError, match="missing.*neg_hist_item_id"):
         model.predict({k: v for k, v in x.items() if k != "neg_hist_item_id"})
+
+
+# -- DeepCTR's tests/models/DIEN_test.py, carried over --------------------------------------------------
+def get_xy_fd(use_neg=False):
+    """DeepCTR's DIEN test data (3 rows, histories of 4, the length feature ``seq_length``); DeepCTR's
+    ``hash_flag`` is not supported by npctr (hash ids before the model)."""
+    feature_columns = [SparseFeat("user", 3, embedding_dim=8), SparseFeat("gender", 2, embedding_dim=8),
+                       SparseFeat("item", 3 + 1, embedding_dim=8), SparseFeat("item_gender", 2 + 1, embedding_dim=8),
+                       DenseFeat("score", 1)]
+    feature_columns += [
+        VarLenSparseFeat(SparseFeat("hist_item", 3 + 1, embedding_dim=8, embedding_name="item"), maxlen=4,
+                         length_name="seq_length"),
+        VarLenSparseFeat(SparseFeat("hist_item_gender", 2 + 1, embedding_dim=8, embedding_name="item_gender"),
+                         maxlen=4, length_name="seq_length")]
+    behavior_feature_list = ["item", "item_gender"]
+    feature_dict = {"user": np.array([0, 1, 2]), "gender": np.array([0, 1, 0]), "item": np.array([1, 2, 3]),
+                    "item_gender": np.array([1, 2, 1]), "score": np.array([0.1, 0.2, 0.3]),
+                    "hist_item": np.array([[1, 2, 3, 0], [1, 2, 3, 0], [1, 2, 0, 0]]),
+                    "hist_item_gender": np.array([[1, 1, 2, 0], [2, 1, 1, 0], [2, 1, 0, 0]]),
+                    "seq_length": np.array([3, 3, 2])}
+    if use_neg:
+        feature_dict["neg_hist_item"] = np.array([[1, 2, 3, 0], [1, 2, 3, 0], [1, 2, 0, 0]])
+        feature_dict["neg_hist_item_gender"] = np.array([[1, 1, 2, 0], [2, 1, 1, 0], [2, 1, 0, 0]])
+        feature_columns += [
+            VarLenSparseFeat(SparseFeat("neg_hist_item", 3 + 1, embedding_dim=8, embedding_name="item"), maxlen=4,
+                             length_name="seq_length"),
+            VarLenSparseFeat(SparseFeat("neg_hist_item_gender", 2 + 1, embedding_dim=8, embedding_name="item_gender"),
+                             maxlen=4, length_name="seq_length")]
+    x = {name: feature_dict[name] for name in npctr.feature_column.get_feature_names(feature_columns)}
+    return x, np.array([1, 0, 1]), feature_columns, behavior_feature_list
+
+
+def check_model(model, x, y, tmp_path):
+    """DeepCTR's ``check_model``: compile, fit with a validation split, save and reload weights and model."""
+    model.compile("adam", "binary_crossentropy", metrics=["binary_crossentropy"])
+    model.fit(x, y, batch_size=100, epochs=1, validation_split=0.5, verbose=0)
+    model.save_weights(tmp_path / "w.npz")
+    model.load_weights(tmp_path / "w.npz")
+    model.save(tmp_path / "m.npz")
+    np.testing.assert_array_equal(npctr.load_model(tmp_path / "m.npz").predict(x), model.predict(x))
+
+
+@pytest.mark.parametrize("gru_type", ["GRU", "AIGRU", "AGRU", "AUGRU"])   # DeepCTR leaves AUGRU out
+def test_DIEN(gru_type, tmp_path):
+    x, y, feature_columns, behavior_feature_list = get_xy_fd()
+    model = DIEN(feature_columns, behavior_feature_list, dnn_hidden_units=[4, 4, 4], dnn_dropout=0.5,
+                 gru_type=gru_type)
+    check_model(model, x, y, tmp_path)
+
+
+def test_DIEN_neg(tmp_path):
+    """DeepCTR skips this one on TF >= 1.14; it runs here (every gru_type has the auxiliary loss)."""
+    x, y, feature_columns, behavior_feature_list = get_xy_fd(use_neg=True)
+    model = DIEN(feature_columns, behavior_feature_list, dnn_hidden_units=[4, 4, 4], dnn_dropout=0.5,
+                 gru_type="AUGRU", use_negsampling=True)
+    check_model(model, x, y, tmp_path)
+    model.forward(x)
+    assert model.auxiliary_loss() > 0            # (predict skips it: 0 after a predict)

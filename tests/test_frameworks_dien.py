@@ -153,10 +153,10 @@ TRAJECTORIES = _trajectory_cases()
 
 
 def _optimizer(meta, opt):
+    """The recorded optimizer with its learning rate; its flavour (and every other default) is the
+    profile's, chosen by ``compile``."""
     spec = meta["optimizers"][opt]["hyperparameters"]
-    lr = spec.get("learning_rate", spec.get("lr"))
-    flavor = "torch" if meta["framework"] == "torch" else "keras"      # tf_keras >= 2.11 optimizers
-    return (SGD if opt == "sgd" else Adam)(learning_rate=lr, flavor=flavor)
+    return (SGD if opt == "sgd" else Adam)(learning_rate=spec.get("learning_rate", spec.get("lr")))
 
 
 @pytest.mark.parametrize("file,opt", TRAJECTORIES, ids=[f"{f}-{o}" for f, o in TRAJECTORIES])
@@ -168,6 +168,7 @@ def test_dien_trajectory_matches_framework(file, opt):
         # npctr trains them; freezing the layer reproduces DeepCTR-TF (docs/dien.md)
         model.get_layer("gru2").trainable = False
     model.compile(_optimizer(meta, opt), "binary_crossentropy")
+    assert model.optimizer.flavor == ("torch" if meta["framework"] == "torch" else "keras")   # tf.keras >= 2.11
     path_of = path_map(model, meta, names(data))
     arrays = {**model.params, **model.state}
     batch = meta["batch_size"]
