@@ -4,8 +4,9 @@
 
 (TensorFlow 2.21 with tf-keras, deepctr 0.9.4; npctr from this checkout; the recorder's run-time
 patches of tools/record_dien_tf.py, including the one that builds the auxiliary loss for every
-``gru_type``, and one more for DeepCTR's SequencePoolingLayer's float32 mask). A non-history ``VarLenSparseFeat`` pooled into the DNN input (DeepCTR-TF's ``"pooled"``
-piece of ``dien_dnn_input``), Dice in the attention, BatchNormalization and three hidden layers in the
+``gru_type``, and one more for DeepCTR's SequencePoolingLayer's float32 mask). A non-history
+``VarLenSparseFeat`` pooled into the DNN input (DeepCTR-TF's ``"pooled"`` piece of
+``dien_dnn_input``), Dice in the attention, BatchNormalization and three hidden layers in the
 output DNN, a length-0 row, every ``gru_type`` with negative sampling. Every variable (the untracked
 AGRU/AUGRU ``gru2/...`` ones included) gets a normal(0, 0.3) value; npctr loads them from the LIVE
 Keras model through ``load_keras_weights`` and exports them back with ``to_keras_weights(like=model)``.
@@ -26,7 +27,8 @@ import tensorflow as tf  # noqa: E402
 import tf_keras as K  # noqa: E402
 
 import record_dien_tf as R  # noqa: E402
-from deepctr.feature_column import SparseFeat as TfSparse, VarLenSparseFeat as TfVarLen, DenseFeat as TfDense  # noqa: E402,E501
+from deepctr.feature_column import (SparseFeat as TfSparse, VarLenSparseFeat as TfVarLen,  # noqa: E402
+                                    DenseFeat as TfDense)
 from npctr.feature_column import SparseFeat, VarLenSparseFeat, DenseFeat  # noqa: E402
 from npctr.interop import load_keras_weights, to_keras_weights, map_keras_names  # noqa: E402
 from npctr.models import DIEN  # noqa: E402

@@ -22,7 +22,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tools"))
 
 import torch  # noqa: E402
-from deepctr_torch.inputs import SparseFeat as TorchSparse, VarLenSparseFeat as TorchVarLen, DenseFeat as TorchDense  # noqa: E402,E501
+from deepctr_torch.inputs import (SparseFeat as TorchSparse, VarLenSparseFeat as TorchVarLen,  # noqa: E402
+                                  DenseFeat as TorchDense)
 from deepctr_torch.models import DIEN as TorchDIEN  # noqa: E402
 
 import record_dien_torch  # noqa: E402

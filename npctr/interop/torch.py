@@ -98,7 +98,8 @@ _DIEN_MODULES = {"gru1": "interest_extractor.gru", "auxiliary_loss": "interest_e
                  "gru2": "interest_evolution.interest_evolution", "dnn": "dnn", "dense": "linear",
                  "prediction_layer": "out"}
 #: npctr's torch-layout GRU weights -> ``nn.GRU``'s names (GRU, AIGRU) and DeepCTR-Torch's cells' (AGRU, AUGRU)
-_GRU_NAMES = {"kernel_ih": "weight_ih_l0", "kernel_hh": "weight_hh_l0", "bias_ih": "bias_ih_l0", "bias_hh": "bias_hh_l0"}
+_GRU_NAMES = {"kernel_ih": "weight_ih_l0", "kernel_hh": "weight_hh_l0", "bias_ih": "bias_ih_l0",
+              "bias_hh": "bias_hh_l0"}
 _CELL_NAMES = {"kernel_ih": "rnn.weight_ih", "kernel_hh": "rnn.weight_hh", "bias_ih": "rnn.bias_ih",
                "bias_hh": "rnn.bias_hh", "bias": "rnn.bias_ih"}
 

@@ -80,8 +80,9 @@ class DIEN(FeatureModel):
     and returns ``(batch_size, 1)``; afterwards ``attention_scores`` holds the evolving layer's
     attention ``(batch_size, 1, T)`` (GRU: the pooling weights over the evolved states),
     ``interests`` the extractor's outputs ``(batch_size, T, H)``, ``final_interest`` the evolving
-    layer's result ``(batch_size, 1, H)`` and ``auxiliary_loss()`` the weighted auxiliary loss. ``predict`` runs ``forward`` batch by batch without the auxiliary
-    loss (``inference()`` is None: no Predictor for DIEN yet).
+    layer's result ``(batch_size, 1, H)`` and ``auxiliary_loss()`` the weighted auxiliary loss.
+    ``predict`` runs ``forward`` batch by batch without the auxiliary loss (``inference()`` is
+    None: no Predictor for DIEN yet) and leaves ``attention_scores`` for every row.
     """
 
     def __init__(self, dnn_feature_columns, history_feature_list, gru_type="GRU", use_negsampling=False, alpha=1.0,
