@@ -85,3 +85,25 @@ def test_every_flavour_recorded():
     flavours = {(load(f)[1]["framework"], load(f)[1]["optimizer"]["flavour"]) for f in TRAIN_CASES}
     assert flavours == {("tf_keras", "keras"), ("tf_keras", "keras_legacy"), ("keras3", "keras"),
                         ("torch", "torch")}
+
+
+@pytest.mark.parametrize("file", ["torch/train_torch_adam_dice_embl2_f64.npz", "tf_keras/train_keras_adam_dice_embl2_f64.npz"])
+def test_fit_reports_the_loss_the_framework_reports(file):
+    """One epoch of ``fit`` over the recorded 8 batches (no shuffling): DeepCTR-Torch's fit reports
+    ``sum of the batches' total_loss / sample count`` (its loss is sum-reduced), Keras the batch
+    means weighted by batch size (issue 19: npctr reported the torch profile's loss batch_size
+    times too large)."""
+    data, meta = load(file)
+    model = build_din(meta)
+    set_recorded_weights(model, data, prefix="traj/", row=0)
+    model.compile(make_optimizer(meta["optimizer"]), "binary_crossentropy")
+    history = model.fit(features(data), data["y"], batch_size=meta["batch_size"], epochs=1, shuffle=False,
+                        verbose=0)
+    steps = data["traj_loss"]
+    if meta["framework"] == "torch":
+        expected = float(np.sum(steps)) / len(data["y"])
+        # the recorded totals are float32 (tests/test_frameworks_din.py): a few float32 ulps
+        assert abs(history.history["loss"][0] - expected) <= 4 * np.finfo(np.float32).eps * expected
+    else:
+        expected = float(np.mean(steps))            # 8 equal batches
+        assert rel_error(history.history["loss"][0], expected) <= 1e-12
