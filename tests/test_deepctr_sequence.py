@@ -193,3 +193,17 @@ def test_DIN_length_input_is_unused():
     model = DIN(feature_columns, behavior_feature_list, dnn_hidden_units=[4, 4, 4], dnn_dropout=0.5)
     out = model.forward(x)
     np.testing.assert_array_equal(model.forward({**x, "seq_length": np.array([1, 0, 4])}), out)
+
+
+def test_mean_divisor_is_formed_in_float32_as_the_frameworks_do():
+    """DeepCTR (``tf.cast(length, tf.float32) + eps``) and DeepCTR-Torch (``length.type(torch.float32) +
+    eps``) form ``length + 1e-8`` in float32, in a float64 model too: the divisor is exactly the length
+    for every length >= 1 (issue 19: npctr added 1e-8 in float64, 1e-8/length relative off DeepCTR-Torch,
+    found by the conformance suite's deepctr_torch adapter)."""
+    from npctr.ops.sequence import mean_pool_length
+    x = np.random.default_rng(0).standard_normal((3, 4, 2))
+    out = SequencePoolingLayer("mean", dtype="float64").forward([x, np.array([[3], [1], [0]])])
+    np.testing.assert_allclose(out[:2, 0], [x[0, :3].sum(axis=0) / 3, x[1, 0]], rtol=1e-15, atol=0)
+    assert np.all(out[2] == 0)
+    np.testing.assert_array_equal(mean_pool_length(np.array([0, 1, 7]), np.float64),
+                                  [float(np.float32(1e-8)), 1.0, 7.0])

@@ -245,7 +245,8 @@ def test_sequence_pooling_lengths(mode):
     assert np.all(dx[2] == 0)                                    # empty row
     assert np.all(dx[1, 2:] == 0)                                # padded positions
     if mode == "mean":                                           # divides by the given length 7 > T
-        np.testing.assert_allclose(dx[3], 1 / (7 + 1e-8), rtol=1e-15)
+        # the divisor length + 1e-8 is formed in float32, as the frameworks do: exactly 7 (issue 19)
+        np.testing.assert_allclose(dx[3], 1 / 7, rtol=1e-15)
 
 
 def test_sequence_pooling_max_lengths():
