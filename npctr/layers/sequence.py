@@ -172,7 +172,8 @@ class AttentionSequencePoolingLayer(Layer):
         ``[query_shape, keys_shape(, keys_length_shape)]``; None (the dtype fixed at the first
         call) leaves the unit to build on that call."""
         if input_shape is not None:
-            if not isinstance(input_shape, (list, tuple)) or len(input_shape) not in (2, 3):
+            if not isinstance(input_shape, (list, tuple)) or len(input_shape) not in (2, 3) or not all(
+                    isinstance(shape, (list, tuple)) and len(shape) == 3 for shape in input_shape[:2]):
                 raise ValueError("input_shape must be [query_shape, keys_shape] or [query_shape, keys_shape, "
                                  f"keys_length_shape], got {input_shape!r}")
             query_shape, keys_shape = input_shape[0], input_shape[1]
