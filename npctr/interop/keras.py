@@ -31,7 +31,7 @@ from ..layers.embedding import Embedding
 from ..layers.normalization import BatchNormalization
 from ..layers.sequence import AttentionSequencePoolingLayer
 from ..models.base import Model
-from ._names import load_matched, source_path, take_prefix, to_numpy
+from ._names import ExportedWeights, check_conventions, load_matched, source_path, take_prefix, to_numpy
 
 #: Keras's default names of the layers npctr mirrors (the ones Keras numbers)
 AUTO_NAMES = {"dnn", "batch_normalization", "dice", "p_re_lu", "local_activation_unit",
@@ -347,7 +347,7 @@ def _read_v3(f, path, top_names):
 
 
 # -- public API --------------------------------------------------------------------------------
-def load_keras_weights(model, source, strict=True, prefix=None):
+def load_keras_weights(model, source, strict=True, prefix=None, check_conventions=True):
     """Load DeepCTR weights from Keras into an npctr layer or model, matching by name.
 
     Parameters
@@ -364,13 +364,26 @@ def load_keras_weights(model, source, strict=True, prefix=None):
         Take only the source's weights under this Keras layer path (e.g. a DIN's
         ``"attention_sequence_pooling_layer"`` for an npctr ``AttentionSequencePoolingLayer``).
 
+    check_conventions : bool, default True
+        DeepCTR's Keras weights go into a model built with ``conventions="tf_keras"`` (the
+        default) or ``"keras3"``: a ``conventions="torch"`` model whose numbers depend on its
+        profile (any model; a layer with a BatchNormalization or Dice) is refused with a
+        ``ValueError`` naming the profiles to use. A dict exported by ``to_keras_weights`` is
+        judged by the profile it was exported from. ``False`` loads anyway.
+
     Returns the list of npctr paths loaded. Raises ``ValueError`` listing both sides'
-    unmatched names, duplicate names or wrong shapes; nothing is written unless all is well.
+    unmatched names, duplicate names or wrong shapes, or a conventions mismatch; nothing is
+    written unless all is well.
     """
     weights = read_keras_source(source, prefix)
     spec = keras_spec(model)
     return load_matched(model, spec, weights, lambda names: _relative_to(model, canonical_keys(names)),
-                        strict, "keras_weights", ignored=_ignored_keys(model))
+                        strict, "keras_weights", ignored=_ignored_keys(model),
+                        before_write=(lambda: _check_keras_conventions(model, source)) if check_conventions else None)
+
+
+def _check_keras_conventions(model, source):
+    check_conventions(model, source, ("tf_keras", "keras3"), "DeepCTR (Keras)", "load_keras_weights")
 
 
 def map_keras_names(model, names):
@@ -397,7 +410,8 @@ def to_keras_weights(model, like=None):
     """
     spec = keras_spec(model)
     if like is None:
-        return {keras_default_name(key): model._lookup(path).copy() for path, key in spec.items()}
+        return ExportedWeights({keras_default_name(key): model._lookup(path).copy() for path, key in spec.items()},
+                               model.conventions.name)
     names = [_variable_name(v) for v in like.weights] if hasattr(like, "weights") else list(like)
     keys = _relative_to(model, canonical_keys(names))
     by_key = {key: name for name, key in keys.items()}
@@ -408,4 +422,5 @@ def to_keras_weights(model, like=None):
         raise ValueError(f"to_keras_weights: the Keras model does not match {type(model).__name__} by "
                          f"name: Keras names with no npctr weight {unknown}; npctr weights with no "
                          f"Keras name {missing}")
-    return {by_key[key]: model._lookup(path).copy() for path, key in spec.items()}
+    return ExportedWeights({by_key[key]: model._lookup(path).copy() for path, key in spec.items()},
+                           model.conventions.name)
