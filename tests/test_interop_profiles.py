@@ -1,4 +1,7 @@
-"""Importers refuse what would load silently wrong (issue 19, points 6 and 7).
+"""Importers refuse what would load silently wrong (issue 19, points 5, 6 and 7).
+
+5. tf.keras 2's ``.weights.h5`` of a DIN names its tables by class: mapped by shape when that is
+   unambiguous, refused (naming the formats that work) when it is not.
 
 6. DeepCTR-Torch weights into a model of another conventions profile, or Keras weights into a
    ``conventions="torch"`` model: the numbers would differ (by ~1e-2 and ~1e-4 on the recorded DINs),
@@ -7,12 +10,15 @@
 7. DeepCTR-Torch's ``prelu`` (one ``nn.PReLU()`` per layer, a single shared alpha) has no npctr
    equivalent: refused with an error that says so, the model unchanged.
 """
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from npctr.interop import load_keras_weights, load_torch_state_dict, to_keras_weights, to_torch_state_dict
 from npctr.layers import DNN
-from npctr.models import DNNModel
+from npctr.feature_column import DenseFeat, SparseFeat, VarLenSparseFeat
+from npctr.models import DIN, DNNModel
 
 from framework_util import features, load, mapping, npctr_din
 from test_interop_keras import din_columns
@@ -113,3 +119,33 @@ def test_deepctr_torch_prelu_is_refused_with_the_reason():
         load_torch_state_dict(model, state)
     for path, value in before.items():
         np.testing.assert_array_equal(model._lookup(path), value)
+
+
+KERAS_FILES = Path(__file__).parent / "data" / "keras_files"
+
+
+def keras_file_din(vocab_item, vocab_cate):
+    hist = [VarLenSparseFeat(SparseFeat(f"hist_{n}", v, 4, embedding_name=n), maxlen=5, length_name="seq_length")
+            for n, v in (("item_id", vocab_item), ("cate_id", vocab_cate))]
+    return DIN([SparseFeat("item_id", vocab_item, 4), SparseFeat("cate_id", vocab_cate, 4), DenseFeat("pay_score", 1)]
+               + hist, ["item_id", "cate_id"], dnn_hidden_units=(8, 4), att_hidden_size=(8, 4),
+               att_activation="sigmoid", dnn_use_bn=True)
+
+
+def test_a_tf_keras_2_weights_h5_of_a_din_loads_by_structure():
+    """Issue 19 point 5: tf.keras 2's ``.weights.h5`` names the tables' groups ``embedding``,
+    ``embedding_1``; a table whose shape is its model's only one of that shape is named by it."""
+    pytest.importorskip("h5py")
+    model = keras_file_din(100, 5)
+    load_keras_weights(model, KERAS_FILES / "din_tables.weights.h5")
+    with np.load(KERAS_FILES / "din_tables.npz") as data:
+        x = {k[2:]: data[k] for k in data.files if k.startswith("x/")}
+        np.testing.assert_allclose(model.predict(x), data["out"], rtol=1e-12, atol=0)
+    # two tables of one shape: refused, saying which formats work, the model unchanged
+    same = keras_file_din(6, 6)
+    before = snapshot(same)
+    with pytest.raises(ValueError, match=r"names the model's embedding layers by class.*cannot be known.*"
+                                         r"save_weights\('x\.h5'\).*model\.save\('x\.keras'\).*live Keras model"):
+        load_keras_weights(same, KERAS_FILES / "din_same_shapes.weights.h5")
+    for path, value in before.items():
+        np.testing.assert_array_equal(same._lookup(path), value)

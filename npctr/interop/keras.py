@@ -376,10 +376,42 @@ def load_keras_weights(model, source, strict=True, prefix=None, check_convention
     written unless all is well.
     """
     weights = read_keras_source(source, prefix)
+    if source_path(source) is not None:
+        weights = _name_tables_by_shape(model, weights, source_path(source))
     spec = keras_spec(model)
     return load_matched(model, spec, weights, lambda names: _relative_to(model, canonical_keys(names)),
                         strict, "keras_weights", ignored=_ignored_keys(model),
                         before_write=(lambda: _check_keras_conventions(model, source)) if check_conventions else None)
+
+
+_CLASS_NAMED_TABLE = re.compile(r"^embedding(_\d+)?/embeddings$")
+
+
+def _name_tables_by_shape(model, weights, path):
+    """tf.keras 2's ``save_weights("x.weights.h5")`` names a model's top-level groups by class
+    (``embedding``, ``embedding_1``, ...), not by layer name: a DIN's tables lose their names. Each
+    such table is named by its shape when exactly one of the model's tables has that shape; if two
+    tables share a shape, which is which cannot be known and the file is refused."""
+    anonymous = [n for n in weights if _CLASS_NAMED_TABLE.match(n)]
+    if not anonymous or not isinstance(model, Model) or not hasattr(model, "sparse_columns"):
+        return weights
+    tables, _ = _table_layer_names(model)
+    expected = {f"{layer}/embeddings": model._lookup(f"sparse_emb_{emb}/embeddings").shape
+                for emb, layer in tables.items()}
+    expected = {n: shape for n, shape in expected.items() if n not in weights}
+    renamed = dict(weights)
+    for name in anonymous:
+        shape = np.shape(weights[name])
+        candidates = [n for n, s in expected.items() if s == shape]
+        if len(candidates) != 1 or sum(np.shape(weights[a]) == shape for a in anonymous) != 1:
+            raise ValueError(
+                f"{path!r}: a tf.keras 2 .weights.h5 file names the model's embedding layers by class "
+                f"({', '.join(sorted(anonymous))}), not by layer name, and its table {name!r} of shape {shape} "
+                f"matches {len(candidates)} of {type(model).__name__}'s tables ({candidates}) by shape, so which "
+                "table is which cannot be known. Save the weights with model.save_weights('x.h5') (HDF5, by "
+                "layer name) or model.save('x.keras'), or pass the live Keras model")
+        renamed[candidates[0]] = renamed.pop(name)
+    return renamed
 
 
 def _check_keras_conventions(model, source):
