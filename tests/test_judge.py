@@ -266,3 +266,21 @@ DIN_CONFIG = {"dnn_feature_columns": [
         "maxlen": 4, "length_name": "seq_length"}}],
     "history_feature_list": ["item_id", "cate_id"], "att_hidden_size": [6, 4], "att_activation": "dice",
     "dnn_hidden_units": [4]}
+
+
+def _doc_configs():
+    import re
+    from pathlib import Path
+    text = (Path(__file__).resolve().parent.parent / "docs" / "verifying_backends.md").read_text()
+    return [json.loads(block) for block in re.findall(r"```json\n(.*?)```", text, flags=re.S)]
+
+
+def test_the_docs_golden_configs_cover_every_class_and_run(tmp_path):
+    from npctr.interop.golden import _classes
+    configs = _doc_configs()
+    assert {c["class"] for c in configs} == set(_classes()) - {"Layer"}
+    for i, spec in enumerate(configs):
+        path = tmp_path / f"{i}.json"
+        path.write_text(json.dumps(spec))
+        assert run("golden", path, "-o", tmp_path / f"{i}.npz", "--batch-size", 3) == 0, spec
+        assert run("compare", tmp_path / f"{i}.npz", tmp_path / f"{i}.npz") == 0

@@ -116,9 +116,22 @@ def _is_model(target):
 
 def make_inputs(target, rng, batch_size, seq_len, input_dim, dtype):
     """Seeded inputs for ``target``: ``(forward's input, {name: array}, float input names)``."""
-    from ..layers import AttentionSequencePoolingLayer, LocalActivationUnit, PredictionLayer
+    from ..layers import (AttentionSequencePoolingLayer, Embedding, LocalActivationUnit, PredictionLayer,
+                          SequencePoolingLayer)
     if _is_model(target):
         return _model_inputs(target, rng, batch_size, dtype)
+    if isinstance(target, Embedding):                     # ids, id 0 (padding) among them
+        ids = rng.integers(0, target.input_dim, (batch_size,) + ((seq_len,) if seq_len else ()))
+        ids.flat[0] = 0
+        return ids, {"ids": ids}, [None]
+    if isinstance(target, SequencePoolingLayer):
+        t, e = seq_len or 5, input_dim or 4
+        x = rng.standard_normal((batch_size, t, e)).astype(dtype)
+        lengths = rng.integers(0, t + 1, (batch_size, 1))
+        lengths[0, 0] = t                                        # one full row
+        if target.supports_masking:
+            return x, {"seq_value": x, "mask": np.arange(t) < lengths}, ["seq_value"]
+        return [x, lengths], {"seq_value": x, "seq_len": lengths}, ["seq_value", None]
     if isinstance(target, (LocalActivationUnit, AttentionSequencePoolingLayer)):
         e, t = input_dim or 4, seq_len or 5
         named = {"query": rng.standard_normal((batch_size, 1, e)).astype(dtype),
