@@ -23,13 +23,18 @@ key                              what
 ``loss/value``                   models: the loss the profile's framework minimises (the compiled
                                  loss, else the profile's: Keras's clipped mean BCE, Torch's sum)
                                  of the training-mode output against ``input/y``, plus L2 (layers: ``L``)
-``loss/grad_output``             models: d loss / d output (``loss/grad_logit``: d loss / d logit,
-                                 what the trainer backpropagates for a binary model)
+``loss/grad_output``             models: d loss / d output
+``loss/grad_logit``              binary models: d loss / d (logit + global_bias), the sigmoid's input:
+                                 what the trainer backpropagates (zero where Keras clips)
 ``loss/grad_weight/<path>``      models: d loss / d every trainable weight, L2 included
 ===============================  =========================================================
 
 Weights are drawn from the seed (kernels normal 0.5, moving variances uniform 0.5..1.5, ...)
-unless the model comes from a saved file, whose weights are kept.
+unless the model comes from a saved file, whose weights are kept. Gradients that are zero in exact
+arithmetic (:func:`exact_zero_gradients`: a DNN bias in front of a training-mode BatchNormalization,
+the attention score's bias under softmax weight normalization) are written as exact zeros; a
+backend's round-off there is judged at its group's scale (``npctr.testing``). The JSON schema of
+the configs, with an example for every class, is in ``docs/verifying_backends.md``.
 """
 import json
 import sys
