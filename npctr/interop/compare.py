@@ -48,7 +48,7 @@ def group_scales(reference):
     return scales
 
 
-def compare_arrays(a, b, rtol=None, require_all=False, *, by_group=False):
+def compare_arrays(a, b, rtol=None, require_all=False, *, by_group=False, scales=None):
     """Compare ``a`` with the reference ``b`` (dicts of arrays).
 
     Returns ``(rows, ok, rtol)``: one row ``(key, error, scale, status)`` per key of either
@@ -60,12 +60,14 @@ def compare_arrays(a, b, rtol=None, require_all=False, *, by_group=False):
     ``by_group=True`` judges every array at its group's scale (``max|a - b| <= rtol * G``), the
     rule for a float32 backend against a float64 reference: float32 round-off of a gradient that
     is a sum of cancelling terms (a bias's, a BN beta's) scales with the terms, not the sum.
+    ``scales`` ``{group: scale}`` sets a group's scale where the reference arrays do not show it
+    (a layer's ``loss/value``, ``sum(output * g)``: the sum of ``|output * g|``).
     """
     for side, arrays in (("A", a), ("B", b)):
         for key, value in arrays.items():
             check_real(value, f"{side}'s array {key!r}")
     rtol = default_rtol(*a.values(), *b.values()) if rtol is None else check_rtol(rtol)
-    scales = group_scales(b)
+    scales = {**group_scales(b), **(scales or {})}
     rows, ok, compared = [], True, 0
     for key in sorted(set(a) | set(b)):
         if key not in a or key not in b:
