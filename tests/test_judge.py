@@ -284,3 +284,13 @@ def test_the_docs_golden_configs_cover_every_class_and_run(tmp_path):
         path.write_text(json.dumps(spec))
         assert run("golden", path, "-o", tmp_path / f"{i}.npz", "--batch-size", 3) == 0, spec
         assert run("compare", tmp_path / f"{i}.npz", tmp_path / f"{i}.npz") == 0
+
+
+def test_a_groups_scale_can_be_given():
+    """A layer's ``loss/value`` is ``sum(output * g)``: in float32 its round-off scales with the terms'
+    magnitudes, which the conformance suite passes as the group's scale."""
+    ref = {"infer/output": np.ones(2), "loss/value": np.array(1e-2)}
+    mine = {"infer/output": np.ones(2, np.float32), "loss/value": np.array(1e-2 + 2e-7, np.float32)}
+    assert not compare_arrays(mine, ref, by_group=True)[1]
+    rows, ok, _ = compare_arrays(mine, ref, by_group=True, scales={"loss/value": 1.0})
+    assert ok and ("loss/value" in [r[0] for r in rows if r[3] == "group scale"])
