@@ -29,6 +29,11 @@ Usage::
     python benchmarks/bench_serving.py --quick            # smoke run
     python benchmarks/bench_serving.py --only din,dnn --rounds 20
     python benchmarks/bench_serving.py --only train --train-commits 2fed0c7
+    NPCTR_BENCH_TREE=/path/to/other/checkout python benchmarks/bench_serving.py --only din,dnn
+                                                          # the same benchmark on another tree
+
+The ``din`` table also times ``model.predict(x)`` as users call it (default ``batch_size``),
+against the Predictor it uses.
 """
 import argparse
 import gc
@@ -47,8 +52,10 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-sys.path.insert(0, ROOT)
-sys.path.insert(0, HERE)
+#: the npctr tree to benchmark (default: this one), so two trees run the same benchmark code
+TREE = os.environ.get("NPCTR_BENCH_TREE", ROOT)
+sys.path.insert(0, TREE)
+sys.path.insert(1, HERE)
 
 import npctr  # noqa: E402
 from npctr.models import DIN  # noqa: E402
@@ -288,16 +295,17 @@ def run_din_section(args):
           "first layer, folded Dice). Ratios: npctr Predictor / peer, against the faster ORT graph (below 1: "
           "npctr faster). faults = minor page faults per call.\n")
     print("| batch | npctr Predictor ms (min) | ORT export ms (min) | ORT helper ms (min) | plain NumPy ms (min) "
-          "| model.forward ms (min) | / ORT | / NumPy | / forward | faults Predictor / ORT / NumPy / forward "
-          "| max abs diff vs forward | load |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|")
+          "| model.forward ms (min) | model.predict ms (min) | / ORT | / NumPy | / forward | model.predict / Predictor "
+          "| faults Predictor / ORT / NumPy / forward | max abs diff vs forward | load |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|")
     helper_names = {i.name for i in helper.get_inputs()}
     for batch in args.batches:
         x = {k: v[:batch] for k, v in x_all.items()}
         feeds = {k: (v.astype(np.int64) if v.dtype.kind in "iu" else v.astype(np.float32)) for k, v in x.items()
                  if k in helper_names}
         fns = {"predictor": lambda: predictor.predict(x), "helper": lambda: helper.run(None, feeds)[0],
-               "numpy": lambda: numpy_din(w, x), "forward": lambda: model.forward(x)}
+               "numpy": lambda: numpy_din(w, x), "forward": lambda: model.forward(x),
+               "model_predict": lambda: model.predict(x)}
         if exported is not None:
             sess, make_feed = exported
             feed = make_feed(model, x)
@@ -305,13 +313,15 @@ def run_din_section(args):
         ref = model.forward(x)
         diff = max(float(np.max(np.abs(np.asarray(f()) - ref))) for f in fns.values())
         res = time_blocks(fns, args.rounds, args.block_ms)
-        p, h, nmp, fw = (res[n] for n in ("predictor", "helper", "numpy", "forward"))
+        p, h, nmp, fw, mp = (res[n] for n in ("predictor", "helper", "numpy", "forward", "model_predict"))
         e = res.get("export")
         ort = min((r for r in (h, e) if r is not None), key=lambda r: r[0])
         export_cell = f"{fmt_ms(e[0])} ({fmt_ms(e[1])})" if e else "n/a"
         print(f"| {batch} | {fmt_ms(p[0])} ({fmt_ms(p[1])}) | {export_cell} | {fmt_ms(h[0])} ({fmt_ms(h[1])}) "
-              f"| {fmt_ms(nmp[0])} ({fmt_ms(nmp[1])}) | {fmt_ms(fw[0])} ({fmt_ms(fw[1])}) | {p[0] / ort[0]:.2f} "
-              f"| {p[0] / nmp[0]:.2f} | {p[0] / fw[0]:.2f} | {p[2]:.0f} / {ort[2]:.0f} / {nmp[2]:.0f} / {fw[2]:.0f} "
+              f"| {fmt_ms(nmp[0])} ({fmt_ms(nmp[1])}) | {fmt_ms(fw[0])} ({fmt_ms(fw[1])}) "
+              f"| {fmt_ms(mp[0])} ({fmt_ms(mp[1])}) | {p[0] / ort[0]:.2f} "
+              f"| {p[0] / nmp[0]:.2f} | {p[0] / fw[0]:.2f} | {mp[0] / p[0]:.2f} "
+              f"| {p[2]:.0f} / {ort[2]:.0f} / {nmp[2]:.0f} / {fw[2]:.0f} "
               f"| {diff:.1e} | {load_line()} |", flush=True)
     predictor.close()
 

@@ -19,8 +19,9 @@ import re
 import numpy as np
 
 from .. import initializers
-from .._validation import resolve_dtype, check_seed, float_array, check_rank
+from .._validation import resolve_dtype, check_seed, float_array, check_rank, as_array
 from .. import conventions as conventions_mod
+from .weights import WeightList, positional_names
 
 
 class NoCacheError(ValueError, RuntimeError):
@@ -31,15 +32,6 @@ def _snake_case(name):
     """Keras's default layer names: ``DNN`` -> ``dnn``, ``BatchNormalization`` -> ``batch_normalization``."""
     intermediate = re.sub(r"(.)([A-Z][a-z0-9]+)", r"\1_\2", name)
     return re.sub(r"([a-z])([A-Z])", r"\1_\2", intermediate).lower()
-
-
-class WeightList(list):
-    """The list ``get_weights()`` returns: it knows its ``order`` (``"tf_keras"`` or
-    ``"keras3"``), so ``set_weights(layer.get_weights())`` is never ambiguous."""
-
-    def __init__(self, weights=(), order="tf_keras"):
-        super().__init__(weights)
-        self.order = order
 
 
 class Layer:
@@ -80,7 +72,7 @@ class Layer:
             self.dtype = np.dtype(np.float64)
         weight_dtype = self.dtype
         if initializers.placeholders_active():    # load_model: the stored array replaces it
-            value = grad = initializers.placeholder(np.shape(value), weight_dtype)
+            value = grad = initializers.placeholder_weight(np.shape(value), weight_dtype)
         else:
             value = np.array(value, dtype=weight_dtype)
             grad = np.zeros(value.shape, value.dtype)
@@ -207,7 +199,7 @@ class Layer:
     def _take_cache(self, grad_output):
         """Return the cache of the last forward and check ``grad_output`` against it."""
         cache = self._require_cache()
-        grad_output = np.asarray(grad_output)
+        grad_output = as_array(grad_output, "grad_output")
         if grad_output.shape != self._output_shape:
             raise ValueError(
                 f"grad_output of {self.name}.backward must have the output's shape "
@@ -294,42 +286,6 @@ class Layer:
         ``get_weights()``), as a ``WeightList`` that remembers its order for ``set_weights``."""
         return WeightList((self._lookup(p).copy() for p in self.weight_names(order)), order=order)
 
-    def _list_order(self, weights, order):
-        """The names a positional list is loaded into; refuses a list whose order is ambiguous.
-
-        tf.keras 2 and Keras 3 order a layer's weights differently. When the two orders differ
-        and the list's shapes fit both (``DNN((16, 16), use_bn=True)``: every weight has 16
-        entries), loading it in the wrong one would silently put moving means into gamma.
-        """
-        names = self.weight_names()
-        if len(weights) != len(names):
-            hint = "" if self.built else " (the layer is not built yet: call build(input_shape) first)"
-            raise ValueError(f"set_weights: {self.name} expects {len(names)} weights "
-                             f"{names}, got {len(weights)}{hint}")
-        if order is None:
-            order = getattr(weights, "order", None)      # a WeightList from get_weights()
-        if order is not None:
-            return self.weight_names(order)
-        layerwise = self._layerwise()
-        if layerwise == names:
-            return names
-        shapes = [np.shape(w) for w in weights]
-
-        def fits(order_names):
-            return all(self._lookup(n).shape == s for n, s in zip(order_names, shapes))
-
-        fits_tf_keras, fits_keras3 = fits(names), fits(layerwise)
-        if fits_tf_keras and fits_keras3:
-            raise ValueError(
-                f"set_weights: a list is ambiguous for {self.name}: tf.keras 2 orders its weights "
-                f"{names}, Keras 3 orders them {layerwise}, and the shapes fit both, so a wrong guess "
-                "would load silently wrong values. Say which with set_weights(weights, "
-                "order='tf_keras' or 'keras3'), pass a dict {path: array}, or import by name with "
-                "npctr.interop.load_keras_weights(layer, keras_layer)")
-        if fits_keras3:         # the shapes fit Keras 3's order only: that is what it is
-            return layerwise
-        return names            # tf.keras 2's order, or wrong shapes (reported by the caller)
-
     def set_weights(self, weights, strict=True, order=None):
         """Load weights from a list in ``get_weights()`` order, or a dict path -> array.
 
@@ -354,12 +310,12 @@ class Layer:
                                  "to set a subset)")
             pairs = [(n, weights[n]) for n in names if n in weights]
         elif isinstance(weights, (list, tuple)):
-            pairs = list(zip(self._list_order(weights, order), weights))
+            pairs = list(zip(positional_names(self, weights, order), weights))
         else:
             raise TypeError(f"set_weights: weights must be a list or a dict, got {type(weights).__name__}")
         for name, value in pairs:
             target = self._lookup(name)
-            value = np.asarray(value)
+            value = as_array(value, f"set_weights: weight {name!r}")
             if value.shape != target.shape:
                 raise ValueError(f"set_weights: weight {name!r} must have shape {target.shape}, "
                                  f"got {value.shape}")

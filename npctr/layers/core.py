@@ -20,7 +20,7 @@ from .._validation import (float_array, check_rank, check_last_dim, check_list, 
                            check_rate, check_nonnegative, check_seed)
 
 
-#: compute the LocalActivationUnit once per row on shared (all-padding) positions; False
+#: compute the LocalActivationUnit once per row on its shared-key (masked all-padding) positions; False
 #: gives the plain path (for benchmarks and tests comparing the two)
 SHARE_PADDING = True
 
@@ -88,7 +88,7 @@ class DNN(Layer):
             self.add_weight(f"kernel{i}", initializers.glorot_normal(rng, (sizes[i], sizes[i + 1])),
                             l2_reg=self.l2_reg if self.conventions.l2_on_dnn else 0.0)
         for i in range(n):
-            self.add_weight(f"bias{i}", np.zeros(sizes[i + 1]))
+            self.add_weight(f"bias{i}", initializers.zeros(None, (sizes[i + 1],)))
         if self.use_bn:
             for i in range(n):
                 self.add_layer(f"bn{i}", BatchNormalization(dtype=self.dtype, name=f"bn{i}"))
@@ -265,14 +265,14 @@ class LocalActivationUnit(Layer):
         size = self.hidden_units[-1] if self.hidden_units else 4 * keys_shape[-1]
         rng = make_rng(self.seed)
         self.add_weight("kernel", initializers.glorot_normal(rng, (size, 1)))
-        self.add_weight("bias", np.zeros(1))
+        self.add_weight("bias", initializers.zeros(None, (1,)))
         self._layers["dnn"]._build_for(self.dtype, tuple(keys_shape[:-1]) + (4 * keys_shape[-1],))
         self._embedding_size = keys_shape[-1]
         super().build(input_shape)
 
-    def forward(self, inputs, training=False, backprop=None, shared=None):
-        """``shared`` (optional, ``(B, T)`` bool): positions whose keys are equal within each
-        row and whose scores get no gradient (DIN's all-padding positions, masked): in training
+    def forward(self, inputs, training=False, backprop=None, shared_keys=None):
+        """``shared_keys`` (optional, ``(B, T)`` bool): positions whose keys are equal within each
+        row and whose scores get no gradient (DIN's masked all-padding positions): in training
         they are computed once per row (``docs/local_activation_unit.md``), same results."""
         query, keys = self._check_inputs(inputs)
         self._build_for(query.dtype, [query.shape, keys.shape])
@@ -283,9 +283,9 @@ class LocalActivationUnit(Layer):
         keep = self._keeps_cache(training, backprop)
         # training only: there the batch statistics make it pay; an inference forward stays
         # row by row the same whatever else is in the batch (the Predictor is the fast inference)
-        if (training and shared is not None and SHARE_PADDING and self._factored
-                and dnn.shares_rows(training) and shared.any()):
-            units = QueryKeyUnits.of(query, keys, shared, self.dtype)
+        if (training and shared_keys is not None and SHARE_PADDING and self._factored
+                and dnn.shares_rows(training) and shared_keys.any()):
+            units = QueryKeyUnits.of(query, keys, shared_keys, self.dtype)
             h = dnn.forward_factored(units, training, backprop, counts=units.counts)       # (1, U, H)
             score_u = dense_forward(h, self._params["kernel"], self._params["bias"])       # (1, U, 1)
             score = score_u.reshape(-1)[units.unit_of].reshape(keys.shape[:2] + (1,))
@@ -389,7 +389,7 @@ class PredictionLayer(Layer):
     def build(self, input_shape):
         if self.use_bias:
             n = input_shape[-1] if self.task == "multiclass" else 1
-            self.add_weight("global_bias", np.zeros(n))
+            self.add_weight("global_bias", initializers.zeros(None, (n,)))
         super().build(input_shape)
 
     def forward(self, inputs, training=False, backprop=None):

@@ -205,11 +205,10 @@ class AttentionSequencePoolingLayer(Layer):
         query, keys, valid = self._split_inputs(inputs, mask)
         self._build_for(keys.dtype, None)            # the dtype (keys' if open) reaches local_att too
         keys = keys.astype(self.dtype, copy=False)
-        shared = None
-        if shared_keys is not None:
-            shared = _mask(shared_keys, keys.shape[:2], "shared_keys") & ~valid[:, 0, :]
+        if shared_keys is not None:       # only masked positions: theirs get no gradient
+            shared_keys = _mask(shared_keys, keys.shape[:2], "shared_keys") & ~valid[:, 0, :]
         score = self._layers["local_att"].forward([query, keys], training=training, backprop=backprop,
-                                                  shared=shared)
+                                                  shared_keys=shared_keys)
         w = attention_weights(np.swapaxes(score, 1, 2), valid, self.weight_normalization)   # (B, 1, T)
         y = w if self.return_score else w @ keys
         self._cache = AttentionCache(keys, valid, w) if self._keeps_cache(training, backprop) else None

@@ -12,15 +12,15 @@ import numpy as np
 
 from .base import Model
 from ..registry import register_model
-from ..feature_column import (SparseFeat, VarLenSparseFeat, DenseFeat, build_input_features,
-                              feature_columns_to_config, feature_columns_from_config)
+from ..feature_column import (SparseFeat, VarLenSparseFeat, DenseFeat, feature_columns_to_config,
+                              feature_columns_from_config)
 from ..layers.core import DNN, PredictionLayer
 from ..layers.dense import Dense
 from ..layers.embedding import Embedding
 from ..layers.sequence import SequencePoolingLayer, AttentionSequencePoolingLayer
-from ..ops.sequence import sequence_mask
+from .features import FeatureInputs
 from .._validation import (check_units, check_rate, check_nonnegative, check_seed, resolve_dtype, check_shape,
-                           check_finite_rows, as_feature_dict, check_device)
+                           as_feature_dict, check_device)
 
 
 def _split_last(d, sizes):
@@ -66,70 +66,20 @@ class FeatureModel(Model):
 
     # -- the graph, from the feature columns alone ----------------------------------------
     def _plan(self):
-        inputs = build_input_features(self.dnn_feature_columns)
-        self.feature_names = list(inputs)
-        #: feature name -> its column (a VarLenSparseFeat's length_name maps to that column)
-        self.input_features = inputs
-        cols = self.dnn_feature_columns
-        self.sparse_columns = [fc for fc in cols if isinstance(fc, SparseFeat)]
-        self.dense_columns = [fc for fc in cols if isinstance(fc, DenseFeat)]
-        varlen = [fc for fc in cols if isinstance(fc, VarLenSparseFeat)]
-        hist_names = ["hist_" + n for n in self.history_feature_list]
-        self.history_columns = [fc for fc in varlen if fc.name in hist_names]
-        self.pooled_columns = [fc for fc in varlen if fc.name not in hist_names]
-        sparse_names = [fc.name for fc in self.sparse_columns]
-        for n in self.history_feature_list:
-            if n not in sparse_names:
-                raise ValueError(f"history_feature_list names {n!r}, which is not a SparseFeat of "
-                                 f"dnn_feature_columns (SparseFeat names: {sparse_names})")
-            if "hist_" + n not in [fc.name for fc in varlen]:
-                raise ValueError(f"history_feature_list names {n!r} but dnn_feature_columns has no "
-                                 f"VarLenSparseFeat named {'hist_' + n!r}")
-        # DeepCTR takes query and keys in feature-column order: they must line up field by field
-        self.query_columns = [fc for fc in self.sparse_columns if fc.name in self.history_feature_list]
-        query_order = [fc.name for fc in self.query_columns]
-        keys_order = [fc.name[len("hist_"):] for fc in self.history_columns]
-        if query_order != keys_order:
-            raise ValueError(f"the query fields {query_order} (SparseFeat column order) and the history fields "
-                             f"{['hist_' + n for n in keys_order]} (VarLenSparseFeat column order) must come in "
-                             "the same order; DeepCTR would pair them position by position")
-        for q, k in zip(self.query_columns, self.history_columns):
-            if q.embedding_dim != k.embedding_dim:
-                raise ValueError(f"embedding_dim of {q.name!r} ({q.embedding_dim}) and {k.name!r} "
-                                 f"({k.embedding_dim}) must match")
-        # DeepCTR-Torch masks the history by the first VarLenSparseFeat's length_name
-        self.history_length_name = next((fc.length_name for fc in varlen if fc.length_name is not None), None)
-        if (self.history_columns and self.conventions.history_mask == "length"
-                and self.history_length_name is None):
-            raise ValueError(f"conventions {self.conventions.name!r} mask the history by a length feature "
-                             "(DeepCTR-Torch's keys_length), but no VarLenSparseFeat has a length_name; "
-                             "give the history VarLenSparseFeat a length_name")
-        if len({fc.maxlen for fc in self.history_columns}) > 1:
-            raise ValueError("every history VarLenSparseFeat must have the same maxlen, got "
-                             f"{ {fc.name: fc.maxlen for fc in self.history_columns} }")
-        # one table per embedding_name; DeepCTR silently keeps the last definition: npctr insists they agree
-        self._tables = {}
-        for fc in self.sparse_columns + varlen:
-            seen = self._tables.get(fc.embedding_name)
-            if seen is not None and (seen.vocabulary_size, seen.embedding_dim) != (fc.vocabulary_size,
-                                                                                   fc.embedding_dim):
-                raise ValueError(f"features {seen.name!r} and {fc.name!r} share the embedding "
-                                 f"{fc.embedding_name!r} but differ in vocabulary_size/embedding_dim: "
-                                 f"({seen.vocabulary_size}, {seen.embedding_dim}) vs "
-                                 f"({fc.vocabulary_size}, {fc.embedding_dim})")
-            self._tables.setdefault(fc.embedding_name, fc)
-        self._masked_tables = {fc.embedding_name for fc in varlen}
-        #: embedding_name -> the features looked up in that table, in column order
-        self.table_features = {}
-        for fc in self.sparse_columns + varlen:
-            self.table_features.setdefault(fc.embedding_name, []).append(fc.name)
+        plan = self.features = FeatureInputs(self.dnn_feature_columns, self.history_feature_list,
+                                             self.conventions)
+        # the plan's parts under the names serving, interop and tests read
+        self.feature_names, self.input_features = plan.names, plan.by_name
+        self.sparse_columns, self.dense_columns, self.pooled_columns = plan.sparse, plan.dense, plan.pooled
+        self.history_columns, self.query_columns = plan.history, plan.query
+        self.table_features, self.history_length_name = plan.table_features, plan.history_length_name
 
     def build(self, input_shape=None):
         if self.built:
             return
-        for i, (emb_name, fc) in enumerate(self._tables.items()):
+        for i, (emb_name, fc) in enumerate(self.features.tables.items()):
             table = Embedding(fc.vocabulary_size, fc.embedding_dim, fc.embeddings_initializer,
-                              l2_reg=self.l2_reg_embedding, mask_zero=emb_name in self._masked_tables,
+                              l2_reg=self.l2_reg_embedding, mask_zero=emb_name in self.features.masked_tables,
                               seed=None if self.seed is None else self.seed + 2020 + i, dtype=self.dtype,
                               name=f"sparse_emb_{emb_name}")
             table.trainable = fc.trainable
@@ -162,105 +112,31 @@ class FeatureModel(Model):
 
     # -- inputs ---------------------------------------------------------------------------
     def check_features(self, x, check_finite=True, name="x", check_ids=True):
-        """Validate a request once: the feature dict (or list in ``feature_names`` order), every
-        feature's dtype and shape, dense values finite (``check_finite``) and ids within their
-        table (``check_ids``). Returns ``(batch_size, {name: array in canonical shape})``: ids
-        ``(B, 1)`` / ``(B, maxlen)``, dense values ``(B, dimension)`` in the model's dtype
-        (before any ``transform_fn``, see ``transform_dense``). Checking the result again
-        returns it unchanged."""
-        x = as_feature_dict(x, self.feature_names, name)
-        missing = [n for n in self.feature_names if n not in x]
-        extra = [n for n in x if n not in self.input_features]
-        if missing or extra:
-            raise ValueError(f"{name} must hold exactly the features {self.feature_names}; "
-                             f"missing {missing}, unexpected {extra}")
-        arrays = {n: np.asarray(x[n]) for n in self.feature_names}
-        sizes = {n: (a.shape[0] if a.ndim else None) for n, a in arrays.items()}
-        batch = sizes[self.feature_names[0]]
-        if batch is None or any(s != batch for s in sizes.values()):
-            raise ValueError(f"every feature must have the same batch size (first axis), got {sizes}")
-        out = {n: self._canonical(n, a, batch, check_finite, name) for n, a in arrays.items()}
+        """Validate a request once (``FeatureInputs.check``: names, dtypes, shapes, finite dense
+        values) and, with ``check_ids``, every id against its table. Returns ``(batch_size,
+        {name: array in canonical shape})``; checking the result again returns it unchanged."""
+        batch, f = self.features.check(x, self.dtype, check_finite, name)
         if check_ids:
             for emb_name, names in self.table_features.items():
                 table = self.get_layer(f"sparse_emb_{emb_name}")
-                for n in names:
-                    table.check_ids(out[n], n)
-        return batch, out
-
-    def _canonical(self, n, a, batch, check_finite, name):
-        """Feature ``n``'s array ``a`` checked and in its canonical shape and dtype."""
-        fc = self.input_features[n]
-        if isinstance(fc, DenseFeat):
-            if a.dtype.kind not in "biuf":
-                raise TypeError(f"feature {n!r} must be numeric, got dtype {a.dtype}")
-            if a.shape not in ((batch, fc.dimension),) + (((batch,),) if fc.dimension == 1 else ()):
-                raise ValueError(f"feature {n!r} must have shape (batch_size, {fc.dimension}), got {a.shape}")
-            if check_finite:
-                check_finite_rows(a, f"{name}[{n!r}]")
-            return a.reshape(batch, fc.dimension).astype(self.dtype, copy=False)
-        if a.dtype.kind not in "iu":
-            raise TypeError(f"feature {n!r} must hold integer ids, got dtype {a.dtype}")
-        if isinstance(fc, VarLenSparseFeat) and n == fc.name:
-            if a.shape != (batch, fc.maxlen):
-                raise ValueError(f"feature {n!r} must have shape (batch_size, maxlen) = "
-                                 f"({batch}, {fc.maxlen}), got {a.shape}")
-            return a
-        # a SparseFeat id or a VarLen length
-        if a.shape not in ((batch,), (batch, 1)):
-            raise ValueError(f"feature {n!r} must have shape (batch_size, 1), got {a.shape}")
-        if isinstance(fc, VarLenSparseFeat) and a.size and a.min() < 0:
-            raise ValueError(f"feature {n!r} (the length of {fc.name!r}) must be >= 0, got {a.min()}")
-        return a.reshape(batch, 1)
+                for n in names:          # ids of validation data are named as such
+                    table.check_ids(f[n], n if name == "x" else f"{name}[{n!r}]")
+        return batch, f
 
     def _check_x(self, x, name="x", check_finite=True):
         batch, f = self.check_features(x, check_finite, name)
         return f, batch
 
     def transform_dense(self, f):
-        """The checked features ``f`` with every ``DenseFeat``'s ``transform_fn`` applied (``f``
-        itself when there is none)."""
-        transformed = [fc for fc in self.dense_columns if fc.transform is not None]
-        if not transformed:
-            return f
-        return {**f, **{fc.name: self._dense_values(fc, f[fc.name]) for fc in transformed}}
+        """The checked features ``f`` with every ``transform_fn`` applied (``FeatureInputs``)."""
+        return self.features.transform_dense(f)
 
     def history_mask(self, f, rows=slice(None)):
         """Valid history positions ``(batch_size, T)`` of the checked features ``f`` (``rows`` of them)."""
-        if self.conventions.history_mask == "length":          # DeepCTR-Torch: t < keys_length
-            maxlen = self.history_columns[0].maxlen
-            return sequence_mask(f[self.history_length_name][rows], maxlen)
-        mask = f[self.history_columns[0].name][rows] != 0       # Keras mask_zero: AND over fields
-        for fc in self.history_columns[1:]:
-            mask &= f[fc.name][rows] != 0
-        return mask
-
-    @staticmethod
-    def _dense_values(fc, values):
-        """The feature's ``transform_fn`` applied, checked to keep the shape and stay finite."""
-        transform = fc.transform
-        if transform is None:
-            return values
-        with np.errstate(all="ignore"):            # a value outside the domain is reported below
-            out = np.asarray(transform(values), dtype=values.dtype)
-        if out.shape != values.shape:
-            raise ValueError(f"transform_fn of feature {fc.name!r} must keep the shape {values.shape}, "
-                             f"returned {out.shape}")
-        check_finite_rows(out, f"transform_fn of feature {fc.name!r} applied to its values",
-                          hint="check the inputs against the transform's domain")
-        return out
+        return self.features.history_mask(f, rows)
 
     def _example_input(self):
-        """One row of valid inputs (id 1 or 0, length 1, zeros), for ``summary``."""
-        out = {}
-        for n in self.feature_names:
-            fc = self.input_features[n]
-            if isinstance(fc, DenseFeat):
-                out[n] = np.zeros((1, fc.dimension), dtype=self.dtype)
-            elif isinstance(fc, VarLenSparseFeat) and n == fc.name:
-                out[n] = np.full((1, fc.maxlen), min(1, fc.vocabulary_size - 1), dtype=np.int64)
-            else:
-                out[n] = np.full((1, 1), 1 if isinstance(fc, VarLenSparseFeat) else 0, dtype=np.int64)
-        return out
+        return self.features.example(self.dtype)
 
     # -- forward / backward ---------------------------------------------------------------
     def _forward_logit(self, x, training, backprop):
@@ -286,11 +162,9 @@ class FeatureModel(Model):
             keys = np.concatenate([emb[fc.name] for fc in self.history_columns], axis=-1)
             mask = self.history_mask(f)
             # every position whose ids are all padding looks up the same key (row 0 of each table)
-            all_padding = f[self.history_columns[0].name] == 0
-            for fc in self.history_columns[1:]:
-                all_padding &= f[fc.name] == 0
+            shared_keys = self.features.all_padding(f)
             hist, scores = self._layers["attention_sequence_pooling_layer"].forward_with_scores(
-                [query, keys], training, backprop, mask=mask, shared_keys=all_padding)
+                [query, keys], training, backprop, mask=mask, shared_keys=shared_keys)
             self.attention_scores = scores
             pieces.append(hist)
         # DeepCTR's combined_dnn_input: flattened embeddings first, dense values after

@@ -114,22 +114,22 @@ class QueryKeyUnits(NamedTuple):
     shape: tuple              # (B, T, E)
 
     @classmethod
-    def of(cls, query, keys, shared, dtype):
-        """The units of ``query (B, 1, E)``, ``keys (B, T, E)`` with ``shared`` ``(B, T)`` bool:
+    def of(cls, query, keys, shared_keys, dtype):
+        """The units of ``query (B, 1, E)``, ``keys (B, T, E)`` with ``shared_keys`` ``(B, T)`` bool:
         positions whose keys are equal within their row (computed once per row)."""
         b, t, e = keys.shape
-        shared = shared.reshape(b, t)
-        first_shared = shared & (np.cumsum(shared, axis=1) == 1)
-        is_unit = (~shared | first_shared).reshape(-1)
+        shared_keys = shared_keys.reshape(b, t)
+        first_shared = shared_keys & (np.cumsum(shared_keys, axis=1) == 1)
+        is_unit = (~shared_keys | first_shared).reshape(-1)
         pos_u = np.flatnonzero(is_unit)                               # sorted: units in row order
         unit_id = np.cumsum(is_unit) - 1                              # unit at or before each position
         rows_u = pos_u // t
         rep_of_row = np.zeros(b, np.intp)
         has_shared = first_shared.any(axis=1)
         rep_of_row[has_shared] = unit_id[np.flatnonzero(first_shared.reshape(-1))]
-        unit_of = np.where(shared.reshape(-1), np.repeat(rep_of_row, t), unit_id)
+        unit_of = np.where(shared_keys.reshape(-1), np.repeat(rep_of_row, t), unit_id)
         counts = np.ones((1, pos_u.size, 1), dtype=dtype)
-        counts[0, rep_of_row[has_shared], 0] = shared.sum(axis=1)[has_shared]
+        counts[0, rep_of_row[has_shared], 0] = shared_keys.sum(axis=1)[has_shared]
         row_starts = np.searchsorted(rows_u, np.arange(b))
         keys_u = keys.reshape(-1, e)[pos_u]
         query = query.reshape(b, e)

@@ -97,43 +97,17 @@ class _Buffers(threading.local):
         self.arrays = None
 
 
-class SmallPlan:
-    """Everything the small path needs, derived from a ``PreparedWeights`` (one weights version)."""
+class SmallRequests:
+    """The cheapest complete check of a small request: a feature spec read once per weights
+    version, each distinct layout (types, shapes, dtypes) checked once and remembered, the
+    ids bounds-checked with one comparison per call."""
 
-    def __init__(self, model, prep):
-        self.model = model
-        self.max_rows = SMALL_ROWS
-        self.dtype = prep.dtype
-        self.supported = prep.supported and not (prep.attention and prep.weight_normalization)
-        if not self.supported:
-            return
-        self._spec_features(model)
-        self.d_in = model.get_layer("dnn").input_dim
-        col, self.sparse = 0, []
-        for fc in model.sparse_columns:
-            self.sparse.append((prep.tables[fc.embedding_name], fc.name, col, col + fc.embedding_dim))
-            col += fc.embedding_dim
-        self.pooled = []
-        for fc in model.pooled_columns:
-            self.pooled.append((fc, col, col + fc.embedding_dim))
-            col += fc.embedding_dim
-        self.attention = prep.attention
-        if prep.attention:
-            self._prepare_attention(model, prep, col)
-            col += self.e
-        self.dense = []
-        for fc in model.dense_columns:
-            self.dense.append((fc.name, col, col + fc.dimension))
-            col += fc.dimension
-        self.dnn = [_Layer(k, b, a) for k, b, a in prep.dnn.layers]
-        self.out_kernel, self.global_bias, self.link = prep.out_kernel, prep.global_bias, prep.link
-        self.neg_out_kernel = -prep.out_kernel
-        self._prepare_affine_dnn(prep)
-        self.prep = prep
-        self._buffers = _Buffers()
+    def __init__(self, model, max_rows):
+        self.max_rows = max_rows
+        self.supported = True
+        self._spec(model)
 
-    # -- preparation ---------------------------------------------------------------------------
-    def _spec_features(self, model):
+    def _spec(self, model):
         """Per feature ``(name, kind, width, limit)``: kind 'dense', 'seq' (ids (b, T)),
         'id' (ids (b,) or (b, 1)) or 'len'; ``limit`` the exclusive id bound (uint64)."""
         limits = {}
@@ -160,6 +134,108 @@ class SmallPlan:
         self._limits = {}       # batch size -> the id bounds, laid out as the concatenated ids
         self._layouts = {}      # checked layouts -> batch size
 
+    def check(self, x, check_finite=True):
+        """``(n, features)`` for a well-formed request of 1..SMALL_ROWS rows, else None (then the
+        full check runs and raises the model's error, or accepts an unusual valid input).
+
+        The layout (types, shapes, dtypes) is checked once per distinct layout and remembered;
+        the ids are bounds-checked, and float dense features checked finite (``check_finite``),
+        on every call."""
+        if type(x) is not dict or len(x) != len(self.spec):
+            return None
+        try:
+            arrays = [x[name] for name in self.order]
+            layout = tuple([(type(a), a.shape, a.dtype) for a in arrays])
+        except (KeyError, AttributeError):
+            return None
+        n = self._layouts.get(layout)
+        if n is None:
+            n = self._check_layout(arrays)
+            if n is None:
+                return None
+            if len(self._layouts) < 256:
+                self._layouts[layout] = n
+        ids = [arrays[i] for i in self.id_positions]
+        # viewed as uint64 a negative id (or length) exceeds every bound: one comparison checks both
+        if ids and not np.less(np.concatenate(ids, axis=None, dtype=np.uint64, casting="unsafe"),
+                               self._limits[n]).all():
+            return None
+        if check_finite:
+            for i in self.dense_positions:
+                if arrays[i].dtype.kind == "f" and not np.isfinite(arrays[i]).all():
+                    return None
+        return n, x
+
+    def _check_layout(self, arrays):
+        """The batch size if every array has the type, dtype kind and shape its feature needs."""
+        n = None
+        for a, (name, kind, width, limit) in zip(arrays, self.spec):
+            if type(a) is not np.ndarray:
+                return None
+            shape, k = a.shape, a.dtype.kind
+            if n is None:
+                if not shape:
+                    return None
+                n = shape[0]
+                if not 0 < n <= self.max_rows:
+                    return None
+            if kind == "dense":
+                if k not in "biuf" or (shape != (n, width) and not (width == 1 and shape == (n,))):
+                    return None
+                continue
+            if k not in "iu":
+                return None
+            if kind == "seq":
+                if shape != (n, width):
+                    return None
+            elif shape != (n,) and shape != (n, 1):
+                return None
+        if n not in self._limits:
+            self._limits[n] = np.concatenate([np.full(n * (w if kind == "seq" else 1),
+                                                      _NO_LIMIT if lim is None else lim, dtype=np.uint64)
+                                              for _, kind, w, lim in self.spec if kind != "dense"])
+        return n
+
+
+class SmallPlan:
+    """Everything the small path needs, derived from a ``PreparedWeights`` (one weights version)."""
+
+    def __init__(self, model, prep):
+        self.model = model
+        self.max_rows = SMALL_ROWS
+        self.dtype = prep.dtype
+        self.supported = prep.supported and not (prep.attention and prep.weight_normalization)
+        if not self.supported:
+            return
+        self.requests = SmallRequests(model, self.max_rows)
+        self.supported = self.requests.supported
+        if not self.supported:
+            return
+        self.d_in = model.get_layer("dnn").input_dim
+        col, self.sparse = 0, []
+        for fc in model.sparse_columns:
+            self.sparse.append((prep.tables[fc.embedding_name], fc.name, col, col + fc.embedding_dim))
+            col += fc.embedding_dim
+        self.pooled = []
+        for fc in model.pooled_columns:
+            self.pooled.append((fc, col, col + fc.embedding_dim))
+            col += fc.embedding_dim
+        self.attention = prep.attention
+        if prep.attention:
+            self._prepare_attention(model, prep, col)
+            col += self.e
+        self.dense = []
+        for fc in model.dense_columns:
+            self.dense.append((fc.name, col, col + fc.dimension))
+            col += fc.dimension
+        self.dnn = [_Layer(k, b, a) for k, b, a in prep.dnn.layers]
+        self.out_kernel, self.global_bias, self.link = prep.out_kernel, prep.global_bias, prep.link
+        self.neg_out_kernel = -prep.out_kernel
+        self._prepare_affine_dnn(prep)
+        self.prep = prep
+        self._buffers = _Buffers()
+
+    # -- preparation ---------------------------------------------------------------------------
     def _prepare_affine_dnn(self, prep):
         """relu / linear DNNs: every activation ``a`` carries a trailing column of ones, so each
         bias is a kernel row: ``[a, 1] @ [[W, 0], [b, 1]] = [a W + b, 1]`` (relu keeps the 1),
@@ -225,68 +301,10 @@ class SmallPlan:
             self.query_map = query_map.reshape(e, -1)
             self.query_offset = np.concatenate([self.w_key, query_bias], axis=1)     # (m, E+1, H1)
 
-    # -- validation ----------------------------------------------------------------------------
     def check(self, x, check_finite=True):
-        """``(n, features)`` for a well-formed request of 1..SMALL_ROWS rows, else None (then the
-        full check runs and raises the model's error, or accepts an unusual valid input).
-
-        The layout (types, shapes, dtypes) is checked once per distinct layout and remembered;
-        the ids are bounds-checked, and float dense features checked finite (``check_finite``),
-        on every call."""
-        if not self.supported or type(x) is not dict or len(x) != len(self.spec):
-            return None
-        try:
-            arrays = [x[name] for name in self.order]
-            layout = tuple([(type(a), a.shape, a.dtype) for a in arrays])
-        except (KeyError, AttributeError):
-            return None
-        n = self._layouts.get(layout)
-        if n is None:
-            n = self._check_layout(arrays)
-            if n is None:
-                return None
-            if len(self._layouts) < 256:
-                self._layouts[layout] = n
-        ids = [arrays[i] for i in self.id_positions]
-        # viewed as uint64 a negative id (or length) exceeds every bound: one comparison checks both
-        if ids and not np.less(np.concatenate(ids, axis=None, dtype=np.uint64, casting="unsafe"),
-                               self._limits[n]).all():
-            return None
-        if check_finite:
-            for i in self.dense_positions:
-                if arrays[i].dtype.kind == "f" and not np.isfinite(arrays[i]).all():
-                    return None
-        return n, x
-
-    def _check_layout(self, arrays):
-        """The batch size if every array has the type, dtype kind and shape its feature needs."""
-        n = None
-        for a, (name, kind, width, limit) in zip(arrays, self.spec):
-            if type(a) is not np.ndarray:
-                return None
-            shape, k = a.shape, a.dtype.kind
-            if n is None:
-                if not shape:
-                    return None
-                n = shape[0]
-                if not 0 < n <= self.max_rows:
-                    return None
-            if kind == "dense":
-                if k not in "biuf" or (shape != (n, width) and not (width == 1 and shape == (n,))):
-                    return None
-                continue
-            if k not in "iu":
-                return None
-            if kind == "seq":
-                if shape != (n, width):
-                    return None
-            elif shape != (n,) and shape != (n, 1):
-                return None
-        if n not in self._limits:
-            self._limits[n] = np.concatenate([np.full(n * (w if kind == "seq" else 1),
-                                                      _NO_LIMIT if lim is None else lim, dtype=np.uint64)
-                                              for _, kind, w, lim in self.spec if kind != "dense"])
-        return n
+        """``(n, features)`` for a well-formed request of 1..SMALL_ROWS rows, else None
+        (:meth:`SmallRequests.check`)."""
+        return self.requests.check(x, check_finite) if self.supported else None
 
     # -- computation ---------------------------------------------------------------------------
     def _arrays(self):

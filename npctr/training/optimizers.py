@@ -179,26 +179,38 @@ class Optimizer:
         missing = [k for k in params if k not in grads]
         if missing:
             raise ValueError(f"apply_gradients: no gradient for parameters {missing}")
+        for key, param in params.items():          # every gradient checked before the first write
+            grad = grads[key]
+            if isinstance(grad, RowGrad):
+                if tuple(grad.dense_shape) != param.shape:
+                    raise ValueError(f"apply_gradients: RowGrad for {key!r} has dense_shape "
+                                     f"{tuple(grad.dense_shape)}, parameter has shape {param.shape}")
+            elif np.shape(grad) != param.shape:
+                raise ValueError(f"apply_gradients: gradient for {key!r} has shape {np.shape(grad)}, "
+                                 f"parameter has shape {param.shape}")
         if self._flavor is None:
             self._flavor = "keras"
         formula = self.formulas[self._flavor]
         dense = getattr(self, f"_dense_{formula}")
         sparse = getattr(self, f"_sparse_{formula}", None)
-        for key, param in params.items():
-            grad = self._clipped(grads[key])
-            if isinstance(grad, RowGrad):
-                if tuple(grad.dense_shape) != param.shape:
-                    raise ValueError(f"apply_gradients: RowGrad for {key!r} has dense_shape "
-                                     f"{tuple(grad.dense_shape)}, parameter has shape {param.shape}")
-                if sparse is not None and sparse(key, param, grad):
-                    continue
-                grad = grad.to_dense(param.shape)    # the dense math, as if untouched rows had g = 0
-            else:
-                grad = np.asarray(grad)
-                if grad.shape != param.shape:
-                    raise ValueError(f"apply_gradients: gradient for {key!r} has shape {grad.shape}, "
-                                     f"parameter has shape {param.shape}")
-            dense(key, param, grad.astype(param.dtype, copy=False))
+        done = 0
+        try:
+            for key, param in params.items():
+                grad = self._clipped(grads[key])
+                if isinstance(grad, RowGrad):
+                    if sparse is not None and sparse(key, param, grad):
+                        done += 1
+                        continue
+                    grad = grad.to_dense(param.shape)    # the dense math, as if untouched rows had g = 0
+                dense(key, param, np.asarray(grad).astype(param.dtype, copy=False))
+                done += 1
+        except BaseException as exc:
+            # only an exception inside the arithmetic gets here (e.g. MemoryError): say how far it got
+            exc.add_note(f"npctr: {self.name}.apply_gradients stopped at {key!r} after updating {done} of "
+                         f"{len(params)} parameters: those are updated, {key!r} may be partly, the others and "
+                         "the iteration count are not. The weights are not copied, so this cannot be undone: "
+                         "restore them from a checkpoint (docs/training.md, 'Writing an optimizer').")
+            raise
         self.iterations += 1
 
     def get_config(self):
