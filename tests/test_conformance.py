@@ -201,9 +201,15 @@ def test_deepctr_torch_adapter():
 
 
 def test_deepctr_keras_adapter():
+    """DeepCTR on tf.keras 2, as tests/test_interop_live.py runs it (TF_USE_LEGACY_KERAS is read when
+    TensorFlow is first imported, so it is set first; the adapter reads it when imported)."""
+    import os
+    import sys
+    if "tensorflow" not in sys.modules:
+        os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     pytest.importorskip("tensorflow")
     pytest.importorskip("deepctr")
-    adapter = load_adapter("deepctr_keras")
+    adapter = importlib.reload(load_adapter("deepctr_keras"))
     reports = run_suite(adapter, n=8, seed=0)
     assert all(not r.failed for r in reports), [r.message() for r in reports if r.failed]
     assert any(r.status == "pass" for r in reports)
