@@ -27,6 +27,7 @@ Id 0 is padding everywhere (histories are padded at the end, as DeepCTR's
 ``pad_sequences(..., padding='post')``); real ids start at 1.
 """
 import numbers
+from collections.abc import Mapping
 from typing import NamedTuple
 
 import numpy as np
@@ -393,9 +394,9 @@ _ROW_BLOCK = 1 << 16
 
 
 def _event_columns(events, columns):
-    """``{column: 1-D ndarray}`` for the named columns of a dict of arrays or a pandas DataFrame
+    """``{column: 1-D ndarray}`` for the named columns of a mapping of arrays or a pandas DataFrame
     (pandas is imported only here, and only if ``events`` is not a dict)."""
-    if isinstance(events, dict):
+    if isinstance(events, Mapping):                 # a dict, an np.load(...) of an .npz, ...
         get, have = events.__getitem__, list(events)
     else:
         try:
@@ -429,14 +430,16 @@ def _encode_ids(values, column):
     if values.dtype.kind not in "iuUSO":
         raise TypeError(f"events[{column!r}] must hold integer or string ids, got dtype {values.dtype}"
                         + (" (float ids: missing values? encode them first)" if values.dtype.kind == "f" else ""))
+    if values.dtype.kind == "O":
+        missing = np.equal(values, None) | np.not_equal(values, values)        # None, NaN, pd.NA
+        if missing.any():
+            row = int(np.argmax(missing))
+            raise ValueError(f"events[{column!r}] has missing values ({values[row]!r} at row {row}, "
+                             f"{int(missing.sum())} of {len(values)} rows): drop or fill them first")
     try:
         vocabulary, codes = np.unique(values, return_inverse=True)
     except TypeError as exc:
-        raise TypeError(f"events[{column!r}] mixes id types or has missing values (None): {exc}") from None
-    if values.dtype.kind == "O":
-        bad = [v for v in vocabulary if v is None or v != v]        # a loop over the vocabulary, not the events
-        if bad:
-            raise ValueError(f"events[{column!r}] has missing values ({bad[0]!r}): drop or fill them first")
+        raise TypeError(f"events[{column!r}] mixes id types that cannot be ordered: {exc}") from None
     return vocabulary, codes.reshape(-1).astype(np.int64) + 1
 
 
@@ -450,7 +453,7 @@ def _time_ranks(values, column):
     if bad is not None and bad.any():
         row = int(np.argmax(bad))
         raise ValueError(f"events[{column!r}] (time) must be finite, not NaN / NaT / inf: row {row} is "
-                         f"{values[row]!r} ({int(bad.sum())} such rows)")
+                         f"{values[row]} ({int(bad.sum())} such rows)")
     times, ranks = np.unique(values, return_inverse=True)
     return ranks.reshape(-1).astype(np.int64), len(times)
 
@@ -463,7 +466,8 @@ def _labels(values, column):
     bad = ~((y == 0) | (y == 1))
     if bad.any():
         row = int(np.argmax(bad))
-        raise ValueError(f"events[{column!r}] (label) must hold only 0 and 1, got {values[row]!r} at row {row}")
+        raise ValueError(f"events[{column!r}] (label) must hold only 0 and 1, got {values[row].item()!r} "
+                         f"at row {row}")
     return y
 
 
@@ -477,7 +481,7 @@ def _item_feature_table(item_codes, n_items, values, column, item, item_vocabula
         twice = owners[np.flatnonzero(owners[1:] == owners[:-1])[0]]
         found = vocabulary[pairs[owners == twice] % (len(vocabulary) + 1) - 1]
         raise ValueError(f"item feature {column!r} must be a function of the item ({item!r}), but item "
-                         f"{item_vocabulary[twice - 1]!r} has several values: {list(found[:5])}")
+                         f"{item_vocabulary[twice - 1:twice].tolist()[0]!r} has several values: {found[:5].tolist()}")
     table = np.zeros(n_items + 1, dtype=np.int64)
     table[item_codes] = codes
     return vocabulary, table
@@ -567,7 +571,7 @@ def _encode_features(table, item, item_features, sparse_features, dense_features
         bad = ~np.isfinite(values[name])
         if bad.any():
             raise ValueError(f"events[{name!r}] (dense feature) must be finite: row {int(np.argmax(bad))} "
-                             f"is {values[name][np.argmax(bad)]!r}")
+                             f"is {values[name][np.argmax(bad)]}")
     return vocabularies, values, item_tables
 
 
