@@ -509,18 +509,22 @@ def _history_steps(key, sorted_key, user_codes, n_times, maxlen):
 
 def _gather_histories(sequences, end, length, maxlen):
     """For each row, ``sequences[name][end - length : end]`` left-aligned, 0-padded at the end
-    (DeepCTR's ``padding='post'``): ``{name: (n_rows, maxlen) int32}``. Vectorized over rows,
-    in blocks of ``_ROW_BLOCK`` rows to bound the index arrays."""
+    (DeepCTR's ``padding='post'``): ``{name: (n_rows, maxlen) int32}``.
+
+    Only the valid positions are touched (``sum(length)`` of them: histories are often much
+    shorter than ``maxlen``): row ``r``'s ``j``-th behaviour is ``end[r] - length[r] + j``.
+    Vectorized over rows, in blocks of ``_ROW_BLOCK`` rows to bound the index arrays."""
     n_rows = len(end)
-    padded = {name: np.append(values, 0) for name, values in sequences.items()}  # index -1: padding
     out = {name: np.zeros((n_rows, maxlen), dtype=np.int32) for name in sequences}
-    offsets = np.arange(maxlen)
     for lo in range(0, n_rows, _ROW_BLOCK):
-        rows = slice(lo, lo + _ROW_BLOCK)
-        valid = offsets[None, :] < length[rows, None]
-        steps = np.where(valid, (end[rows] - length[rows])[:, None] + offsets[None, :], -1)
-        for name, values in padded.items():
-            out[name][rows] = values[steps]
+        block_length = length[lo:lo + _ROW_BLOCK]
+        rows = np.repeat(np.arange(lo, lo + len(block_length)), block_length)
+        first = np.cumsum(block_length) - block_length                  # where each row starts in `rows`
+        steps = np.arange(len(rows)) - np.repeat(first, block_length)   # j = 0..length-1 within a row
+        source = np.repeat(end[lo:lo + _ROW_BLOCK] - block_length, block_length) + steps
+        flat = rows * maxlen + steps
+        for name, values in sequences.items():
+            out[name].reshape(-1)[flat] = values[source]
     return out
 
 
@@ -663,18 +667,14 @@ def sequences_from_events(events, user="user_id", item="item_id", time="timestam
 
     key, behaviours, sorted_key = _behaviour_order(user_codes, time_ranks, n_times, y == 1)
     end, length = _history_steps(key, sorted_key, user_codes, n_times, maxlen)
-    sequences = {"hist_" + item: values[item][behaviours]}
+    behaviour_items = {"hist_": values[item][behaviours]}         # per behaviour, in (user, time) order
     if negatives:
-        sequences["neg_hist_" + item] = _other_items(np.random.default_rng(seed), sequences["hist_" + item], n_items)
-    histories = _gather_histories(sequences, end, length, maxlen)
-    for name, lookup in item_tables.items():
-        for prefix in ("hist_", "neg_hist_") if negatives else ("hist_",):
-            histories[prefix + name] = lookup[histories[prefix + item]].astype(np.int32)
-
+        behaviour_items["neg_hist_"] = _other_items(np.random.default_rng(seed), behaviour_items["hist_"], n_items)
+    sequences = {prefix + name: (items if name == item else item_tables[name][items])
+                 for prefix, items in behaviour_items.items() for name in (item, *item_features)}
     x = {name: values[name].astype(np.int32) for name in (*sparse_features, item, *item_features)}
     x.update({name: values[name] for name in dense_features})
-    prefixes = ("hist_", "neg_hist_") if negatives else ("hist_",)
-    x.update({p + name: histories[p + name] for p in prefixes for name in (item, *item_features)})
+    x.update(_gather_histories(sequences, end, length, maxlen))
     x[length_name] = length.reshape(-1, 1).astype(np.int32)
     columns = _event_columns_for_model(vocabularies, item, item_features, sparse_features, dense_features,
                                        maxlen, embedding_dim, length_name, negatives)

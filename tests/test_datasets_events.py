@@ -208,3 +208,17 @@ def test_bad_pandas_input():
     with pytest.raises(ValueError, match="no column 'user'"):
         sequences_from_events(frame, user="user")
     assert isinstance(sequences_from_events(frame).feature_columns[0], SparseFeat)
+
+
+def test_blocks_of_rows_give_the_same_result(monkeypatch):
+    """Histories are gathered in blocks of rows (bounded memory): block edges change nothing."""
+    import npctr.datasets as datasets
+    rng = np.random.default_rng(0)
+    log = {"user_id": rng.integers(0, 5, 50), "item_id": rng.integers(0, 9, 50),
+           "timestamp": rng.integers(0, 20, 50), "label": rng.integers(0, 2, 50)}
+    whole = sequences_from_events(log, maxlen=4, negatives=True).x
+    monkeypatch.setattr(datasets, "_ROW_BLOCK", 3)
+    blocks = sequences_from_events(log, maxlen=4, negatives=True).x
+    for k in whole:
+        np.testing.assert_array_equal(blocks[k], whole[k])
+    assert whole["seq_length"].max() == 4
