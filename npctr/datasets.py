@@ -278,9 +278,9 @@ def make_dien_data(n_samples, n_users=1000, n_items=1000, n_cates=100, maxlen=30
     4. **The click** depends on the interest active now, not on the bag of everything the
        user ever clicked:
 
-       .. math::
-           \Pr(\text{click}) = \sigma\bigl(b_0 + b_z\,[\text{candidate's category} = z_{\text{now}}]
-           + u_{\text{user}} + b_p\,(\text{pay\_score} - \tfrac12)\bigr)
+    .. math::
+        \Pr(\text{click}) = \sigma\bigl(b_0 + b_z\,[\text{candidate's category} = z_{\text{now}}]
+        + u_{\text{user}} + b_p\,(\text{pay\_score} - \tfrac12)\bigr)
 
     Why this separates DIEN from DIN by construction: a past-interest candidate and a
     current-interest candidate both occur in the history, about equally often (segments have
