@@ -395,7 +395,7 @@ _ROW_BLOCK = 1 << 16
 
 def _event_columns(events, columns):
     """``{column: 1-D ndarray}`` for the named columns of a mapping of arrays or a pandas DataFrame
-    (pandas is imported only here, and only if ``events`` is not a dict)."""
+    (pandas is imported only here, and only if ``events`` is not a mapping)."""
     if isinstance(events, Mapping):                 # a dict, an np.load(...) of an .npz, ...
         get, have = events.__getitem__, list(events)
     else:
