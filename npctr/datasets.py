@@ -289,8 +289,10 @@ def make_dien_data(n_samples, n_users=1000, n_items=1000, n_cates=100, maxlen=30
     to come from the reversed history, so it cannot say which of the user's interests is the
     current one. Only the order can: the recent end of the sequence, which a GRU over the
     behaviours (DIEN's interest extractor and evolution) reads. The oracle score
-    ``click_probability`` (``return_truth=True``) knows :math:`z_{\text{now}}`; a score that
-    only matches the candidate with the last few behaviours already beats every bag score.
+    ``click_probability`` (``return_truth=True``) knows :math:`z_{\text{now}}`: with the
+    defaults its AUC is about 0.89, matching the candidate's category with the last 3
+    behaviours gives 0.81 and its share of the whole history 0.74 (validation AUCs on 100,000
+    impressions, ``python tools/measure_dien_data.py --no-train``).
 
     Parameters
     ----------
