@@ -22,12 +22,13 @@ COMMANDS = {
     "predict": ("npctr.serving.batch_predict", "score a .npz/.csv/.parquet file with a saved model, chunk by chunk"),
     "golden": ("npctr.interop.golden", "write reference numbers of a layer or model (.npz + JSON index)"),
     "compare": ("npctr.interop.compare", "normwise error of two golden files/folders; non-zero exit above --rtol"),
+    "conformance": ("npctr.conformance.runner", "run a backend's adapter over drawn cases and judge its numbers"),
 }
 
 
 def usage():
     lines = ["usage: python -m npctr COMMAND [--help] [...]", "       python -m npctr --version", "", "commands:"]
-    lines += [f"  {name:<10} {about}" for name, (_, about) in COMMANDS.items()]
+    lines += [f"  {name:<12} {about}" for name, (_, about) in COMMANDS.items()]
     return "\n".join(lines)
 
 

@@ -150,7 +150,7 @@ def test_objective_is_data_plus_regularization_plus_alpha_aux(conventions):
     p = model.forward(x, training=True)
     parts = model.loss.value(y, p) + model.regularization_loss() + model.auxiliary_loss()
     assert total == pytest.approx(parts, rel=1e-13)
-    assert model.auxiliary_loss() == pytest.approx(0.7 * model._aux_loss)
+    assert model.auxiliary_loss() == 0.7 * model._aux_loss
     assert model.compute_loss(x, y, training=False) > 0                     # aux in inference mode too
     assert set(grads) == set(model.params) and all(np.all(np.isfinite(g)) for g in grads.values())
     assert np.any(grads["auxiliary_loss/dnn/kernel0"])
@@ -357,3 +357,18 @@ def test_DIEN_neg(tmp_path):
     check_model(model, x, y, tmp_path)
     model.forward(x)
     assert model.auxiliary_loss() > 0            # (predict skips it: 0 after a predict)
+
+
+def test_golden_vectors_of_a_dien_hold_the_training_objective():
+    """``python -m npctr golden``'s ``loss/*`` for a DIEN: the objective with alpha x the auxiliary loss,
+    its gradients through ``add_auxiliary_grads`` (as ``loss_and_gradients``)."""
+    from npctr.interop.golden import golden_vectors
+    model = make("AGRU", True, "torch")
+    arrays, index = golden_vectors(model, seed=3, batch_size=5)
+    x = {k[len("input/"):]: v for k, v in arrays.items() if k.startswith("input/") and k != "input/y"}
+    model.compile("sgd")
+    total, grads = model.loss_and_gradients(x, arrays["input/y"])
+    assert float(arrays["loss/value"]) == pytest.approx(total, rel=1e-13)
+    for path, g in grads.items():
+        np.testing.assert_allclose(arrays[f"loss/grad_weight/{path}"], g, rtol=1e-12, atol=1e-15, err_msg=path)
+    assert any(k.startswith("torch/interest_evolution.interest_evolution.rnn.") for k in arrays)

@@ -115,12 +115,13 @@ def check(gru_type, dtype, x, y):
 
 def patch_sequence_pooling():
     """DeepCTR's SequencePoolingLayer (length mode) hard-codes float32 in its mask and its mean's
-    divisor, as the DIEN code the recorder patches does: a float64 model fails there. In the input's dtype."""
+    divisor, as the DIEN code the recorder patches does: a float64 model fails there. The mask in the
+    input's dtype; the divisor ``length + 1e-8`` still formed in float32 (DeepCTR's value), then cast."""
     layer = R.deepctr_sequence.SequencePoolingLayer
     layer.call = R.C.resource_patch(layer.call, [
         ("self.seq_len_max, dtype=tf.float32)", "self.seq_len_max, dtype=uiseq_embed_list.dtype)"),
         ("tf.cast(user_behavior_length, tf.float32) + self.eps",
-         "tf.cast(user_behavior_length, hist.dtype) + tf.cast(self.eps, hist.dtype)")],
+         "tf.cast(tf.cast(user_behavior_length, tf.float32) + self.eps, hist.dtype)")],
         R.deepctr_sequence)
 
 

@@ -19,6 +19,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", required=True)
     p.add_argument("--only", choices=["din", "train", "layer", "dien", "all"], default="all")
+    p.add_argument("--optimizers", default=None, help="train cases of these optimizers only (comma-separated)")
     a = p.parse_args(argv)
     if a.only == "dien":
         out = os.path.join(a.out, "dien")
@@ -36,7 +37,8 @@ def main(argv=None):
         e = dict(os.environ, **env)
         if env.get("TF_USE_LEGACY_KERAS") == "":
             e.pop("TF_USE_LEGACY_KERAS")
-        subprocess.run([sys.executable, os.path.join(HERE, script), "--out", a.out, "--only", only],
+        extra = ["--optimizers", a.optimizers] if a.optimizers else []
+        subprocess.run([sys.executable, os.path.join(HERE, script), "--out", a.out, "--only", only] + extra,
                        env=e, check=True)
 
 

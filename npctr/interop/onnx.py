@@ -195,7 +195,12 @@ def _pooling(g, layer, seq, valid, lengths, path):
         return y
     length = lengths if lengths is not None else g.op("ReduceSum", m, g.axes(1), keepdims=1)
     length = g.op("Reshape", length, g.const("shape_b11", [-1, 1, 1], dtype=np.int64))
-    scale = g.op("Div", g.const("one", 1.0), g.op("Add", length, g.const("mean_pool_epsilon", MEAN_POOL_EPSILON)))
+    # the divisor length + 1e-8 is formed in float32, as the frameworks do (ops.sequence.mean_pool_length)
+    float32 = g.onnx.TensorProto.FLOAT
+    length = g.op("Add", g.op("Cast", length, to=float32),
+                  g.const("mean_pool_epsilon", MEAN_POOL_EPSILON, dtype=np.float32))
+    length = g.op("Cast", length, to=g.onnx.helper.np_dtype_to_tensor_dtype(g.dtype))
+    scale = g.op("Div", g.const("one", 1.0), length)
     return g.op("Mul", y, scale, hint=path)
 
 

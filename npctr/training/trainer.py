@@ -249,7 +249,9 @@ class Trainer:
         fresh model with the same seed on the same data gives a bit-identical history.
 
         ``history.history`` has per-epoch lists: ``loss`` (mean of the batch losses weighted
-        by batch size, L2 included, as Keras), each metric on the epoch's training
+        by batch size, L2 included, as Keras; with a sum-reduced loss, e.g. under
+        ``conventions="torch"``, the batch losses' sum over the sample count, as DeepCTR-Torch's
+        ``fit`` reports it), each metric on the epoch's training
         predictions (unweighted, as Keras's ``metrics``), and ``val_loss`` / ``val_<metric>``
         in inference mode on the validated epochs.
 
@@ -304,6 +306,9 @@ class Trainer:
         w_epoch = None if w is None else w[order]
         preds = None
         loss_sum = 0.0
+        # Keras: the batch losses (means) weighted by batch size, over n. DeepCTR-Torch's fit: its
+        # batch totals (a sum-reduced loss plus the regularization) summed, over n
+        per_sample = getattr(self.loss, "reduction", "mean") == "sum"
         for b in range(steps):
             lo, hi = b * batch_size, min((b + 1) * batch_size, n)
             idx = order[lo:hi]
@@ -314,7 +319,7 @@ class Trainer:
             if preds is None:
                 preds = np.empty((n,) + pred.shape[1:], dtype=pred.dtype)
             preds[lo:hi] = pred
-            loss_sum += total * (hi - lo)
+            loss_sum += total if per_sample else total * (hi - lo)
             batch_logs = {"loss": loss_sum / hi}
             progress.batch_end(b + 1, batch_logs)
             callbacks.call("on_train_batch_end", b, batch_logs)
