@@ -35,7 +35,8 @@ from ..ops.activations import sigmoid_
 from ..ops.attention import attention_weights
 from .._blas import single_threaded_blas
 from .._validation import check_positive_int
-from .prepared import TINY_ROWS, PreparedWeights, Workspace, pool_sequence, usable_cores
+from .prepared import (ROW_GROUP, TINY_ROWS, PreparedWeights, Workspace, as_records, pool_sequence,
+                       take_rows, usable_cores)
 from .small_batch import SmallPlan
 
 #: attention positions (valid (row, t) pairs) per chunk: the (pairs, H) work arrays of one
@@ -213,9 +214,8 @@ class Predictor:
         col = 0
         for fc in model.sparse_columns:
             e = fc.embedding_dim
-            prep.tables[fc.embedding_name].take(f[fc.name][lo:hi, 0], axis=0, out=deep[:, col:col + e],
-                                                mode="clip")       # ids checked once, in predict
-            col += e
+            take_rows(prep.tables[fc.embedding_name], f[fc.name][lo:hi, 0], deep[:, col:col + e], ws)
+            col += e                                                     # ids checked once, in predict
         for fc in model.pooled_columns:
             e = fc.embedding_dim
             deep[:, col:col + e] = pool_sequence(prep.tables[fc.embedding_name], fc, f, lo, hi)
@@ -236,45 +236,51 @@ class Predictor:
             sigmoid_(logit)
 
     def _attention(self, prep, f, lo, hi, deep, out, scores=None):
-        """DIN's attention pooling for rows ``lo:hi`` into ``out`` ``(b, E)``, on valid positions only."""
+        """DIN's attention pooling for rows ``lo:hi`` into ``out`` ``(b, E)``, on valid positions only.
+
+        Every per-position array is contiguous ``(V', width)``, ``V'`` the valid positions rounded
+        up to a multiple of ``ROW_GROUP`` (the extra rows repeat position 0 and are dropped with
+        their scores): strided column slices cost NumPy a loop set-up per row."""
         model, ws, dtype = self.model, self._workspace, prep.dtype
-        hist = [f[fc.name][lo:hi] for fc in model.history_columns]
-        b, t = hist[0].shape
+        b, t = f[model.history_columns[0].name][lo:hi].shape
         e = out.shape[1]
-        keys = ws.get("keys", (b, t, e), dtype)                          # (b, T, E)
+        keys = ws.get("keys", (b * t, e), dtype)                         # every position's key, (b T, E)
         col = 0
-        for fc, ids in zip(model.history_columns, hist):
-            prep.tables[fc.embedding_name].take(ids, axis=0, out=keys[:, :, col:col + fc.embedding_dim],
-                                                mode="clip")
+        for fc in model.history_columns:
+            ids = f[fc.name][lo:hi].reshape(-1)
+            take_rows(prep.tables[fc.embedding_name], ids, keys[:, col:col + fc.embedding_dim], ws)
             col += fc.embedding_dim
+        valid = model.history_mask(f, slice(lo, hi))                     # (b, T)
+        v = np.count_nonzero(valid)
+        vp = -(-v // ROW_GROUP) * ROW_GROUP
+        flat = ws.get("att_flat", (vp,), np.intp)                        # valid (row, t), row-major
+        flat[:v] = np.flatnonzero(valid)
+        flat[v:] = 0
+        rows, ts = np.divmod(flat, t)
+        # first layer: [k, q*k] [W_k; W_p] per valid position, plus (q W_q + b) of its row
+        key_product = ws.get("att_key_product", (vp, 2 * e), dtype)      # [k, q*k], (V', 2E)
+        k_v = keys.take(flat, axis=0, out=ws.get("att_keys", (vp, e), dtype), mode="clip")
         query = prep.query(deep)                                         # (b, E)
-        valid = model.history_mask(f, slice(lo, hi))
-        flat = np.flatnonzero(valid)                                     # valid (row, t), row-major
-        v = flat.size
-        rows, ts = (None, flat) if b == 1 else np.divmod(flat, t)      # one row: no row indices needed
-        # first layer: q W_q + b once per row; [k, q*k] [W_k; W_p] per valid position
+        qk_v = query.take(rows, axis=0, out=ws.get("att_qk", (vp, e), dtype), mode="clip")
+        qk_v *= k_v
+        as_records(key_product[:, :e])[...] = as_records(k_v)
+        as_records(key_product[:, e:])[...] = as_records(qk_v)
+        z = ws.get("att_z0", (vp, prep.w_key_product.shape[1]), dtype)
+        np.matmul(key_product, prep.w_key_product, out=z)
         q_part = query @ prep.w_query
         q_part += prep.first_bias                                        # (b, H1)
-        key_product = ws.get("att_key_product", (v, 2 * e), dtype)      # [k, q*k], (V, 2E)
-        keys.reshape(b * t, e).take(flat, axis=0, out=key_product[:, :e], mode="clip")
-        np.multiply(key_product[:, :e], query if b == 1 else query[rows], out=key_product[:, e:])
-        z = ws.get("att_z0", (v, q_part.shape[1]), dtype)
-        np.matmul(key_product, prep.w_key_product, out=z)
-        z += q_part if b == 1 else q_part[rows]
+        z += q_part.take(rows, axis=0, out=ws.get("att_q_part", z.shape, dtype), mode="clip")
         if prep.has_hidden:
             first_act = prep.att_stack.layers[0][2]
             h = prep.att_stack.run(first_act(z, ws, ts), ws, start=1, t_index=ts)
             s_v = h @ prep.score_kernel
             s_v += prep.score_bias
         else:
-            s_v = z                                                      # (V, 1) already the score
-        if b == 1 and not prep.weight_normalization and scores is None:
-            np.matmul(s_v[:, 0], key_product[:, :e], out=out[0])         # padded positions weigh 0
-            return
+            s_v = z                                                      # (V', 1) already the score
         # scores at every (row, t), then masked as the layer masks them
         s = np.zeros((b, t), dtype=dtype)
-        s.reshape(-1)[flat] = s_v[:, 0]
+        s.reshape(-1)[flat[:v]] = s_v[:v, 0]
         w = attention_weights(s, valid, prep.weight_normalization)      # all-padding row: 1/T each (softmax)
-        np.matmul(w[:, None, :], keys, out=out[:, None, :])
+        np.matmul(w[:, None, :], keys.reshape(b, t, e), out=out[:, None, :])
         if scores is not None:
             scores[...] = w
