@@ -39,12 +39,14 @@ from .prepared import (ROW_GROUP, TINY_ROWS, PreparedWeights, Workspace, as_reco
                        take_rows, usable_cores)
 from .small_batch import SmallPlan
 
-#: attention positions (valid (row, t) pairs) per chunk: the (pairs, H) work arrays of one
-#: chunk stay within a core's L2 cache (2048 x 80 float32 = 640 KiB); chosen by measurement
-#: (docs/performance.md, "Predictor chunk size")
-PAIRS_PER_CHUNK = 2048
+#: history positions per chunk (about half of them valid): few enough that the buffers of a
+#: chunk stay small, many enough that each NumPy call has work (the per-call cost, paid holding
+#: the GIL, is what limits a second thread); chosen by measurement (docs/performance.md)
+PAIRS_PER_CHUNK = 8192
 #: rows per chunk of a model without attention (the DNN's (rows, 256) activations)
 ROWS_PER_CHUNK = 512
+#: a step is split over the threads only into chunks of at least this many rows
+MIN_SHARE_ROWS = 16
 
 
 class Predictor:
@@ -72,6 +74,7 @@ class Predictor:
             t = model.history_columns[0].maxlen if model.history_columns else 0
             chunk_rows = max(1, PAIRS_PER_CHUNK // t) if t else ROWS_PER_CHUNK
         self.chunk_rows = check_positive_int(chunk_rows, "chunk_rows")
+        self._cores = usable_cores()
         self._lock = threading.Lock()
         self._workspace = Workspace()
         self._pool = None
@@ -158,8 +161,7 @@ class Predictor:
         if not prep.supported:          # an activation class with no prepared form
             self._forward_steps(f, n, batch_size, out, scores)
             return (out, scores) if return_attention else out
-        bounds = [(lo, min(lo + self.chunk_rows, n, (lo // batch_size + 1) * batch_size))
-                  for lo in self._chunk_starts(n, batch_size)]
+        bounds = list(self._chunks(n, batch_size))
 
         def run(bound):
             lo, hi = bound
@@ -189,9 +191,21 @@ class Predictor:
             if scores is not None:
                 scores[lo:hi] = self.model.attention_scores
 
-    def _chunk_starts(self, n, batch_size):
+    def _chunks(self, n, batch_size):
+        """``(lo, hi)`` of each chunk: every step of ``batch_size`` rows cut into equal chunks of at
+        most ``chunk_rows`` rows, their number a multiple of the usable cores (when the chunks keep
+        at least ``MIN_SHARE_ROWS`` rows), so that each core gets the same work. The plan does not
+        depend on ``threads``: BLAS may round a row differently at another place in a GEMM, and
+        results must not depend on the thread count."""
+        share = self._cores
         for step in range(0, n, batch_size):
-            yield from range(step, min(step + batch_size, n), self.chunk_rows)
+            rows = min(batch_size, n - step)
+            count = -(-rows // self.chunk_rows)
+            if share > 1 and rows >= share * MIN_SHARE_ROWS:
+                count = -(-count // share) * share
+            size = -(-rows // count)
+            for lo in range(step, step + rows, size):
+                yield lo, min(lo + size, step + rows)
 
     def _executor(self):
         if self._pool is None:

@@ -14,7 +14,7 @@ import threading
 import numpy as np
 
 from ..layers.activation import Activation, Dice, PReLU
-from ..ops.activations import activation_, prelu_, dice_gate_from_negated_bn_
+from ..ops.activations import LOG2_E, activation_, prelu_, dice_gate_from_negated_bn_
 from ..ops.attention import split_first_kernel
 from ..ops.batch_norm import fold_into_dense, negated_inference_affine
 from ..ops.sequence import sequence_mask, sequence_pool
@@ -83,21 +83,23 @@ class PlainActivation:
         self.name = name
 
     def __call__(self, z, ws, t_index=None):
-        return activation_(self.name, z)
+        return activation_(self.name, z, ws.zeros(z.shape, z.dtype) if self.name == "relu" else None)
 
 
 class FoldedDice:
-    r"""Dice with its moving statistics folded: the gate argument :math:`-\mathrm{BN}(x) = x a + c`
-    in one multiply-add, then :func:`npctr.ops.activations.dice_gate_from_negated_bn_`:
+    r"""Dice with its moving statistics folded: the gate argument
+    :math:`-\mathrm{BN}(x) \log_2 e = x a + c` in one multiply-add, then
+    :func:`npctr.ops.activations.dice_gate_from_negated_bn_`:
 
-    .. math:: y = x\,\Big(\alpha + \frac{1-\alpha}{1 + e^{\,x a + c}}\Big)
+    .. math:: y = x\,\Big(\alpha + \frac{1-\alpha}{1 + 2^{\,x a + c}}\Big)
     """
 
     def __init__(self, dice, dtype):
         bn = dice.get_layer("bn")
         state, params = bn.state, bn.params
         self.neg_scale, self.neg_shift = negated_inference_affine(
-            state["moving_mean"], state["moving_variance"], bn.epsilon, params.get("gamma"), params.get("beta"))
+            state["moving_mean"], state["moving_variance"], bn.epsilon, params.get("gamma"), params.get("beta"),
+            factor=LOG2_E)
         alpha = dice.params["dice_alpha"].astype(dtype)   # a float32 alpha is read in the layer's dtype
         self.alpha = alpha
         self.one_minus_alpha = 1.0 - alpha
@@ -185,6 +187,16 @@ class Workspace(threading.local):
         if buf is None or buf.size < size or buf.dtype != dtype:
             buf = np.empty(max(size, 1), dtype=dtype)
             self.buffers[name] = buf
+        return buf[:size].reshape(shape)
+
+    def zeros(self, shape, dtype):
+        """A read-only view of zeros ``shape`` (for :func:`npctr.ops.activations.relu_`)."""
+        size = math.prod(shape)
+        buf = self.buffers.get("zeros")
+        if buf is None or buf.size < size or buf.dtype != dtype:
+            buf = np.zeros(max(size, 1), dtype=dtype)
+            buf.flags.writeable = False
+            self.buffers["zeros"] = buf
         return buf[:size].reshape(shape)
 
 
