@@ -150,16 +150,13 @@ def inference_scale(moving_variance, epsilon, gamma=None):
     return scale if gamma is None else scale * gamma
 
 
-def negated_inference_affine(moving_mean, moving_variance, epsilon, gamma=None, beta=None, factor=1.0):
-    r"""``(a, c)`` with :math:`-\mathrm{BN}(x)\,f = x a + c` at inference, :math:`f` = ``factor``:
-    :math:`a = -s f`, :math:`c = (\mu s - \beta) f` (Dice's gate argument in one multiply-add;
-    ``factor=LOG2_E`` gives it as a power of 2)."""
+def negated_inference_affine(moving_mean, moving_variance, epsilon, gamma=None, beta=None):
+    r"""``(a, c)`` with :math:`-\mathrm{BN}(x) = x a + c` at inference:
+    :math:`a = -s`, :math:`c = \mu s - \beta` (Dice's gate argument in one multiply-add)."""
     scale = inference_scale(moving_variance, epsilon, gamma)
     shift = moving_mean * scale
     if beta is not None:
         shift = shift - beta
-    if factor != 1.0:
-        scale, shift = scale * factor, shift * factor
     return -scale, shift
 
 

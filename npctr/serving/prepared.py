@@ -14,7 +14,7 @@ import threading
 import numpy as np
 
 from ..layers.activation import Activation, Dice, PReLU
-from ..ops.activations import LOG2_E, activation_, prelu_, dice_gate_from_negated_bn_
+from ..ops.activations import activation_, prelu_, dice_gate_from_negated_bn_
 from ..ops.attention import split_first_kernel
 from ..ops.batch_norm import fold_into_dense, negated_inference_affine
 from ..ops.sequence import sequence_mask, sequence_pool
@@ -87,19 +87,17 @@ class PlainActivation:
 
 
 class FoldedDice:
-    r"""Dice with its moving statistics folded: the gate argument
-    :math:`-\mathrm{BN}(x) \log_2 e = x a + c` in one multiply-add, then
-    :func:`npctr.ops.activations.dice_gate_from_negated_bn_`:
+    r"""Dice with its moving statistics folded: the gate argument :math:`-\mathrm{BN}(x) = x a + c`
+    in one multiply-add, then :func:`npctr.ops.activations.dice_gate_from_negated_bn_`:
 
-    .. math:: y = x\,\Big(\alpha + \frac{1-\alpha}{1 + 2^{\,x a + c}}\Big)
+    .. math:: y = x\,\Big(\alpha + \frac{1-\alpha}{1 + e^{\,x a + c}}\Big)
     """
 
     def __init__(self, dice, dtype):
         bn = dice.get_layer("bn")
         state, params = bn.state, bn.params
         self.neg_scale, self.neg_shift = negated_inference_affine(
-            state["moving_mean"], state["moving_variance"], bn.epsilon, params.get("gamma"), params.get("beta"),
-            factor=LOG2_E)
+            state["moving_mean"], state["moving_variance"], bn.epsilon, params.get("gamma"), params.get("beta"))
         alpha = dice.params["dice_alpha"].astype(dtype)   # a float32 alpha is read in the layer's dtype
         self.alpha = alpha
         self.one_minus_alpha = 1.0 - alpha
