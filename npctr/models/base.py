@@ -20,6 +20,8 @@ Register a subclass with ``@register_model`` so ``npctr.load_model`` can rebuild
 ``compute_loss``, ``loss_and_gradients``) is :class:`npctr.training.trainer.Trainer`, which
 ``Model`` inherits as ``keras.Model`` inherits Keras's ``Trainer``; see ``docs/training.md``.
 """
+import math
+
 import numpy as np
 
 from ..layers.base import Layer
@@ -128,8 +130,12 @@ class Model(Trainer, Layer):
 
     def _check_predictions(self, pred):
         """Predictions from finite inputs must be finite: NaN/inf means an activation overflowed."""
+        # one value (a one-row request) in Python floats, else one reduction: a NaN or inf anywhere
+        # makes the sum one
+        if math.isfinite(pred.item() if pred.size == 1 else pred.sum()):
+            return pred
         finite = np.isfinite(pred)
-        if finite.all():
+        if finite.all():                # the sum overflowed
             return pred
         rows = np.flatnonzero(~finite.reshape(pred.shape[0], -1).all(axis=1))
         raise FloatingPointError(

@@ -154,6 +154,18 @@ def dice_gate_from_negated_bn_(t, alpha, one_minus_alpha):
     return t
 
 
+def dice_gate_from_half_bn_(u, half_one_plus_alpha, half_one_minus_alpha):
+    r"""The gate from :math:`u = \mathrm{BN}(x) / 2`, in place, through
+    :math:`\sigma(v) = (1 + \tanh(v/2)) / 2`:
+    :math:`\tfrac{1 + \alpha}{2} + \tfrac{1 - \alpha}{2} \tanh u`. One ufunc call fewer than
+    :func:`dice_gate_from_negated_bn_`, and no exponential that can overflow (the small-batch
+    path, where each call costs more than its arithmetic)."""
+    np.tanh(u, out=u)
+    u *= half_one_minus_alpha
+    u += half_one_plus_alpha
+    return u
+
+
 def dice_backward(dy, x, p, gate, alpha, reduce_axes):
     r"""Dice's backward up to its BatchNormalization.
 

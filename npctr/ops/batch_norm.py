@@ -150,13 +150,16 @@ def inference_scale(moving_variance, epsilon, gamma=None):
     return scale if gamma is None else scale * gamma
 
 
-def negated_inference_affine(moving_mean, moving_variance, epsilon, gamma=None, beta=None):
-    r"""``(a, c)`` with :math:`-\mathrm{BN}(x) = x a + c` at inference:
-    :math:`a = -s`, :math:`c = \mu s - \beta` (Dice's gate argument in one multiply-add)."""
+def negated_inference_affine(moving_mean, moving_variance, epsilon, gamma=None, beta=None, factor=1.0):
+    r"""``(a, c)`` with :math:`-f\,\mathrm{BN}(x) = x a + c` at inference, :math:`f` = ``factor``:
+    :math:`a = -s f`, :math:`c = (\mu s - \beta) f` (Dice's gate argument in one multiply-add;
+    ``factor=-0.5`` gives :math:`\mathrm{BN}(x) / 2`)."""
     scale = inference_scale(moving_variance, epsilon, gamma)
     shift = moving_mean * scale
     if beta is not None:
         shift = shift - beta
+    if factor != 1.0:
+        scale, shift = scale * factor, shift * factor
     return -scale, shift
 
 

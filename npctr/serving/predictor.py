@@ -114,9 +114,12 @@ class Predictor:
         attention weights ``(n_samples, 1, T)``, what ``forward`` leaves in
         ``model.attention_scores``.
         """
-        if batch_size is not None:
+        if batch_size is not None and not (type(batch_size) is int and batch_size > 0):
             batch_size = check_positive_int(batch_size, "batch_size")
-        small = self._weights().small
+        prep = self._prepared
+        if self._version != self.model.weights_version or prep is None:
+            prep = self._weights()
+        small = prep.small
         checked = small.check(x, check_finite)    # None: not small, not plain, or an error to report
         if checked is not None and (batch_size is None or checked[0] <= batch_size):
             n, f = checked
@@ -176,9 +179,30 @@ class Predictor:
                     for b in bounds:
                         run(b)
                 else:
-                    for _ in self._executor().map(run, bounds):
-                        pass
+                    self._run_shared(run, bounds)
         return (out, scores) if return_attention else out
+
+    def _run_shared(self, run, bounds):
+        """``run`` every bound on the calling thread and ``threads - 1`` pool workers, each taking
+        the next chunk when it is free. The caller works too, rather than waiting: its caches
+        are warm and one fewer thread has to be woken."""
+        chunks = iter(bounds)
+        take = threading.Lock()
+
+        def work():
+            while True:
+                with take:
+                    bound = next(chunks, None)
+                if bound is None:
+                    return
+                run(bound)
+
+        helpers = [self._executor().submit(work) for _ in range(min(self.threads, len(bounds)) - 1)]
+        try:
+            work()
+        finally:
+            for helper in helpers:
+                helper.result()
 
     # -- internals -------------------------------------------------------------------------
     def _forward_steps(self, f, n, batch_size, out, scores):
@@ -212,7 +236,7 @@ class Predictor:
             from concurrent.futures import ThreadPoolExecutor
             with self._lock:
                 if self._pool is None:
-                    self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="npctr-predict")
+                    self._pool = ThreadPoolExecutor(max(1, self.threads - 1), thread_name_prefix="npctr-predict")
         return self._pool
 
     def _chunk(self, prep, f, lo, hi, out, scores=None):

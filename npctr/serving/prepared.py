@@ -98,6 +98,10 @@ class FoldedDice:
         state, params = bn.state, bn.params
         self.neg_scale, self.neg_shift = negated_inference_affine(
             state["moving_mean"], state["moving_variance"], bn.epsilon, params.get("gamma"), params.get("beta"))
+        # BN(x) / 2, for the small-batch path's gate (npctr.ops.activations.dice_gate_from_half_bn_)
+        self.half_scale, self.half_shift = negated_inference_affine(
+            state["moving_mean"], state["moving_variance"], bn.epsilon, params.get("gamma"), params.get("beta"),
+            factor=-0.5)
         alpha = dice.params["dice_alpha"].astype(dtype)   # a float32 alpha is read in the layer's dtype
         self.alpha = alpha
         self.one_minus_alpha = 1.0 - alpha
