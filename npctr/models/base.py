@@ -101,10 +101,13 @@ class Model(Trainer, Layer):
     # -- inference ------------------------------------------------------------------------------
     def predict(self, x, batch_size=None, verbose="auto", check_finite=True):
         """Predictions ``(n_samples, 1)`` in inference mode (no dropout, moving statistics,
-        nothing cached), computed ``batch_size`` samples at a time (None: 32, as Keras).
+        nothing cached), computed ``batch_size`` samples at a time. None: as one step for a
+        model with a Predictor (``DIN``, ``DNNModel``: it bounds its memory by its own chunks;
+        a step of 32 rows, Keras's default, would cost it 2x), else 32, as Keras.
         ``verbose`` is accepted for Keras compatibility (npctr prints nothing while
         predicting). ``x`` is validated once. NumPy only."""
-        batch_size = arguments.batch_size_of(batch_size)
+        if batch_size is not None:
+            batch_size = arguments.batch_size_of(batch_size)
         arguments.verbosity(verbose)
         pred = self._predict(x, batch_size, check_finite)
         return self._check_predictions(pred) if check_finite else pred
@@ -118,7 +121,8 @@ class Model(Trainer, Layer):
 
     def _predict_checked(self, x, n, batch_size):
         """Predictions for ``x`` already validated by ``_check_x``: ``forward``, ``batch_size``
-        rows at a time."""
+        rows at a time (None: 32, as Keras)."""
+        batch_size = arguments.batch_size_of(batch_size)
         out = None
         for lo in range(0, n, batch_size):
             hi = min(lo + batch_size, n)

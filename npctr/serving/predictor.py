@@ -140,7 +140,9 @@ class Predictor:
 
     def predict_checked(self, f, n, batch_size, return_attention=False):
         """``predict`` for features ``f`` of ``n`` rows that ``model.check_features`` returned
-        (what ``model.evaluate`` uses after validating ``x`` with ``y``): no validation here."""
+        (what ``model.evaluate`` uses after validating ``x`` with ``y``): no validation here.
+        ``batch_size`` None: one step."""
+        batch_size = batch_size or n
         prep = self._weights()
         f = self.model.transform_dense(f)
         with_scores = return_attention and prep.attention
@@ -206,10 +208,9 @@ class Predictor:
 
     # -- internals -------------------------------------------------------------------------
     def _forward_steps(self, f, n, batch_size, out, scores):
-        """The layers' own inference forward, ``batch_size`` rows at a time (models with an
-        activation that has no prepared form)."""
-        for lo in range(0, n, batch_size):
-            hi = min(lo + batch_size, n)
+        """The layers' own inference forward, chunk by chunk (models with an activation that has
+        no prepared form)."""
+        for lo, hi in self._chunks(n, batch_size):
             out[lo:hi] = self.model.forward({k: v[lo:hi] for k, v in f.items()}, training=False,
                                             backprop=False)
             if scores is not None:
