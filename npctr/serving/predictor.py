@@ -249,6 +249,11 @@ class Predictor:
     def _chunk_rows(self, prep, f, lo, hi, out, scores):
         model, ws, dtype = self.model, self._workspace, prep.dtype
         b = hi - lo
+        if prep.dense_input is not None:                 # the DNN's input is one dense feature:
+            x = f[prep.dense_input]                      # a view of it, when it is in the dtype
+            if x.dtype == dtype and x.ndim == 2 and x.strides[1] == x.itemsize:
+                self._dnn_out(prep, x[lo:hi], out[lo:hi])
+                return
         deep = ws.get("deep", (b, model.get_layer("dnn").input_dim), dtype)
         col = 0
         for fc in model.sparse_columns:
@@ -266,8 +271,11 @@ class Predictor:
         for fc in model.dense_columns:
             deep[:, col:col + fc.dimension] = f[fc.name][lo:hi]
             col += fc.dimension
-        h = prep.dnn.run(deep, ws)
-        logit = out[lo:hi]
+        self._dnn_out(prep, deep, out[lo:hi])
+
+    def _dnn_out(self, prep, deep, logit):
+        """The DNN, the output Dense and the link on ``deep`` ``(b, input_dim)`` into ``logit`` ``(b, 1)``."""
+        h = prep.dnn.run(deep, self._workspace)
         np.matmul(h, prep.out_kernel, out=logit)
         if prep.global_bias is not None:
             logit += prep.global_bias

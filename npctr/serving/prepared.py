@@ -232,6 +232,10 @@ class PreparedWeights:
         self.global_bias = prediction.params.get("global_bias")
         self.link = prediction.link
         self.supported = self.dnn.supported
+        # the DNN's input is exactly one dense feature (no embeddings): the chunks read it in place
+        only = model.dense_columns[0] if len(model.dense_columns) == 1 else None
+        self.dense_input = only.name if (only is not None and not model.sparse_columns and not model.pooled_columns
+                                         and not model.history_columns) else None
         self.attention = False
         self.small = None
         if model.history_columns:
