@@ -21,6 +21,8 @@ import math
 
 import numpy as np
 
+from .rows import per_feature
+
 
 
 def sigmoid(x):
@@ -30,9 +32,10 @@ def sigmoid(x):
     overflow is expected, not reported); it does not reach the subnormal range.
     """
     with np.errstate(over="ignore"):
-        e = np.exp(-x)
+        e = np.negative(x)
+        np.exp(e, out=e)
     e += 1.0
-    return np.reciprocal(e, out=e)
+    return np.divide(1.0, e, out=e)         # 1/e: NumPy vectorises divide, not reciprocal
 
 
 def sigmoid_(z):
@@ -139,9 +142,8 @@ def prelu_backward(dy, x, negative, alpha, sum_axes):
 def dice_gate(p, alpha):
     r"""Dice's gate :math:`g = \alpha + (1 - \alpha) p` for :math:`p = \sigma(\mathrm{BN}(x))`,
     so that :math:`y = \alpha (1 - p) x + p x = g x`."""
-    gate = p * (1.0 - alpha)
-    gate += alpha
-    return gate
+    gate = per_feature(np.multiply, p, 1.0 - alpha)
+    return per_feature(np.add, gate, alpha, out=gate)
 
 
 def dice_gate_from_negated_bn_(t, alpha, one_minus_alpha):
@@ -177,5 +179,5 @@ def dice_backward(dy, x, p, gate, alpha, reduce_axes):
     u *= 1.0 - p                                   # dy x (1 - p)
     d_alpha = np.sum(u, axis=reduce_axes)
     u *= p
-    u *= 1.0 - alpha                               # dy x (1 - alpha) p (1 - p)
+    per_feature(np.multiply, u, 1.0 - alpha, out=u)   # dy x (1 - alpha) p (1 - p)
     return d_alpha, u, dy * gate
