@@ -68,6 +68,13 @@ def sigmoid_of_negated_(z):
     return np.reciprocal(z, out=z)
 
 
+def sigmoid_backward(dy, y):
+    """``dy * y * (1 - y)`` from the sigmoid's output ``y``, with one temporary fewer (same order)."""
+    dx = dy * y
+    dx *= 1 - y
+    return dx
+
+
 def relu(x):
     return np.maximum(x, 0)
 
@@ -93,7 +100,7 @@ def softmax_backward(dy, y):
 ACTIVATIONS = {
     "linear": (lambda x: x, lambda dy, y: dy),
     "relu": (relu, lambda dy, y: dy * (y > 0)),
-    "sigmoid": (sigmoid, lambda dy, y: dy * y * (1 - y)),
+    "sigmoid": (sigmoid, lambda dy, y: sigmoid_backward(dy, y)),
     "tanh": (np.tanh, lambda dy, y: dy * (1 - y * y)),
     "softmax": (softmax, softmax_backward),
 }
