@@ -148,7 +148,9 @@ def check_finite_rows(a, name, hint="pass check_finite=False to skip this check"
     row (first axis) and its value. Integer arrays pass unchecked."""
     if a.dtype.kind != "f" or a.size == 0:
         return
-    if math.isfinite(a.sum()):      # one pass, no temporary: a NaN or inf anywhere makes the sum one
+    with np.errstate(over="ignore", invalid="ignore"):
+        total = a.sum()             # one pass, no temporary: a NaN or inf anywhere makes the sum one
+    if math.isfinite(total):
         return
     finite = np.isfinite(a)         # (or the sum of finite values overflowed)
     if finite.all():

@@ -136,7 +136,12 @@ class Model(Trainer, Layer):
         """Predictions from finite inputs must be finite: NaN/inf means an activation overflowed."""
         # one value (a one-row request) in Python floats, else one reduction: a NaN or inf anywhere
         # makes the sum one
-        if math.isfinite(pred.item() if pred.size == 1 else pred.sum()):
+        if pred.size == 1:
+            total = pred.item()
+        else:
+            with np.errstate(over="ignore", invalid="ignore"):
+                total = pred.sum()
+        if math.isfinite(total):
             return pred
         finite = np.isfinite(pred)
         if finite.all():                # the sum overflowed
