@@ -52,7 +52,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import numpy as np  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(HERE))
+#: the npctr tree to benchmark (default: this one), as in bench_serving.py
+sys.path.insert(0, os.environ.get("NPCTR_BENCH_TREE", os.path.dirname(HERE)))
 sys.path.insert(1, HERE)
 
 import npctr  # noqa: E402
@@ -60,6 +61,8 @@ from bench import environment_lines  # noqa: E402
 from bench_serving import time_blocks, fmt_ms, load_line  # noqa: E402
 
 SECTIONS = ("din", "train", "lau")
+#: the headline figures of the sections run, written by ``--json`` (benchmarks/bench_targets.py reads them)
+RESULTS = {}
 T = 50
 VOCAB = {"user": 10_000, "gender": 3, "item_id": 50_000, "cate_id": 1_000}
 DIMS = {"user": 8, "gender": 4, "item_id": 8, "cate_id": 8}
@@ -166,6 +169,7 @@ def run_din_section(args):
             assert tuple(np.shape(f())) == (batch, 1)
         res = time_blocks(fns, args.rounds, args.block_ms)
         p, mp, t, o = (res[n] for n in ("npctr", "model.predict", "tf", "torch"))
+        RESULTS[f"din_{batch}"] = {"vs_tf": p[0] / t[0], "vs_torch": p[0] / o[0], "load": load_line()}
         print(f"| {batch} | {fmt_ms(p[0])} ({fmt_ms(p[1])}) | {fmt_ms(mp[0])} ({fmt_ms(mp[1])}) "
               f"| {fmt_ms(t[0])} ({fmt_ms(t[1])}) | {fmt_ms(o[0])} ({fmt_ms(o[1])}) "
               f"| {p[0] / t[0]:.2f} | {p[0] / o[0]:.2f} | {load_line()} |", flush=True)
@@ -206,6 +210,8 @@ def run_train_section(args):
     print("|---|---:|---:|---:|---:|")
     best = {n: rows / min(s) for n, s in seconds.items()}
     med = {n: rows / statistics.median(s) for n, s in seconds.items()}
+    RESULTS["train"] = {"rows_per_s": best, "vs_tf": best["npctr"] / best["DeepCTR TF"],
+                        "vs_torch": best["npctr"] / best["DeepCTR-Torch"], "load": load_line()}
     for n in fits:
         print(f"| {n} | {best[n]:,.0f} | {med[n]:,.0f} | {best['npctr'] / best[n]:.2f} | {med['npctr'] / med[n]:.2f} |")
     print(f"\n_load average {load_line()}_")
@@ -217,6 +223,7 @@ def run_lau_section(args):
     from deepctr.layers.core import LocalActivationUnit as TFLocalActivationUnit
     from deepctr_torch.layers.core import LocalActivationUnit as TorchLocalActivationUnit
     from npctr.layers import LocalActivationUnit
+    from npctr._blas import single_threaded_blas
     b, e = (32 if args.quick else 256), 16
     rng = np.random.default_rng(2)
     q = rng.standard_normal((b, 1, e)).astype(np.float32)
@@ -224,8 +231,9 @@ def run_lau_section(args):
     g = rng.standard_normal((b, T, 1)).astype(np.float32)
     print(f"\n## LocalActivationUnit, float32: query ({b}, 1, {e}), keys ({b}, {T}, {e}), hidden (80, 40)\n")
     print("forward: inference mode; forward+backward: training mode, then the gradients of sum(out * g) for the "
-          "query, the keys and every weight (TF: GradientTape inside the tf.function; torch: autograd). "
-          "Ratios: npctr / the framework.\n")
+          "query, the keys and every weight (TF: GradientTape inside the tf.function; torch: autograd). npctr's "
+          "layer with one BLAS thread, as its trainer runs it (OpenBLAS's second thread busy-waits, and stalls "
+          "when the machine is loaded); TF and torch with their threads. Ratios: npctr / the framework.\n")
     print("| activation | pass | npctr ms (min) | TF graph ms (min) | torch eager ms (min) | / TF | / torch | load |")
     print("|---|---|---:|---:|---:|---:|---:|---|")
     for activation in ("sigmoid", "dice"):
@@ -259,16 +267,21 @@ def run_lau_section(args):
             (to_lau(a, c) * og).sum().backward()
             return a.grad, c.grad
 
-        def npctr_fb():
-            lau.forward([q, k], training=True)
-            return lau.backward(g)
+        def npctr_fwd():
+            with single_threaded_blas():        # as npctr's trainer runs its layers
+                return lau.forward([q, k])
 
-        for name, fns in (("forward", {"npctr": lambda: lau.forward([q, k]), "tf": lambda: tf_fwd(tq, tk),
-                                       "torch": torch_fwd}),
+        def npctr_fb():
+            with single_threaded_blas():
+                lau.forward([q, k], training=True)
+                return lau.backward(g)
+
+        for name, fns in (("forward", {"npctr": npctr_fwd, "tf": lambda: tf_fwd(tq, tk), "torch": torch_fwd}),
                           ("forward+backward", {"npctr": npctr_fb, "tf": lambda: tf_fb(tq, tk, tg),
                                                 "torch": torch_fb})):
             res = time_blocks(fns, args.rounds, args.block_ms)
             n, t, o = res["npctr"], res["tf"], res["torch"]
+            RESULTS[f"lau_{activation}_{name}"] = {"vs_tf": n[0] / t[0], "vs_torch": n[0] / o[0], "load": load_line()}
             print(f"| {activation} | {name} | {fmt_ms(n[0])} ({fmt_ms(n[1])}) | {fmt_ms(t[0])} ({fmt_ms(t[1])}) "
                   f"| {fmt_ms(o[0])} ({fmt_ms(o[1])}) | {n[0] / t[0]:.2f} | {n[0] / o[0]:.2f} | {load_line()} |",
                   flush=True)
@@ -285,6 +298,7 @@ def main(argv=None):
     parser.add_argument("--batches", default="1,256,4096")
     parser.add_argument("--train-rows", type=int, default=20_000)
     parser.add_argument("--train-rounds", type=int, default=None, help="epochs per framework (default 3)")
+    parser.add_argument("--json", help="also write the headline figures to this JSON file")
     args = parser.parse_args(argv)
     args.rounds = args.rounds or (2 if args.quick else 10)
     args.block_ms = args.block_ms or (10 if args.quick else 100)
@@ -304,6 +318,10 @@ def main(argv=None):
     for s in SECTIONS:
         if s in sections:
             runners[s](args)
+    if args.json:
+        import json
+        with open(args.json, "w") as f:
+            json.dump(RESULTS, f, indent=1)
     print(f"\ntotal wall time {time.perf_counter() - t0:.0f} s; load average at end {load_line()}")
 
 

@@ -66,6 +66,8 @@ from npctr.models import DIN  # noqa: E402
 from bench import din_data, environment_lines  # noqa: E402
 
 SECTIONS = ("din", "dnn", "threads", "chunks", "train", "cold", "rss")
+#: the headline figures of the sections run, written by ``--json`` (benchmarks/bench_targets.py reads them)
+RESULTS = {}
 BASELINE_COMMIT = "2fed0c7"     # main before the serving work (issue #10)
 
 
@@ -320,6 +322,8 @@ def run_din_section(args):
         p, h, nmp, fw, mp = (res[n] for n in ("predictor", "helper", "numpy", "forward", "model_predict"))
         e = res.get("export")
         ort = min((r for r in (h, e) if r is not None), key=lambda r: r[0])
+        RESULTS[f"din_{batch}"] = {"npctr_ms": 1e3 * p[0], "ort_ms": 1e3 * ort[0], "ratio": p[0] / ort[0],
+                                   "model_predict_ratio": mp[0] / p[0], "load": load_line()}
         export_cell = f"{fmt_ms(e[0])} ({fmt_ms(e[1])})" if e else "n/a"
         print(f"| {batch} | {fmt_ms(p[0])} ({fmt_ms(p[1])}) | {export_cell} | {fmt_ms(h[0])} ({fmt_ms(h[1])}) "
               f"| {fmt_ms(nmp[0])} ({fmt_ms(nmp[1])}) | {fmt_ms(fw[0])} ({fmt_ms(fw[1])}) "
@@ -371,6 +375,8 @@ def run_dnn_section(args):
     print("| implementation | median ms | min ms | GFLOP/s (median) | / ORT | faults/call |")
     print("|---|---:|---:|---:|---:|---:|")
     ort_med = res["ONNX Runtime"][0]
+    RESULTS["dnn"] = {"npctr_ms": 1e3 * res["npctr Predictor"][0], "ort_ms": 1e3 * ort_med,
+                      "ratio": res["npctr Predictor"][0] / ort_med, "load": load_line()}
     for n, (med, mn, flt) in res.items():
         print(f"| {n} | {fmt_ms(med)} | {fmt_ms(mn)} | {flops / med / 1e9:.1f} | {med / ort_med:.2f} | {flt:.0f} |")
     print(f"\n_load average {load_line()}_")
@@ -424,6 +430,7 @@ def run_threads_section(args):
             t1 = os.times()
             cpu[th] = ((t1.user - t0.user + t1.system - t0.system) / reps, (t1.system - t0.system) / reps)
             p.close()
+        RESULTS[f"threads_{batch}"] = {"speedup": res[1][0] / res[2][0], "load": load_line()}
         print(f"| {batch} | {fmt_ms(res[1][0])} ({fmt_ms(res[1][1])}) | {fmt_ms(res[2][0])} ({fmt_ms(res[2][1])}) "
               f"| {res[1][0] / res[2][0]:.2f} | {1e3 * cpu[1][0]:.2f} | {1e3 * cpu[2][0]:.2f} ({1e3 * cpu[2][1]:.2f}) "
               f"| {load_line()} |", flush=True)
@@ -641,6 +648,7 @@ def main(argv=None):
     parser.add_argument("--train-rounds", type=int, default=2)
     parser.add_argument("--train-repeat", type=int, default=2)
     parser.add_argument("--cold-runs", type=int, default=5)
+    parser.add_argument("--json", help="also write the headline figures to this JSON file")
     args = parser.parse_args(argv)
     args.rounds = args.rounds or (2 if args.quick else 15)
     args.block_ms = args.block_ms or (10 if args.quick else 60)
@@ -661,6 +669,9 @@ def main(argv=None):
     for s in SECTIONS:
         if s in sections:
             runners[s](args)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(RESULTS, f, indent=1)
     print(f"\ntotal wall time {time.perf_counter() - t0:.0f} s; load average at end {load_line()}")
 
 
