@@ -25,6 +25,20 @@ def resolve_dtype(dtype, name="dtype"):
     return resolved
 
 
+def as_array(x, name):
+    """``np.asarray(x)``, with a ragged nested list (rows of different lengths) a ValueError
+    naming ``name`` instead of NumPy's "inhomogeneous shape" error."""
+    try:
+        return np.asarray(x)
+    except (ValueError, TypeError) as exc:
+        if isinstance(x, (list, tuple)):
+            lengths = sorted({len(r) if hasattr(r, "__len__") else 0 for r in x})
+            raise ValueError(f"{name} must be a rectangular array (every row of the same length), got a "
+                             f"ragged {type(x).__name__} of {len(x)} rows with lengths "
+                             f"{lengths[:10]}{' ...' if len(lengths) > 10 else ''}") from None
+        raise
+
+
 def float_array(x, name, dtype=None):
     """Convert ``x`` to a floating ndarray without copying when it already is one.
 
@@ -33,7 +47,7 @@ def float_array(x, name, dtype=None):
     """
     if isinstance(x, (list, tuple)) and len(x) and any(isinstance(v, np.ndarray) for v in x):
         raise TypeError(f"{name} must be one array, got a {type(x).__name__} of arrays")
-    arr = np.asarray(x)
+    arr = as_array(x, name)
     if arr.dtype.kind not in "biuf":
         raise TypeError(f"{name} must be a numeric array, got dtype {arr.dtype}")
     if dtype is None:
@@ -43,7 +57,7 @@ def float_array(x, name, dtype=None):
 
 def int_array(x, name):
     """Convert ``x`` to an integer ndarray; floats with integral values are refused."""
-    arr = np.asarray(x)
+    arr = as_array(x, name)
     if arr.dtype.kind not in "iu":
         raise TypeError(f"{name} must be an integer array, got dtype {arr.dtype}")
     return arr

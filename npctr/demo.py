@@ -13,6 +13,7 @@ behaviour; a mean over 1 to 30 behaviours dilutes it, which is the gap DIN was
 designed to close.
 """
 import argparse
+import os
 import sys
 import time
 
@@ -120,6 +121,18 @@ def main(argv=None):
         load_data(args.samples, args.seed)      # refuse sizes too small before any training
     except ValueError as exc:
         parser.error(str(exc))
-    run(args.samples, args.epochs, args.batch_size, args.learning_rate, args.seed, args.verbose,
-        plot_dir=args.plot)
+    if args.plot is not None:                   # fail before training, in one line
+        from .plot import require_matplotlib
+        try:
+            require_matplotlib()
+        except ImportError as exc:
+            parser.error(f"--plot: {exc}")
+        if os.path.exists(args.plot) and not os.path.isdir(args.plot):
+            parser.error(f"--plot {args.plot!r} exists and is not a directory")
+    try:
+        run(args.samples, args.epochs, args.batch_size, args.learning_rate, args.seed, args.verbose,
+            plot_dir=args.plot)
+    except OSError as exc:                      # e.g. the figures' directory cannot be written
+        print(f"npctr demo: error: {exc}", file=sys.stderr)
+        return 1
     return 0

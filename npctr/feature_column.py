@@ -181,12 +181,25 @@ def feature_columns_to_config(feature_columns):
 def feature_columns_from_config(config):
     """Inverse of ``feature_columns_to_config``."""
     classes = {"SparseFeat": SparseFeat, "VarLenSparseFeat": VarLenSparseFeat, "DenseFeat": DenseFeat}
+    example = ('{"class": "SparseFeat", "config": {"name": "item_id", "vocabulary_size": 100, '
+               '"embedding_dim": 4}}')
+    if isinstance(config, (str, bytes, dict)) or not hasattr(config, "__iter__"):
+        raise ValueError(f"feature columns must be a list of column configs such as {example}, got {config!r:.200}")
     out = []
     for item in config:
+        if not isinstance(item, dict) or not isinstance(item.get("config"), dict):
+            raise ValueError(f"a feature column config is {{\"class\": ..., \"config\": {{its arguments}}}}, "
+                             f"e.g. {example}; got {item!r:.200}")
         cls = classes.get(item.get("class"))
         if cls is None:
-            raise ValueError(f"unknown feature column class {item.get('class')!r}")
+            raise ValueError(f"unknown feature column class {item.get('class')!r} (SparseFeat, VarLenSparseFeat, "
+                             "DenseFeat)")
         cfg = dict(item["config"])
+        if cls is VarLenSparseFeat and "sparsefeat" not in cfg:
+            raise ValueError("a VarLenSparseFeat config holds its SparseFeat's config under \"sparsefeat\", e.g. "
+                             '{"class": "VarLenSparseFeat", "config": {"sparsefeat": {"class": "SparseFeat", '
+                             '"config": {"name": "hist_item_id", "vocabulary_size": 100, "embedding_name": '
+                             f'"item_id"}}}}, "maxlen": 5, "length_name": "seq_length"}}}}; got {item!r:.200}')
         if cls is VarLenSparseFeat:
             cfg["sparsefeat"] = feature_columns_from_config([cfg["sparsefeat"]])[0]
         out.append(cls(**cfg))

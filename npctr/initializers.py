@@ -16,18 +16,33 @@ _mode = threading.local()
 
 
 @contextlib.contextmanager
-def placeholders():
-    """Build layers without drawing or allocating their weights (see the module docstring)."""
-    previous = getattr(_mode, "placeholders", False)
-    _mode.placeholders = True
+def placeholders(max_weights=None):
+    """Build layers without drawing or allocating their weights (see the module docstring).
+
+    ``max_weights``: a ``ValueError`` as soon as more weights than that are added (a model file
+    holds one array per weight: a config describing more cannot match it, however long it
+    would take to build).
+    """
+    previous = getattr(_mode, "placeholders", False), getattr(_mode, "budget", None)
+    _mode.placeholders, _mode.budget = True, max_weights
     try:
         yield
     finally:
-        _mode.placeholders = previous
+        _mode.placeholders, _mode.budget = previous
 
 
 def placeholders_active():
     return getattr(_mode, "placeholders", False)
+
+
+def placeholder_weight(shape, dtype):
+    """The placeholder ``Layer.add_weight`` stores for one weight, counted against ``max_weights``."""
+    budget = getattr(_mode, "budget", None)
+    if budget is not None:
+        if budget <= 0:
+            raise ValueError("the config describes more weights than the file's arrays")
+        _mode.budget = budget - 1
+    return placeholder(shape, dtype)
 
 
 def placeholder(shape, dtype=np.float64):

@@ -12,18 +12,20 @@ PACKAGE = ROOT / "npctr"
 #: floor of each part of the package; a module may import from its own floor or a lower one
 FLOORS = {
     "leaf": 0,       # _version, registry, conventions, _validation, _blas, initializers, sparse,
-                     # feature_column, io, gradcheck, datasets: import no other floor
+                     # feature_column, io, gradcheck, datasets, testing (the normwise rule, NumPy
+                     # only, so that interop's compare and any backend's tests use it): import no other floor
     "ops": 1,        # the equations
     "layers": 2,
     "training": 3,   # the Trainer that Model inherits (Keras 3's split); knows no model class
     "serving": 3,    # the Predictor a model hands out, batch and Dask scoring; knows no model class
     "models": 4,
     "interop": 5,    # importers, exporters, golden / compare
+    "conformance": 5,  # the conformance suite: cases from models, references from golden, judged by compare
     "top": 6,        # the package, the command line, demo, plot, old module paths
 }
 TOP = {"npctr", "npctr.__main__", "npctr.demo", "npctr.plot", "npctr.inference", "npctr.dask"}
 #: floors that share a level but must not import each other
-APART = {("training", "serving"), ("serving", "training")}
+APART = {("training", "serving"), ("serving", "training"), ("interop", "conformance")}
 OPTIONAL = {"h5py", "onnx", "onnxruntime", "dask", "distributed", "matplotlib", "pyarrow", "pandas",
             "fsspec", "torch", "tensorflow", "keras", "tf_keras", "deepctr", "deepctr_torch"}
 STDLIB_FOR_OPS = {"typing", "math", "numbers"}

@@ -83,6 +83,7 @@ def test_AttentionSequencePoolingLayer(weight_normalization):
     assert np.all(np.isfinite(out))
     keys = data[1]
     if weight_normalization:   # the empty row: uniform softmax over all T, the mean of all keys
+        # float32 data (layer_test's); a softmax then a matmul against a mean: 1.1e-7 measured
         np.testing.assert_allclose(out[1, 0], keys[1].mean(axis=0), rtol=1e-5)
     else:
         np.testing.assert_array_equal(out[1, 0], 0)
@@ -110,7 +111,7 @@ def test_SequencePoolingLayer(mode, supports_masking, input_shape):
                      input_data=data, input_shape=input_shape, expected_output=expected,
                      expected_output_dtype="float32")
     assert out.shape == (BATCH_SIZE, 1, EMBEDDING_SIZE)
-    np.testing.assert_allclose(out, expected, rtol=1e-6)
+    np.testing.assert_allclose(out, expected, rtol=1e-6)      # float32 data (layer_test's): 7e-8 measured
 
 
 # --- tests/models/DIN_test.py -----------------------------------------------------------
@@ -193,3 +194,17 @@ def test_DIN_length_input_is_unused():
     model = DIN(feature_columns, behavior_feature_list, dnn_hidden_units=[4, 4, 4], dnn_dropout=0.5)
     out = model.forward(x)
     np.testing.assert_array_equal(model.forward({**x, "seq_length": np.array([1, 0, 4])}), out)
+
+
+def test_mean_divisor_is_formed_in_float32_as_the_frameworks_do():
+    """DeepCTR (``tf.cast(length, tf.float32) + eps``) and DeepCTR-Torch (``length.type(torch.float32) +
+    eps``) form ``length + 1e-8`` in float32, in a float64 model too: the divisor is exactly the length
+    for every length >= 1 (issue 19: npctr added 1e-8 in float64, 1e-8/length relative off DeepCTR-Torch,
+    found by the conformance suite's deepctr_torch adapter)."""
+    from npctr.ops.sequence import mean_pool_length
+    x = np.random.default_rng(0).standard_normal((3, 4, 2))
+    out = SequencePoolingLayer("mean", dtype="float64").forward([x, np.array([[3], [1], [0]])])
+    np.testing.assert_allclose(out[:2, 0], [x[0, :3].sum(axis=0) / 3, x[1, 0]], rtol=1e-15, atol=0)
+    assert np.all(out[2] == 0)
+    np.testing.assert_array_equal(mean_pool_length(np.array([0, 1, 7]), np.float64),
+                                  [float(np.float32(1e-8)), 1.0, 7.0])

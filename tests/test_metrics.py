@@ -76,7 +76,7 @@ def test_accuracy_threshold_strict():
 
 
 def test_mse():
-    assert metrics.mean_squared_error([1.0, 2.0], [1.5, 0.0]) == pytest.approx((0.25 + 4.0) / 2)
+    assert metrics.mean_squared_error([1.0, 2.0], [1.5, 0.0]) == pytest.approx((0.25 + 4.0) / 2, rel=1e-15)
 
 
 @pytest.mark.parametrize("name,key", [("auc", "auc"), ("AUC", "auc"), ("binary_crossentropy", "binary_crossentropy"),

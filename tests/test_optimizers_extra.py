@@ -20,6 +20,12 @@ CASES = {
     "adamw": lambda: AdamW(0.01, weight_decay=0.1),
     "adam_clipnorm": lambda: Adam(0.01, clipnorm=0.5),
     "sgd_clipvalue": lambda: SGD(0.1, clipvalue=0.3),
+    # issue 19: without momentum the legacy RMSprop adds epsilon outside the root
+    "rmsprop_legacy": lambda: RMSprop(0.01, flavor="keras_legacy"),
+    "rmsprop_legacy_momentum": lambda: RMSprop(0.01, momentum=0.5, flavor="keras_legacy"),
+    "rmsprop_legacy_centered": lambda: RMSprop(0.01, rho=0.8, centered=True, flavor="keras_legacy"),
+    "rmsprop_legacy_centered_momentum": lambda: RMSprop(0.01, rho=0.8, momentum=0.5, centered=True,
+                                                        flavor="keras_legacy"),
 }
 
 
@@ -138,3 +144,36 @@ def test_adam_blocked_update_is_bit_identical(monkeypatch, amsgrad, flavor, dtyp
         results.append((w, *(table["w"] for table in opt.slots.values())))
     for blocked, whole in zip(*results):
         np.testing.assert_array_equal(blocked, whole)
+
+
+def test_legacy_rmsprop_without_momentum_puts_epsilon_outside_the_root():
+    """tf.keras's optimizer_v2 RMSprop: lr g / (sqrt(ms) + eps) without momentum (its Python
+    path), lr g / sqrt(ms + eps) with momentum (the fused kernel); one step from ms = 0 tells
+    them apart by orders of magnitude where g^2 is far below epsilon."""
+    g = np.array([1e-6, 1.0])
+    lr, rho = float(np.float32(1e-3)), float(np.float32(0.9))     # float32 hyperparameters in legacy
+    steps = {}
+    for momentum in (0.0, 0.5):
+        w = np.zeros(2)
+        RMSprop(1e-3, momentum=momentum, epsilon=1e-7, flavor="keras_legacy").apply_gradients({"w": w}, {"w": g})
+        ms = (1 - rho) * g * g
+        expected = lr * g / ((np.sqrt(ms) + 1e-7) if momentum == 0 else np.sqrt(ms + 1e-7))
+        np.testing.assert_allclose(-w, expected, rtol=1e-15)
+        steps[momentum] = -w[0]
+    assert steps[0.0] > 100 * steps[0.5]     # outside the root ~2.4e-3, inside ~3.2e-6
+
+
+def test_one_minus_rho_is_rounded_once_from_the_python_value():
+    """torch's ``addcmul_(g, g, value=1 - alpha)`` and Keras's ``(1 - rho) * g^2`` form 1 - rho in
+    Python (double) and round it once to float32: float32(0.01), not float32(1) - float32(0.99)
+    (9.3e-7 relative lower), which drifted npctr's float32 RMSprop off DeepCTR-Torch's."""
+    for flavor, rho in (("torch", 0.99), ("keras", 0.9)):
+        w = np.zeros(1, dtype=np.float32)
+        opt = RMSprop(1.0, rho=rho, flavor=flavor)
+        opt.apply_gradients({"w": w}, {"w": np.ones(1, dtype=np.float32)})
+        assert opt.slots["velocity"]["w"][0] == np.float32(1 - rho)
+        assert opt.slots["velocity"]["w"][0] != np.float32(1) - np.float32(rho)
+    w = np.zeros(1, dtype=np.float32)                   # legacy: 1 - rho of the float32 variable rho
+    opt = RMSprop(1.0, flavor="keras_legacy")
+    opt.apply_gradients({"w": w}, {"w": np.ones(1, dtype=np.float32)})
+    assert opt.slots["velocity"]["w"][0] == np.float32(1) - np.float32(0.9)

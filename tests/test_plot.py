@@ -190,6 +190,7 @@ def test_gradient_check_plots_the_checkers_errors(tmp_path):
             assert np.array_equal(lines[label].get_ydata(), np.maximum(expected, 1e-17))
     # the V in float64: round-off on the left, truncation on the right, the minimum in between
     two_point = nplot.gradient_check_errors(layer, x, steps, 2, "float64", training=True)
+    # an upper bound on the two-point error at its best step (~1e-10 in float64), not a comparison tolerance
     assert two_point[1] < 1e-8 and two_point[1] < two_point[0] and two_point[1] < two_point[3]
     assert layer.dtype == np.float64          # the float32 panel used a copy
 
@@ -199,7 +200,7 @@ def test_gradient_check_of_a_model_and_one_array(din_data):
     small = {k: v[:4] for k, v in x.items()}
     errors = nplot.gradient_check_errors(model, small, [1e-4], 4, "float64", name="dense/kernel",
                                          params=["dense/kernel"], check_inputs=False)
-    assert errors[0] < 1e-8
+    assert errors[0] < 1e-8          # the five-point stencil's error at h 1e-4: a bound, not a tolerance
     assert model.dtype == np.float64
     with pytest.raises(ValueError, match="name must be one of"):
         nplot.gradient_check_errors(model, small, [1e-4], name="nope", params=["dense/kernel"])
@@ -231,11 +232,12 @@ def test_dice_gates_switch_at_the_batch_mean(tmp_path):
     dice_gates = [line for line in gate_ax.lines if line.get_label().startswith("Dice")]
     for line, (mean, std) in zip(dice_gates, stats):
         x, p = line.get_xdata(), line.get_ydata()
+        # read off the plotted curve by linear interpolation between its sample points: 1e-2
         assert np.interp(mean, x, p) == pytest.approx(0.5, abs=0.01)
         assert np.interp(mean + std, x, p) == pytest.approx(1 / (1 + np.exp(-1)), abs=0.01)
     prelu = act_ax.lines[0]
     x = prelu.get_xdata()
-    assert np.allclose(prelu.get_ydata(), np.where(x > 0, x, 0.25 * x))
+    np.testing.assert_allclose(prelu.get_ydata(), np.where(x > 0, x, 0.25 * x), rtol=1e-15, atol=0)
 
 
 @pytest.mark.parametrize("kwargs,match", [
@@ -272,8 +274,8 @@ def test_demo_figures_rows_and_rates(din_data, tmp_path):
     match = valid & (x["hist_cate_id"] == x["cate_id"][:, None])
     has = match.any(axis=1)
     top = np.argmax(np.where(valid, np.abs(w), -np.inf), axis=1)
-    assert result["top_match_rate"] == pytest.approx(match[np.arange(len(x["cate_id"])), top][has].mean())
-    assert result["chance_rate"] == pytest.approx((match.sum(1) / valid.sum(1))[has].mean())
+    assert result["top_match_rate"] == pytest.approx(match[np.arange(len(x["cate_id"])), top][has].mean(), rel=1e-12)
+    assert result["chance_rate"] == pytest.approx((match.sum(1) / valid.sum(1))[has].mean(), rel=1e-12)
     assert "largest |weight|" in out.getvalue()
     assert {p.name for p in tmp_path.iterdir()} == {"learning_curves.png", "attention.png",
                                                     "attention_contrast.png"}

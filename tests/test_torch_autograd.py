@@ -136,7 +136,9 @@ def t_sequence_pooling(x, valid, mode, length):
     if mode == "max":
         return torch.amax(x - (1 - m) * 1e9, dim=1, keepdim=True)      # ties share the gradient, as TF
     y = (x * m).sum(dim=1, keepdim=True)
-    return y / (length.to(x.dtype) + 1e-8)[:, :, None] if mode == "mean" else y
+    # the divisor length + 1e-8 in float32, as DeepCTR and DeepCTR-Torch form it (docs/sequence_pooling.md)
+    return y / (length.to(torch.float32) + torch.tensor(1e-8, dtype=torch.float32)).to(x.dtype)[:, :, None] \
+        if mode == "mean" else y
 
 
 def t_prediction(x, P, prefix, task, use_bias=True):

@@ -54,8 +54,9 @@ OPTIMIZERS = [
     ("momentum", "SGD", {"learning_rate": 0.05, "momentum": 0.9}, {"lr": 0.05, "momentum": 0.9}),
     ("adagrad", "Adagrad", {"learning_rate": 0.05}, {"lr": 0.05}),
     ("adam", "Adam", {"learning_rate": 0.01}, {"lr": 0.01}),
+    ("rmsprop", "RMSprop", {"learning_rate": 0.01}, {"lr": 0.01}),
 ]
-FLOAT32_OPTIMIZERS = ("momentum", "adam")
+FLOAT32_OPTIMIZERS = ("momentum", "adam", "rmsprop")
 
 
 def feature_columns(sparse_feat, varlen_sparse_feat, dense_feat, dense_dtype="float32"):
@@ -79,11 +80,13 @@ def din_cases():
     return [(v, e, d) for d in ("float64", "float32") for v in VARIANTS for e in EMB_L2]
 
 
-def train_cases(flavours):
-    """(flavour, opt name, class, Keras hyperparameters, torch hyperparameters, variant, emb, dtype)."""
+def train_cases(flavours, optimizers=None):
+    """(flavour, opt name, class, Keras hyperparameters, torch hyperparameters, variant, emb, dtype);
+    ``optimizers``: only these optimizer names (None: all)."""
     return [(fl, name, cls, hp_keras, hp_torch, v, e, d)
             for d in ("float64", "float32") for fl in flavours
             for name, cls, hp_keras, hp_torch in OPTIMIZERS if d == "float64" or name in FLOAT32_OPTIMIZERS
+            if optimizers is None or name in optimizers
             for v in VARIANTS for e in EMB_L2]
 
 

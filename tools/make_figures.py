@@ -1,12 +1,14 @@
 """Regenerate the figures embedded in docs/ (docs/figures/*.png), seeded, from the repository root.
 
     python tools/make_figures.py              # everything: trains the demo's two models (a few minutes)
-    python tools/make_figures.py --no-demo    # only the gradient-check and Dice figures (seconds)
+    python tools/make_figures.py --no-demo    # the gradient-check, Dice and graph figures (seconds)
+    python tools/make_figures.py --graphs     # only the computational-graph figures (tools/graph_figures.py)
 
 The demo figures are ``python -m npctr demo --plot docs/figures`` with the demo's defaults (data
 seed 2024, model seed 1024): ``learning_curves.png``, ``attention.png``, ``attention_contrast.png``.
 The others: ``gradient_check.png`` (a Dice layer in training mode on a seeded batch) and
-``dice.png``. Needs matplotlib (``pip install npctr[plot]``).
+``dice.png``; the computational graphs of the derivations ``bn_graph.png``, ``lau_graph.png`` and
+``din_tables.png`` (``tools/graph_figures.py``). Needs matplotlib (``pip install npctr[plot]``).
 """
 import argparse
 import sys
@@ -18,6 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from npctr import Dice, demo  # noqa: E402
+import graph_figures  # noqa: E402  (tools/ is on sys.path when this file runs as a script)
 from npctr.plot import plot_dice, plot_gradient_check, require_matplotlib  # noqa: E402
 
 
@@ -39,10 +42,17 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default=str(ROOT / "docs" / "figures"), help="directory (default docs/figures)")
     parser.add_argument("--no-demo", action="store_true", help="skip the demo's figures (no training)")
+    parser.add_argument("--graphs", action="store_true", help="only the computational-graph figures")
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     plt = require_matplotlib()
+    written = graph_figures.write_all(plt, out)
+    print("wrote " + ", ".join(str(p) for p in written))
+    if args.graphs:
+        for path in written:
+            shrink(path)
+        return 0
     fig = plot_gradient_check(Dice(), gradient_check_inputs(), training=True, path=out / "gradient_check.png")
     plt.close(fig)
     plt.close(plot_dice(path=out / "dice.png"))

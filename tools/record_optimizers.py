@@ -24,6 +24,14 @@ CASES = {
     "adamw": lambda: tf_keras.optimizers.AdamW(0.01, weight_decay=0.1),
     "adam_clipnorm": lambda: tf_keras.optimizers.Adam(0.01, clipnorm=0.5),
     "sgd_clipvalue": lambda: tf_keras.optimizers.SGD(0.1, clipvalue=0.3),
+    # appended (issue 19): the legacy optimizer_v2 RMSprop, whose update without momentum is
+    # lr g / (sqrt(ms) + eps) (with momentum, the fused kernel's lr g / sqrt(ms + eps)); new cases go
+    # last so that the seeded draws of the cases above stay the same
+    "rmsprop_legacy": lambda: tf_keras.optimizers.legacy.RMSprop(0.01),
+    "rmsprop_legacy_momentum": lambda: tf_keras.optimizers.legacy.RMSprop(0.01, momentum=0.5),
+    "rmsprop_legacy_centered": lambda: tf_keras.optimizers.legacy.RMSprop(0.01, rho=0.8, centered=True),
+    "rmsprop_legacy_centered_momentum": lambda: tf_keras.optimizers.legacy.RMSprop(0.01, rho=0.8, momentum=0.5,
+                                                                                   centered=True),
 }
 
 

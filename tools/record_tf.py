@@ -325,6 +325,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", required=True)
     p.add_argument("--only", choices=["din", "train", "all"], default="all")
+    p.add_argument("--optimizers", default=None, help="train cases of these optimizers only (comma-separated)")
     a = p.parse_args(argv)
     tf.config.threading.set_inter_op_parallelism_threads(1)
     tf.config.threading.set_intra_op_parallelism_threads(1)
@@ -336,7 +337,7 @@ def main(argv=None):
         x, _ = C.make_inputs(C.BATCH, C.SEED, "float64")
         compile_defaults(a.out, x)
     if a.only in ("train", "all"):
-        for flavour, opt_name, cls, hp, _, variant, emb, dtype in C.train_cases(flavours):
+        for flavour, opt_name, cls, hp, _, variant, emb, dtype in C.train_cases(flavours, a.optimizers and a.optimizers.split(",")):
             done.append(record_train(a.out, flavour, opt_name, cls, hp, variant, emb, dtype))
             print(FRAMEWORK, done[-1], flush=True)
     C.write_index(a.out)

@@ -414,6 +414,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", required=True)
     p.add_argument("--only", choices=["din", "train", "layer", "all"], default="all")
+    p.add_argument("--optimizers", default=None, help="train cases of these optimizers only (comma-separated)")
     a = p.parse_args(argv)
     torch.set_num_threads(1)
     os.makedirs(os.path.join(a.out, FRAMEWORK), exist_ok=True)
@@ -423,7 +424,7 @@ def main(argv=None):
             done.append(record_din(a.out, variant, emb, dtype))
         compile_defaults(a.out)
     if a.only in ("train", "all"):
-        for _, opt_name, cls, _, hp, variant, emb, dtype in C.train_cases(["torch"]):
+        for _, opt_name, cls, _, hp, variant, emb, dtype in C.train_cases(["torch"], a.optimizers and a.optimizers.split(",")):
             done.append(record_train(a.out, opt_name, cls, hp, variant, emb, dtype))
     if a.only in ("layer", "all"):
         for case in _layer_cases():

@@ -11,7 +11,11 @@ need it, so importing ``npctr.interop`` stays NumPy-only.
 * :func:`export_onnx`, :func:`onnx_inputs` (``npctr.interop.onnx``): the inference graphs of
   DIN, DNNModel and DNN as ONNX (``docs/onnx.md``);
 * ``python -m npctr golden`` / ``compare`` (``npctr.interop.golden``, ``npctr.interop.compare``):
-  reference numbers for other backends (``docs/verifying_backends.md``).
+  reference numbers for other backends, judged by :mod:`npctr.testing`'s normwise rule; the
+  conformance suite built on them is :mod:`npctr.conformance` (``docs/verifying_backends.md``).
+
+The importers refuse weights of one framework for a model of another's conventions profile when
+the profile changes the model's numbers (``check_conventions=False`` overrides).
 """
 from .keras import load_keras_weights, to_keras_weights, keras_spec, map_keras_names
 from .torch import load_torch_state_dict, to_torch_state_dict, torch_spec

@@ -50,14 +50,55 @@ def _listing(names, limit=40):
     return f"[{shown}{', ...' if len(names) > limit else ''}] ({len(names)})"
 
 
-def load_matched(model, spec, source, canonical, strict, framework, convert=None, ignored=()):
+class ExportedWeights(dict):
+    """``{name: array}`` exported by npctr (``to_keras_weights``, ``to_torch_state_dict``), tagged
+    with the conventions profile of the model it came from, so that loading it back into a model
+    of that profile is not mistaken for a framework's weights loaded into the wrong profile."""
+
+    def __init__(self, items, conventions):
+        super().__init__(items)
+        self.conventions = conventions
+
+
+def profile_matters(model):
+    """Whether ``model``'s numbers depend on its conventions profile: a model (loss, history mask,
+    optimizer), or any BatchNormalization or Dice inside (their constants)."""
+    from ..layers.activation import Dice
+    from ..layers.normalization import BatchNormalization
+    from ..models.base import Model
+    return isinstance(model, Model) or any(isinstance(layer, (BatchNormalization, Dice))
+                                           for _, layer in model.sublayers())
+
+
+def check_conventions(model, source, profiles, framework, what):
+    """Refuse weights of ``framework`` (whose profiles are ``profiles``) for a model of another
+    profile whose numbers depend on it; a source exported by npctr is judged by its own profile."""
+    origin = getattr(source, "conventions", None)
+    allowed = (origin,) if origin is not None else profiles
+    name = model.conventions.name
+    if name in allowed or not profile_matters(model):
+        return
+    if origin is not None:
+        detail = f"these weights were exported by npctr from a model of the {origin!r} conventions profile"
+        hint = f"conventions={origin!r}"
+    else:
+        detail = f"these are {framework} weights"
+        hint = " or ".join(f"conventions={p!r}" for p in profiles)
+    raise ValueError(f"{what}: {detail}, and {type(model).__name__} {model.name!r} follows the {name!r} profile "
+                     f"({model.conventions.framework}), whose constants (BatchNormalization, Dice, the history "
+                     f"mask, the loss) give other numbers. Build it with {hint}, or pass "
+                     "check_conventions=False to load them anyway")
+
+
+def load_matched(model, spec, source, canonical, strict, framework, convert=None, ignored=(), before_write=None):
     """Load ``source`` ``{name: array}`` into ``model`` through ``spec`` ``{npctr path: key}``.
 
     ``canonical(names) -> {name: key}`` maps the source's names to keys. ``convert(path,
     array, target) -> array`` turns a source array into npctr's layout (default: unchanged).
     Names whose key is in ``ignored`` are skipped. Every check (unknown and duplicate
-    names, missing weights with ``strict``, shapes) runs before anything is written, so on
-    any error the model is unchanged. Returns the list of npctr paths loaded.
+    names, missing weights with ``strict``, shapes, then ``before_write()``) runs before
+    anything is written, so on any error the model is unchanged. Returns the list of npctr
+    paths loaded.
     """
     keys = canonical(list(source))
     by_key = {}
@@ -76,8 +117,14 @@ def load_matched(model, spec, source, canonical, strict, framework, convert=None
     unknown = [name for key, name in by_key.items() if key not in path_of]
     missing = [path for path, key in spec.items() if key not in by_key]
     if unknown or (strict and missing):
+        hint = ""
+        if before_write is not None:
+            try:
+                before_write()
+            except ValueError as exc:        # the names differ because the profile does: say so first
+                hint = f"\n  {exc}"
         raise ValueError(
-            f"load_{framework}: the weights do not match {type(model).__name__} {model.name!r} by name.\n"
+            f"load_{framework}: the weights do not match {type(model).__name__} {model.name!r} by name.{hint}\n"
             f"  {framework} names that match no npctr weight: {_listing(unknown)}\n"
             f"  npctr weights with no {framework} name: {_listing(missing)}"
             + ("\n  (strict=False loads a subset, but every given name must match)" if not unknown else "")
@@ -98,6 +145,8 @@ def load_matched(model, spec, source, canonical, strict, framework, convert=None
         values[path] = array
     if problems:
         raise ValueError(f"load_{framework}: wrong shapes (nothing was loaded): " + "; ".join(problems))
+    if before_write is not None:
+        before_write()
     model.set_weights(values, strict=False)
     return list(values)
 

@@ -23,15 +23,19 @@ key                              what
 ``loss/value``                   models: the loss the profile's framework minimises (the compiled
                                  loss, else the profile's: Keras's clipped mean BCE, Torch's sum)
                                  of the training-mode output against ``input/y``, plus L2 (layers: ``L``)
-``loss/grad_output``             models: d loss / d output (``loss/grad_logit``: d loss / d logit,
-                                 what the trainer backpropagates for a binary model)
+``loss/grad_output``             models: d loss / d output
+``loss/grad_logit``              binary models: d loss / d (logit + global_bias), the sigmoid's input:
+                                 what the trainer backpropagates (zero where Keras clips)
 ``loss/grad_weight/<path>``      models: d loss / d every trainable weight, L2 included
 ===============================  =========================================================
 
 Weights are drawn from the seed (kernels normal 0.5, moving variances uniform 0.5..1.5, ...)
-unless the model comes from a saved file, whose weights are kept.
+unless the model comes from a saved file, whose weights are kept. Gradients that are zero in exact
+arithmetic (:func:`exact_zero_gradients`: a DNN bias in front of a training-mode BatchNormalization,
+the attention score's bias under softmax weight normalization) are written as exact zeros; a
+backend's round-off there is judged at its group's scale (``npctr.testing``). The JSON schema of
+the configs, with an example for every class, is in ``docs/verifying_backends.md``.
 """
-import argparse
 import json
 import sys
 
@@ -40,6 +44,7 @@ import numpy as np
 from .._version import __version__
 from ..layers import base as layers_base
 from ..sparse import RowGrad
+from ._cli import FAILED, OK, USAGE, Parser, UsageError, fail, one_line
 
 FORMAT = "npctr-golden"
 FORMAT_VERSION = 1
@@ -56,20 +61,36 @@ def _classes():
 
 
 def build_from_config(spec, dtype=None):
-    """A layer or model from ``{"class": name, "config": {...}}`` (``"input_dim"`` optional, for layers)."""
+    """A layer or model from ``{"class": name, "config": {...}}`` (``"input_dim"`` optional, for layers).
+
+    ``config`` holds the constructor's keyword arguments; a model's ``dnn_feature_columns`` is a
+    list of ``{"class": "SparseFeat" | "VarLenSparseFeat" | "DenseFeat", "config": {...}}`` (what
+    ``npctr.feature_column.feature_columns_to_config`` writes; docs/verifying_backends.md shows one).
+    """
     if not isinstance(spec, dict) or "class" not in spec:
         raise ValueError('a golden config is a JSON object {"class": <layer or model class>, "config": {...}, '
                          f'"input_dim": <int, layers only>}}, got {spec!r:.200}')
+    unknown = sorted(set(spec) - {"class", "config", "input_dim"})
+    if unknown:
+        raise ValueError(f'a golden config has the keys "class", "config" and "input_dim" only, got {unknown}')
     classes = _classes()
     cls = classes.get(spec["class"])
     if cls is None:
         raise ValueError(f"unknown class {spec['class']!r}; known: {sorted(classes)}")
-    config = dict(spec.get("config", {}))
+    config = spec.get("config", {})
+    if not isinstance(config, dict):
+        raise ValueError(f'"config" must be a JSON object of {spec["class"]} arguments, got {config!r:.200}')
+    config = dict(config)
     if dtype is not None:
         config["dtype"] = np.dtype(dtype).name
-    if hasattr(cls, "from_config"):
-        return cls.from_config(config)
-    return cls(**config)
+    try:
+        if hasattr(cls, "from_config"):
+            return cls.from_config(config)
+        return cls(**config)
+    except KeyError as exc:            # a required argument of from_config is missing
+        raise ValueError(f"the config of {spec['class']} lacks {exc.args[0]!r}") from exc
+    except TypeError as exc:           # an unknown or missing constructor argument
+        raise ValueError(f"bad config for {spec['class']}: {exc}") from exc
 
 
 def load_target(path, dtype=None):
@@ -100,9 +121,22 @@ def _is_model(target):
 
 def make_inputs(target, rng, batch_size, seq_len, input_dim, dtype):
     """Seeded inputs for ``target``: ``(forward's input, {name: array}, float input names)``."""
-    from ..layers import AttentionSequencePoolingLayer, LocalActivationUnit, PredictionLayer
+    from ..layers import (AttentionSequencePoolingLayer, Embedding, LocalActivationUnit, PredictionLayer,
+                          SequencePoolingLayer)
     if _is_model(target):
         return _model_inputs(target, rng, batch_size, dtype)
+    if isinstance(target, Embedding):                     # ids, id 0 (padding) among them
+        ids = rng.integers(0, target.input_dim, (batch_size,) + ((seq_len,) if seq_len else ()))
+        ids.flat[0] = 0
+        return ids, {"ids": ids}, [None]
+    if isinstance(target, SequencePoolingLayer):
+        t, e = seq_len or 5, input_dim or 4
+        x = rng.standard_normal((batch_size, t, e)).astype(dtype)
+        lengths = rng.integers(0, t + 1, (batch_size, 1))
+        lengths[0, 0] = t                                        # one full row
+        if target.supports_masking:
+            return x, {"seq_value": x, "mask": np.arange(t) < lengths}, ["seq_value"]
+        return [x, lengths], {"seq_value": x, "seq_len": lengths}, ["seq_value", None]
     if isinstance(target, (LocalActivationUnit, AttentionSequencePoolingLayer)):
         e, t = input_dim or 4, seq_len or 5
         named = {"query": rng.standard_normal((batch_size, 1, e)).astype(dtype),
@@ -206,6 +240,23 @@ def _grad_inputs(grads, float_names):
     return {n: g for n, g in zip(float_names, grads) if n is not None and g is not None}
 
 
+def exact_zero_gradients(target, training):
+    """Paths of ``target``'s trainable weights whose gradient is zero in exact arithmetic in that
+    mode, whatever the inputs and the upstream gradient: a DNN bias in front of a training-mode
+    BatchNormalization (the batch mean removes any shift), and the attention score's bias under
+    softmax weight normalization (a softmax ignores a shift of all its inputs). A backend computes
+    round-off there (~1e-17); golden files hold exact zeros, and ``compare`` judges such arrays at
+    the scale of their group (``npctr.testing``)."""
+    from ..layers import DNN, AttentionSequencePoolingLayer
+    zeros = set()
+    for prefix, layer in target.sublayers():
+        if training and isinstance(layer, DNN) and layer.use_bn:
+            zeros.update(f"{prefix}bias{i}" for i in range(len(layer.hidden_units)))
+        if isinstance(layer, AttentionSequencePoolingLayer) and layer.weight_normalization:
+            zeros.add(f"{prefix}local_att/bias")
+    return zeros & set(target.params)
+
+
 def golden_vectors(target, seed=0, batch_size=4, seq_len=None, input_dim=None, randomize=True):
     """Run ``target`` (a built or buildable npctr layer or model) and return ``(arrays, index)``.
 
@@ -215,26 +266,55 @@ def golden_vectors(target, seed=0, batch_size=4, seq_len=None, input_dim=None, r
     rng = np.random.default_rng(seed)
     dtype = target.dtype or np.dtype(np.float64)
     forward_input, named, float_names = make_inputs(target, rng, batch_size, seq_len, input_dim, dtype)
-    model = _is_model(target)
     mask = named.get("mask")
-    kwargs = {"mask": mask} if mask is not None else {}
-    if not target.built or not target.weight_names() and not model:
+    if not target.built or not target.weight_names() and not _is_model(target):
+        kwargs = {"mask": mask} if mask is not None else {}
         target.forward(forward_input, training=False, **kwargs)              # build
     if randomize:
         randomize_weights(target, rng)
+    arrays, quantities = record_quantities(target, forward_input, named, float_names, rng)
+    index = {"format": FORMAT, "format_version": FORMAT_VERSION, "npctr_version": __version__,
+             "class": type(target).__name__, "config": target.get_config(), "seed": seed,
+             "batch_size": batch_size, "seq_len": seq_len, "input_dim": input_dim, "dtype": dtype.name,
+             "weights_randomized": bool(randomize), "conventions": getattr(target, "_conventions_name", None),
+             "weights": {p: {"trainable": p in target.params, **_framework_names(target)[p]}
+                         for p in target.weight_names()},
+             "quantities": quantities}
+    return arrays, index
+
+
+def record_quantities(target, forward_input, named, float_names, rng, upstream=None):
+    """Every quantity of the module docstring's table for a built ``target`` with its current
+    weights, on ``forward_input`` (``named``: the same inputs by name, ``input/y`` included for
+    a model; ``float_names``: names of the float inputs, aligned with a layer's input list).
+    The upstream gradient is drawn from ``rng`` unless given. Returns ``(arrays, quantities)``;
+    ``target`` is left as it was (moving statistics and generators restored)."""
+    dtype = target.dtype or np.dtype(np.float64)
+    model = _is_model(target)
+    mask = named.get("mask")
+    kwargs = {"mask": mask} if mask is not None else {}
     arrays, quantities = {}, {}
+    zeros = {mode: exact_zero_gradients(target, training) for mode, training in (("infer", False),
+                                                                                 ("train", True))}
 
     def put(key, value, meaning):
         value = np.array(_dense(value), order="C", copy=True)     # a copy: restore() reuses the arrays
         arrays[key] = value
         quantities[key] = {"shape": list(value.shape), "dtype": value.dtype.name, "meaning": meaning}
 
+    def put_grads(mode, grads, meaning):
+        for path, g in grads.items():
+            if path in zeros["train" if mode == "loss" else mode]:
+                put(f"{mode}/grad_weight/{path}", np.zeros_like(_dense(g)),
+                    meaning + " (zero in exact arithmetic: written as exact zeros)")
+            else:
+                put(f"{mode}/grad_weight/{path}", g, meaning)
+
     for name, value in named.items():
         put(f"input/{name}", value, "input" if name != "y" else "labels of the loss")
     for path in target.weight_names():
         put(f"weight/{path}", target._lookup(path), "initial weight" if path in target.params
             else "initial moving statistic")
-    framework = _framework_names(target)
     from .keras import to_keras_weights
     from .torch import to_torch_state_dict
     for exporter, prefix in ((lambda: to_keras_weights(target), "keras"),
@@ -246,19 +326,18 @@ def golden_vectors(target, seed=0, batch_size=4, seq_len=None, input_dim=None, r
             pass
 
     snap = target.snapshot()
-    upstream = None
     for mode, training in (("infer", False), ("train", True)):
         target.restore(snap)
         out = target.forward(forward_input, training=training, backprop=True, **kwargs)
         if upstream is None:
             upstream = rng.standard_normal(out.shape).astype(dtype)
+        if "upstream" not in arrays:
             put("upstream", upstream, "upstream gradient g: L = sum(output * g)")
         put(f"{mode}/output", out, f"output, {'inference' if mode == 'infer' else 'training'} mode")
         grads = _grad_inputs(target.backward(upstream), float_names)
         for name, g in grads.items():
             put(f"{mode}/grad_input/{name}", g, "dL/d input")
-        for path, g in target.grads.items():
-            put(f"{mode}/grad_weight/{path}", g, "dL/d weight")
+        put_grads(mode, target.grads, "dL/d weight")
         if training:
             for path, value in target.state.items():
                 put(f"train/moving/{path}", value, "moving statistic after one training call")
@@ -272,7 +351,7 @@ def golden_vectors(target, seed=0, batch_size=4, seq_len=None, input_dim=None, r
             z = target.forward_logits(forward_input, training=True, backprop=True)
             pred, d_logit = losses.probability(z), loss.logit_grad(y, z)
             target.backward_logits(d_logit)
-            put("loss/grad_logit", d_logit, "d loss / d logit (the sigmoid's input)")
+            put("loss/grad_logit", d_logit, "d loss / d logit (the sigmoid's input: logit + global_bias)")
         else:
             pred = target.forward(forward_input, training=True, backprop=True)
             target.backward(loss.grad(y, pred))
@@ -281,20 +360,12 @@ def golden_vectors(target, seed=0, batch_size=4, seq_len=None, input_dim=None, r
             "output vs input/y, plus L2")
         put("loss/grad_output", loss.grad(y, pred), "d loss / d output")
         target.add_regularization_grads()
-        for path, g in target.grads.items():
-            put(f"loss/grad_weight/{path}", g, "d loss / d weight, L2 included")
+        put_grads("loss", target.grads, "d loss / d weight, L2 included")
     else:
         put("loss/value", np.array(float(np.vdot(arrays["train/output"], upstream))),
             "L = sum(train/output * upstream); its gradients are train/grad_*")
     target.restore(snap)
-
-    index = {"format": FORMAT, "format_version": FORMAT_VERSION, "npctr_version": __version__,
-             "class": type(target).__name__, "config": target.get_config(), "seed": seed,
-             "batch_size": batch_size, "seq_len": seq_len, "input_dim": input_dim, "dtype": dtype.name,
-             "weights_randomized": bool(randomize), "conventions": getattr(target, "_conventions_name", None),
-             "weights": {p: {"trainable": p in target.params, **framework[p]} for p in target.weight_names()},
-             "quantities": quantities}
-    return arrays, index
+    return arrays, quantities
 
 
 def write_golden(path, arrays, index):
@@ -314,36 +385,54 @@ def read_golden(path):
 
 
 # -- command line ------------------------------------------------------------------------------
-def main(argv=None):
-    parser = argparse.ArgumentParser(
+def _parser():
+    parser = Parser(
         prog="python -m npctr golden",
         description="Write golden vectors (inputs, weights, outputs, gradients, moving statistics, loss) "
-                    "of an npctr layer or model to a self-describing .npz.")
+                    "of an npctr layer or model to a self-describing .npz. Exit 2 on usage errors (bad "
+                    "arguments, unreadable or invalid config), 1 when the computation fails.")
     parser.add_argument("source", help='a JSON config {"class": "DNN", "config": {...}, "input_dim": 8} '
-                                       "(weights drawn from the seed) or a saved npctr model file (.npz, "
-                                       "its weights kept)")
+                                       "(weights drawn from the seed; docs/verifying_backends.md lists the "
+                                       "config of every class) or a saved npctr model file (.npz, its weights kept)")
     parser.add_argument("-o", "--out", default="golden.npz", help="output file (default golden.npz)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the inputs and weights (>= 0)")
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--seq-len", type=int, default=None,
                         help="T of attention layers (default 5); for a (batch, dim) layer, run it on "
                              "(batch, T, dim); a model's is its columns' maxlen")
     parser.add_argument("--input-dim", type=int, default=None, help="a layer's input size (overrides the config's)")
     parser.add_argument("--dtype", choices=["float64", "float32"], default=None)
-    args = parser.parse_args(argv)
-    if args.batch_size < 1:
-        parser.error("--batch-size must be >= 1")
+    return parser
+
+
+def main(argv=None):
     try:
+        args = _parser().parse_args(argv)
+        for name, value, low in (("--seed", args.seed, 0), ("--batch-size", args.batch_size, 1),
+                                 ("--seq-len", args.seq_len, 1), ("--input-dim", args.input_dim, 1)):
+            if value is not None and value < low:
+                raise UsageError(f"{name} must be >= {low}, got {value}")
         target, spec, from_file = load_target(args.source, args.dtype)
         input_dim = args.input_dim or (spec.get("input_dim") if not from_file else None)
+        if input_dim is not None and (isinstance(input_dim, bool) or not isinstance(input_dim, int)
+                                      or input_dim < 1):
+            raise UsageError(f'"input_dim" of the config must be an int >= 1, got {input_dim!r}')
+    except (UsageError, ValueError, TypeError, KeyError, OSError) as exc:
+        fail("golden", exc, sys.stderr)
+        return USAGE
+    try:
         arrays, index = golden_vectors(target, args.seed, args.batch_size, args.seq_len, input_dim,
                                        randomize=not from_file)
-    except (ValueError, TypeError, OSError) as exc:
-        print(f"golden: {exc}", file=sys.stderr)
-        return 2
-    write_golden(args.out, arrays, index)
+    except Exception as exc:        # noqa: BLE001 - a command reports, it does not dump a traceback
+        print(f"golden: computing {type(target).__name__} failed: {one_line(exc)}", file=sys.stderr)
+        return FAILED
+    try:
+        write_golden(args.out, arrays, index)
+    except OSError as exc:
+        fail("golden", exc, sys.stderr)
+        return USAGE
     print(f"wrote {args.out}: {index['class']}, {len(arrays)} arrays, dtype {index['dtype']}, seed {args.seed}")
-    return 0
+    return OK
 
 
 if __name__ == "__main__":

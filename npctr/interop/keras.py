@@ -31,7 +31,7 @@ from ..layers.embedding import Embedding
 from ..layers.normalization import BatchNormalization
 from ..layers.sequence import AttentionSequencePoolingLayer
 from ..models.base import Model
-from ._names import load_matched, source_path, take_prefix, to_numpy
+from ._names import ExportedWeights, check_conventions, load_matched, source_path, take_prefix, to_numpy
 
 #: Keras's default names of the layers npctr mirrors (the ones Keras numbers)
 AUTO_NAMES = {"dnn", "batch_normalization", "dice", "p_re_lu", "local_activation_unit",
@@ -347,7 +347,7 @@ def _read_v3(f, path, top_names):
 
 
 # -- public API --------------------------------------------------------------------------------
-def load_keras_weights(model, source, strict=True, prefix=None):
+def load_keras_weights(model, source, strict=True, prefix=None, check_conventions=True):
     """Load DeepCTR weights from Keras into an npctr layer or model, matching by name.
 
     Parameters
@@ -364,13 +364,58 @@ def load_keras_weights(model, source, strict=True, prefix=None):
         Take only the source's weights under this Keras layer path (e.g. a DIN's
         ``"attention_sequence_pooling_layer"`` for an npctr ``AttentionSequencePoolingLayer``).
 
+    check_conventions : bool, default True
+        DeepCTR's Keras weights go into a model built with ``conventions="tf_keras"`` (the
+        default) or ``"keras3"``: a ``conventions="torch"`` model whose numbers depend on its
+        profile (any model; a layer with a BatchNormalization or Dice) is refused with a
+        ``ValueError`` naming the profiles to use. A dict exported by ``to_keras_weights`` is
+        judged by the profile it was exported from. ``False`` loads anyway.
+
     Returns the list of npctr paths loaded. Raises ``ValueError`` listing both sides'
-    unmatched names, duplicate names or wrong shapes; nothing is written unless all is well.
+    unmatched names, duplicate names or wrong shapes, or a conventions mismatch; nothing is
+    written unless all is well.
     """
     weights = read_keras_source(source, prefix)
+    if source_path(source) is not None:
+        weights = _name_tables_by_shape(model, weights, source_path(source))
     spec = keras_spec(model)
     return load_matched(model, spec, weights, lambda names: _relative_to(model, canonical_keys(names)),
-                        strict, "keras_weights", ignored=_ignored_keys(model))
+                        strict, "keras_weights", ignored=_ignored_keys(model),
+                        before_write=(lambda: _check_keras_conventions(model, source)) if check_conventions else None)
+
+
+_CLASS_NAMED_TABLE = re.compile(r"^embedding(_\d+)?/embeddings$")
+
+
+def _name_tables_by_shape(model, weights, path):
+    """tf.keras 2's ``save_weights("x.weights.h5")`` names a model's top-level groups by class
+    (``embedding``, ``embedding_1``, ...), not by layer name: a DIN's tables lose their names. Each
+    such table is named by its shape when exactly one of the model's tables has that shape; if two
+    tables share a shape, which is which cannot be known and the file is refused."""
+    anonymous = [n for n in weights if _CLASS_NAMED_TABLE.match(n)]
+    if not anonymous or not isinstance(model, Model) or not hasattr(model, "sparse_columns"):
+        return weights
+    tables, _ = _table_layer_names(model)
+    expected = {f"{layer}/embeddings": model._lookup(f"sparse_emb_{emb}/embeddings").shape
+                for emb, layer in tables.items()}
+    expected = {n: shape for n, shape in expected.items() if n not in weights}
+    renamed = dict(weights)
+    for name in anonymous:
+        shape = np.shape(weights[name])
+        candidates = [n for n, s in expected.items() if s == shape]
+        if len(candidates) != 1 or sum(np.shape(weights[a]) == shape for a in anonymous) != 1:
+            raise ValueError(
+                f"{path!r}: a tf.keras 2 .weights.h5 file names the model's embedding layers by class "
+                f"({', '.join(sorted(anonymous))}), not by layer name, and its table {name!r} of shape {shape} "
+                f"matches {len(candidates)} of {type(model).__name__}'s tables ({candidates}) by shape, so which "
+                "table is which cannot be known. Save the weights with model.save_weights('x.h5') (HDF5, by "
+                "layer name) or model.save('x.keras'), or pass the live Keras model")
+        renamed[candidates[0]] = renamed.pop(name)
+    return renamed
+
+
+def _check_keras_conventions(model, source):
+    check_conventions(model, source, ("tf_keras", "keras3"), "DeepCTR (Keras)", "load_keras_weights")
 
 
 def map_keras_names(model, names):
@@ -397,7 +442,8 @@ def to_keras_weights(model, like=None):
     """
     spec = keras_spec(model)
     if like is None:
-        return {keras_default_name(key): model._lookup(path).copy() for path, key in spec.items()}
+        return ExportedWeights({keras_default_name(key): model._lookup(path).copy() for path, key in spec.items()},
+                               model.conventions.name)
     names = [_variable_name(v) for v in like.weights] if hasattr(like, "weights") else list(like)
     keys = _relative_to(model, canonical_keys(names))
     by_key = {key: name for name, key in keys.items()}
@@ -408,4 +454,5 @@ def to_keras_weights(model, like=None):
         raise ValueError(f"to_keras_weights: the Keras model does not match {type(model).__name__} by "
                          f"name: Keras names with no npctr weight {unknown}; npctr weights with no "
                          f"Keras name {missing}")
-    return {by_key[key]: model._lookup(path).copy() for path, key in spec.items()}
+    return ExportedWeights({by_key[key]: model._lookup(path).copy() for path, key in spec.items()},
+                           model.conventions.name)

@@ -195,7 +195,12 @@ def _pooling(g, layer, seq, valid, lengths, path):
         return y
     length = lengths if lengths is not None else g.op("ReduceSum", m, g.axes(1), keepdims=1)
     length = g.op("Reshape", length, g.const("shape_b11", [-1, 1, 1], dtype=np.int64))
-    scale = g.op("Div", g.const("one", 1.0), g.op("Add", length, g.const("mean_pool_epsilon", MEAN_POOL_EPSILON)))
+    # the divisor length + 1e-8 is formed in float32, as the frameworks do (ops.sequence.mean_pool_length)
+    float32 = g.onnx.TensorProto.FLOAT
+    length = g.op("Add", g.op("Cast", length, to=float32),
+                  g.const("mean_pool_epsilon", MEAN_POOL_EPSILON, dtype=np.float32))
+    length = g.op("Cast", length, to=g.onnx.helper.np_dtype_to_tensor_dtype(g.dtype))
+    scale = g.op("Div", g.const("one", 1.0), length)
     return g.op("Mul", y, scale, hint=path)
 
 
@@ -378,10 +383,13 @@ def check_export(model, path, n=256, seed=0):
 
 
 def main(argv=None):
-    """``python -m npctr export-onnx MODEL OUTPUT [--check N]``: exit 0 done, 1 failed, 2 usage."""
+    """``python -m npctr export-onnx MODEL OUTPUT [--check N]``: exit 0 done, 1 failed (a bad model file,
+    a failed write or check), 2 usage (a missing or special model file, an output that is the model,
+    onnx / onnxruntime not installed). Every failure is one line on stderr."""
     import argparse
     import os
     import sys
+    from .. import _files
     p = argparse.ArgumentParser(prog="python -m npctr export-onnx",
                                 description="Write a saved DIN / DNNModel as an ONNX inference graph.")
     p.add_argument("model", help="model file written by model.save")
@@ -393,9 +401,22 @@ def main(argv=None):
         args = p.parse_args(argv)
     except SystemExit as exc:
         return exc.code
-    if not os.path.isfile(args.model):
-        print(f"npctr export-onnx: model file {args.model!r} does not exist", file=sys.stderr)
-        return 2
+
+    def fail(message, status):
+        print(f"npctr export-onnx: {'error: ' if status == 1 else ''}{' '.join(str(message).split())[:1000]}",
+              file=sys.stderr)
+        return status
+
+    try:
+        _files.check_regular(args.model, "model file")
+    except FileNotFoundError:
+        return fail(f"model file {args.model!r} does not exist", 2)
+    except ValueError as exc:
+        return fail(exc, 2)
+    if args.check < 0:
+        return fail(f"--check must be >= 0, got {args.check}", 2)
+    if os.path.exists(args.output) and os.path.samefile(args.output, args.model):
+        return fail(f"the output {args.output!r} is the model file: refusing to replace it", 2)
     try:
         from ..io import load_model
         model = load_model(args.model)
@@ -408,7 +429,10 @@ def main(argv=None):
                   f"(tolerance {tol:g})", file=sys.stderr)
             if not error <= tol:
                 return 1
-    except (ImportError, ValueError, TypeError, OSError) as exc:
-        print(f"npctr export-onnx: error: {exc}", file=sys.stderr)
-        return 1
+    except ImportError as exc:            # an optional extra that is not installed
+        return fail(exc if "pip install" in str(exc) else f"{exc}: pip install 'npctr[onnx]'", 2)
+    except (ValueError, TypeError, OSError) as exc:
+        return fail(exc, 1)
+    except MemoryError:
+        return fail("out of memory", 1)
     return 0

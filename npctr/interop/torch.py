@@ -22,10 +22,10 @@ from ..layers.embedding import Embedding
 from ..layers.normalization import BatchNormalization
 from ..layers.sequence import AttentionSequencePoolingLayer
 from ..models.base import Model
-from ._names import load_matched, source_path, take_prefix, to_numpy
+from ._names import ExportedWeights, check_conventions, load_matched, source_path, take_prefix, to_numpy
 
 _BN = {"gamma": "weight", "beta": "bias", "moving_mean": "running_mean", "moving_variance": "running_var"}
-LINEAR, ALPHA, PLAIN = "linear", "alpha", "plain"
+LINEAR, ALPHA, PLAIN, PRELU = "linear", "alpha", "plain", "prelu"
 
 
 def _entries(layer):
@@ -37,7 +37,7 @@ def _entries(layer):
         yield "dice_alpha", "alpha", ALPHA
         yield from _child(layer, "bn", "bn")
     elif isinstance(layer, PReLU):
-        yield "alpha", "weight", PLAIN
+        yield "alpha", "weight", PRELU
     elif isinstance(layer, DNN):
         for i in range(len(layer.hidden_units)):
             yield f"kernel{i}", f"linears.{i}.weight", LINEAR
@@ -96,7 +96,14 @@ def torch_spec(model):
     return spec
 
 
-def _to_npctr(layout, array, target):
+def _to_npctr(layout, array, target, name=None):
+    if layout == PRELU and array.size == 1 and target.size != 1:
+        raise ValueError(
+            f"load_torch_state_dict: {name!r} has shape {array.shape}: DeepCTR-Torch's 'prelu' is one "
+            "nn.PReLU() per layer, a single alpha shared by all its units, while npctr's PReLU (as Keras's) "
+            f"has one alpha per unit {target.shape}; npctr cannot represent that layer (copying the one alpha "
+            "to every unit would predict the same but train differently), so nothing was loaded. Use another "
+            "activation, or a DeepCTR (Keras) model, whose PReLU npctr reproduces")
     if layout == LINEAR and array.ndim == 2:
         return array.T
     if layout == ALPHA and array.shape in ((target.size, 1), (target.size,)):
@@ -166,7 +173,7 @@ def _read_torch_file(path):
     return state
 
 
-def load_torch_state_dict(model, source, strict=True, prefix=None):
+def load_torch_state_dict(model, source, strict=True, prefix=None, check_conventions=True):
     """Load DeepCTR-Torch weights into an npctr layer or model, matching by name.
 
     Parameters
@@ -182,18 +189,30 @@ def load_torch_state_dict(model, source, strict=True, prefix=None):
     prefix : str, optional
         Take only the names under this module path (e.g. ``"attention"`` of a DIN for an
         npctr ``AttentionSequencePoolingLayer``).
+    check_conventions : bool, default True
+        DeepCTR-Torch's weights go into a model built with ``conventions="torch"``: a model of
+        another profile whose numbers depend on it (any model; a layer with a BatchNormalization
+        or Dice) is refused with a ``ValueError`` naming the profile to use (its predictions
+        would differ by up to ~1e-2). A dict exported by ``to_torch_state_dict`` is judged by the
+        profile it was exported from. ``False`` loads anyway.
 
     Returns the list of npctr paths loaded. ``ValueError`` (nothing written) on unmatched,
-    duplicate or wrongly shaped weights.
+    duplicate or wrongly shaped weights, or a conventions mismatch.
     """
     state = read_torch_source(source, prefix)
     spec = torch_spec(model)
     layouts = {path: layout for path, (_, layout) in spec.items()}
+    names = {path: name for path, (name, _) in spec.items()}
     ignored = {k for k in state if k.rsplit(".", 1)[-1] == "num_batches_tracked"}
     return load_matched(model, {path: name for path, (name, _) in spec.items()}, state,
                         lambda names: {n: n for n in names}, strict, "torch_state_dict",
-                        convert=lambda path, array, target: _to_npctr(layouts[path], array, target),
-                        ignored=ignored)
+                        convert=lambda path, array, target: _to_npctr(layouts[path], array, target, names[path]),
+                        ignored=ignored,
+                        before_write=(lambda: _check_torch_conventions(model, source)) if check_conventions else None)
+
+
+def _check_torch_conventions(model, source):
+    check_conventions(model, source, ("torch",), "DeepCTR-Torch", "load_torch_state_dict")
 
 
 def to_torch_state_dict(model, numpy=False):
@@ -209,10 +228,11 @@ def to_torch_state_dict(model, numpy=False):
         if name.endswith(".running_var"):
             out[name[:-len("running_var")] + "num_batches_tracked"] = np.array(0, dtype=np.int64)
     if numpy:
-        return out
+        return ExportedWeights(out, model.conventions.name)
     try:
         import torch
     except ImportError as exc:
         raise ImportError("to_torch_state_dict returns torch tensors and needs torch; pass numpy=True "
                           "for NumPy arrays") from exc
-    return {name: torch.from_numpy(np.ascontiguousarray(array)) for name, array in out.items()}
+    return ExportedWeights({name: torch.from_numpy(np.ascontiguousarray(array)) for name, array in out.items()},
+                           model.conventions.name)

@@ -9,6 +9,7 @@ import numpy as np
 
 from .base import Layer
 from .normalization import BatchNormalization
+from .. import initializers
 from .._validation import check_positive
 from ..ops.activations import (ACTIVATIONS, sigmoid, relu, softmax, prelu, prelu_backward,  # noqa: F401
                                dice_gate, dice_backward)
@@ -53,7 +54,7 @@ class PReLU(Layer):
     As in Keras, ``alpha`` has the shape of the input without its batch axis,
     with 1 on each of ``shared_axes`` (1-based, as Keras counts them). On a 2D
     input that is one alpha per feature. Backward:
-    :math:`dx = dy\,(1 \text{ if } x > 0 \text{ else } \alpha)`,
+    :math:`dx = dy\,([x > 0] + \alpha\,[x < 0])` (slope 0 at exactly 0, as TensorFlow),
     :math:`d\alpha = \sum_{\text{batch, shared}} dy \min(x, 0)`.
     """
 
@@ -79,7 +80,7 @@ class PReLU(Layer):
             if not 1 <= a <= len(shape):
                 raise ValueError(f"shared_axes entry {a} is out of range for input shape {tuple(input_shape)}")
             shape[a - 1] = 1
-        self.add_weight("alpha", np.zeros(shape))
+        self.add_weight("alpha", initializers.zeros(None, tuple(shape)))
         self._input_tail = tuple(input_shape[1:])
         super().build(input_shape)
 
@@ -160,7 +161,7 @@ class Dice(Layer):
             raise ValueError(f"axis {self.axis} is out of range for input shape {tuple(input_shape)} "
                              f"(expected an axis in [{-rank}, {rank - 1}])")
         conv = self.conventions
-        self.add_weight("dice_alpha", np.zeros(input_shape[self.axis]))
+        self.add_weight("dice_alpha", initializers.zeros(None, (input_shape[self.axis],)))
         # DeepCTR: center/scale off, Dice only needs the normalised input for its gate;
         # DeepCTR-Torch: an affine BatchNorm1d (learnable gamma/beta)
         bn = _DiceBatchNormalization(axis=self.axis, epsilon=self.epsilon, center=conv.dice_bn_affine,

@@ -19,7 +19,7 @@ import re
 import numpy as np
 
 from .. import initializers
-from .._validation import resolve_dtype, check_seed, float_array, check_rank
+from .._validation import resolve_dtype, check_seed, float_array, check_rank, as_array
 from .. import conventions as conventions_mod
 from .weights import WeightList, positional_names
 
@@ -72,7 +72,7 @@ class Layer:
             self.dtype = np.dtype(np.float64)
         weight_dtype = self.dtype
         if initializers.placeholders_active():    # load_model: the stored array replaces it
-            value = grad = initializers.placeholder(np.shape(value), weight_dtype)
+            value = grad = initializers.placeholder_weight(np.shape(value), weight_dtype)
         else:
             value = np.array(value, dtype=weight_dtype)
             grad = np.zeros(value.shape, value.dtype)
@@ -199,7 +199,7 @@ class Layer:
     def _take_cache(self, grad_output):
         """Return the cache of the last forward and check ``grad_output`` against it."""
         cache = self._require_cache()
-        grad_output = np.asarray(grad_output)
+        grad_output = as_array(grad_output, "grad_output")
         if grad_output.shape != self._output_shape:
             raise ValueError(
                 f"grad_output of {self.name}.backward must have the output's shape "
@@ -315,7 +315,7 @@ class Layer:
             raise TypeError(f"set_weights: weights must be a list or a dict, got {type(weights).__name__}")
         for name, value in pairs:
             target = self._lookup(name)
-            value = np.asarray(value)
+            value = as_array(value, f"set_weights: weight {name!r}")
             if value.shape != target.shape:
                 raise ValueError(f"set_weights: weight {name!r} must have shape {target.shape}, "
                                  f"got {value.shape}")

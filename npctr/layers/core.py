@@ -88,7 +88,7 @@ class DNN(Layer):
             self.add_weight(f"kernel{i}", initializers.glorot_normal(rng, (sizes[i], sizes[i + 1])),
                             l2_reg=self.l2_reg if self.conventions.l2_on_dnn else 0.0)
         for i in range(n):
-            self.add_weight(f"bias{i}", np.zeros(sizes[i + 1]))
+            self.add_weight(f"bias{i}", initializers.zeros(None, (sizes[i + 1],)))
         if self.use_bn:
             for i in range(n):
                 self.add_layer(f"bn{i}", BatchNormalization(dtype=self.dtype, name=f"bn{i}"))
@@ -265,7 +265,7 @@ class LocalActivationUnit(Layer):
         size = self.hidden_units[-1] if self.hidden_units else 4 * keys_shape[-1]
         rng = make_rng(self.seed)
         self.add_weight("kernel", initializers.glorot_normal(rng, (size, 1)))
-        self.add_weight("bias", np.zeros(1))
+        self.add_weight("bias", initializers.zeros(None, (1,)))
         self._layers["dnn"]._build_for(self.dtype, tuple(keys_shape[:-1]) + (4 * keys_shape[-1],))
         self._embedding_size = keys_shape[-1]
         super().build(input_shape)
@@ -389,7 +389,7 @@ class PredictionLayer(Layer):
     def build(self, input_shape):
         if self.use_bias:
             n = input_shape[-1] if self.task == "multiclass" else 1
-            self.add_weight("global_bias", np.zeros(n))
+            self.add_weight("global_bias", initializers.zeros(None, (n,)))
         super().build(input_shape)
 
     def forward(self, inputs, training=False, backprop=None):

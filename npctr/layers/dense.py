@@ -82,7 +82,7 @@ class Dense(Layer):
         self.add_weight("kernel", self._init(rng, (input_shape[-1], self.units), dtype=self.dtype),
                         l2_reg=self.l2_reg)
         if self.use_bias:
-            self.add_weight("bias", np.zeros(self.units))
+            self.add_weight("bias", initializers.zeros(None, (self.units,)))
         super().build(input_shape)
 
     def forward(self, inputs, training=False, backprop=None):

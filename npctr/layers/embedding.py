@@ -70,14 +70,16 @@ class Embedding(Layer):
         super().build(input_shape)
 
     def check_ids(self, ids, name):
-        """``ids`` as an integer array, every id in ``[0, input_dim)``; else a ValueError naming ``name``."""
+        """``ids`` as an integer array, every id in ``[0, input_dim)``; else a ValueError naming
+        ``name``, the first bad id and its row (first axis)."""
         ids = int_array(ids, name)
         # one reduction: viewed as unsigned, a negative id is larger than any vocabulary
         unsigned = ids.view(_UNSIGNED[ids.dtype]) if ids.dtype.kind == "i" else ids
         if ids.size and np.maximum.reduce(unsigned, axis=None) >= self.input_dim:
-            bad = ids[(ids < 0) | (ids >= self.input_dim)].reshape(-1)[0]
+            at = int(np.argmax(((ids < 0) | (ids >= self.input_dim)).reshape(-1)))
+            where = f" at row {np.unravel_index(at, ids.shape)[0]}" if ids.ndim else ""
             raise ValueError(f"{name} must lie in [0, {self.input_dim}) (vocabulary_size of {self.name}), "
-                             f"got id {bad}")
+                             f"got id {ids.reshape(-1)[at]}{where}")
         return ids
 
     def lookup(self, ids_list, training=False, backprop=None, names=None):

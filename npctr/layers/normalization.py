@@ -1,28 +1,16 @@
-r"""Batch normalization with tf.keras semantics.
+r"""Batch normalization with tf.keras semantics: the ``BatchNormalization`` layer.
 
-Statistics are taken over every axis but ``axis`` (the feature axis). With the
-reduction set :math:`R` and :math:`m = |R|` elements per feature:
-
-.. math::
-    \mu = \tfrac1m \sum_R x, \quad \sigma^2 = \tfrac1m \sum_R (x - \mu)^2, \quad
-    \hat x = (x - \mu) / \sqrt{\sigma^2 + \epsilon}, \quad y = \gamma \hat x + \beta
-
-Backward (batch statistics), with :math:`g = \partial L / \partial \hat x = \gamma\, dy`:
-
-.. math::
-    dx = \frac{1}{\sqrt{\sigma^2+\epsilon}}\Big(g - \overline{g} - \hat x\,\overline{g\hat x}\Big),
-    \quad d\gamma = \sum_R dy\,\hat x, \quad d\beta = \sum_R dy
-
-where the bar is the mean over :math:`R`. With moving statistics (inference)
-:math:`\mu, \sigma^2` are constants and :math:`dx = g / \sqrt{\sigma^2+\epsilon}`.
-The equations are :mod:`npctr.ops.batch_norm`; the derivation is in
-``docs/batch_normalization.md``.
+Statistics are taken over every axis but ``axis`` (the feature axis); training mode normalises
+with the batch statistics and updates the moving ones as the conventions profile says,
+inference mode uses the moving statistics. The forward and backward equations, with shapes,
+are :mod:`npctr.ops.batch_norm`; the derivation is in ``docs/batch_normalization.md``.
 """
 import numbers
 
 import numpy as np
 
 from .base import Layer
+from .. import initializers
 from .._validation import check_positive
 from ..ops.batch_norm import (batch_moments, batch_norm_forward, batch_norm_backward, unbiased_variance,
                               update_moving_)
@@ -54,7 +42,7 @@ class BatchNormalization(Layer):
     Training mode normalises with the batch mean and the biased batch variance and
     updates the moving statistics with the decay :math:`d = 1 - \\text{momentum}` as the
     profile says (``bn_moving_update``; tf.keras 2 rounds :math:`d` to float32; torch feeds
-    the unbiased batch variance :math:`\\tfrac{m}{m-1}\\sigma^2` to the moving variance);
+    the unbiased batch variance :math:`\\tfrac{N}{N-1}\\sigma^2` to the moving variance);
     inference mode uses the moving statistics. ``docs/batch_normalization.md``.
     """
 
@@ -110,11 +98,11 @@ class BatchNormalization(Layer):
         self._ndim = ndim
         c = input_shape[self._feature_axis]
         if self.scale:
-            self.add_weight("gamma", np.ones(c))
+            self.add_weight("gamma", initializers.ones(None, (c,)))
         if self.center:
-            self.add_weight("beta", np.zeros(c))
-        self.add_weight("moving_mean", np.zeros(c), trainable=False)
-        self.add_weight("moving_variance", np.ones(c), trainable=False)
+            self.add_weight("beta", initializers.zeros(None, (c,)))
+        self.add_weight("moving_mean", initializers.zeros(None, (c,)), trainable=False)
+        self.add_weight("moving_variance", initializers.ones(None, (c,)), trainable=False)
         super().build(input_shape)
 
     @property
@@ -145,8 +133,12 @@ class BatchNormalization(Layer):
         beta = self._broadcast(self._params.get("beta"), x.ndim)
         centred = None
         if training:
-            mean, variance, centred = batch_moments(x, axes, counts)
             count = x.size // x.shape[self._feature_axis] if counts is None else int(counts.sum())
+            if count == 0:          # the batch mean of nothing is NaN, and would poison the moving statistics
+                raise ValueError(f"{self.name}: training needs at least one value per feature for the batch "
+                                 f"statistics, got inputs of shape {x.shape}; the moving statistics are left "
+                                 "as they were")
+            mean, variance, centred = batch_moments(x, axes, counts)
             self._update_moving(mean.reshape(-1), variance.reshape(-1), count)
         else:                                   # moving statistics: the counts play no part
             counts = None

@@ -166,6 +166,20 @@ class AttentionSequencePoolingLayer(Layer):
                                                         dropout_rate=0, use_bn=False, seed=1024,
                                                         split=split, name="local_att"))
 
+    def build(self, input_shape):
+        """Build the LocalActivationUnit too, so that every weight exists after ``build``
+        (``set_weights`` or an import by name before any call). ``input_shape`` is
+        ``[query_shape, keys_shape(, keys_length_shape)]``; None (the dtype fixed at the first
+        call) leaves the unit to build on that call."""
+        if input_shape is not None:
+            if not isinstance(input_shape, (list, tuple)) or len(input_shape) not in (2, 3) or not all(
+                    isinstance(shape, (list, tuple)) and len(shape) == 3 for shape in input_shape[:2]):
+                raise ValueError("input_shape must be [query_shape, keys_shape] or [query_shape, keys_shape, "
+                                 f"keys_length_shape], got {input_shape!r}")
+            query_shape, keys_shape = input_shape[0], input_shape[1]
+            self._layers["local_att"]._build_for(self.dtype, [tuple(query_shape), tuple(keys_shape)])
+        super().build(input_shape)
+
     def _split_inputs(self, inputs, mask):
         if self.supports_masking:
             check_list(inputs, "inputs", 2)

@@ -26,7 +26,7 @@ import numpy as np
 
 from ..layers.base import Layer
 from ..registry import MODEL_REGISTRY, register_model  # noqa: F401  (npctr.models re-exports them)
-from .._validation import check_finite_rows, as_feature_dict
+from .._validation import check_finite_rows, as_feature_dict, as_array
 from ..training import arguments
 from ..training.trainer import Trainer, NonFiniteLossError  # noqa: F401
 
@@ -68,6 +68,17 @@ class Model(Trainer, Layer):
     def build(self, input_shape=None):
         super().build(input_shape)
 
+    def auxiliary_loss(self):
+        """The model's own loss terms of its last forward, weighted as the objective counts them
+        (Keras's ``add_loss`` terms other than regularization, e.g. DIEN's ``alpha`` x auxiliary
+        loss); 0.0 for a model without any. The trainer adds it to the data loss and the
+        regularization."""
+        return 0.0
+
+    def add_auxiliary_grads(self):
+        """Add the gradients of ``auxiliary_loss()`` to ``grads`` (after ``backward``; as
+        ``add_regularization_grads`` does for the L2 terms). Nothing for a model without any."""
+
     # -- input checks ---------------------------------------------------------------------
     def _check_x(self, x, name="x", check_finite=True):
         """Dict of arrays holding exactly ``feature_names``, all of one length. Returns (dict, n).
@@ -84,7 +95,7 @@ class Model(Trainer, Layer):
                              f"unexpected: {extra}")
         arrays = {}
         for n in names:
-            a = np.asarray(x[n])
+            a = as_array(x[n], f"{name}[{n!r}]")
             if a.ndim == 0:
                 raise ValueError(f"{name}[{n!r}] must be an array with one row per sample, got a scalar")
             if a.dtype.kind not in "biuf":
@@ -133,7 +144,8 @@ class Model(Trainer, Layer):
         return out
 
     def _check_predictions(self, pred):
-        """Predictions from finite inputs must be finite: NaN/inf means an activation overflowed."""
+        """Predictions from finite inputs must be finite: NaN/inf means non-finite weights or
+        moving statistics, or activations that overflowed."""
         # one value (a one-row request) in Python floats, else one reduction: a NaN or inf anywhere
         # makes the sum one
         if pred.size == 1:
@@ -147,11 +159,18 @@ class Model(Trainer, Layer):
         if finite.all():                # the sum overflowed
             return pred
         rows = np.flatnonzero(~finite.reshape(pred.shape[0], -1).all(axis=1))
+        head = (f"the model's predictions are NaN or infinite for {rows.size} of {pred.shape[0]} rows "
+                f"(first: row {rows[0]}) although the inputs are finite")
+        weights = {**self.params, **self.state}
+        bad = [k for k, v in weights.items() if np.issubdtype(v.dtype, np.floating) and not np.isfinite(v).all()]
+        if bad:            # the real cause, whatever the dtype: no overflow advice
+            raise FloatingPointError(f"{head}: the weights or moving statistics hold NaN or infinite values "
+                                     f"({bad[:5]}{' ...' if len(bad) > 5 else ''}); load or train the model again")
+        advice = ("use dtype='float64' or check the weights" if pred.dtype != np.float64
+                  else "check the weights and the scale of the inputs")
         raise FloatingPointError(
-            f"the model's predictions are NaN or infinite for {rows.size} of {pred.shape[0]} rows "
-            f"(first: row {rows[0]}) although the inputs are finite: its activations overflowed "
-            f"{pred.dtype} (largest finite value {np.finfo(pred.dtype).max:.3g}); use dtype='float64' "
-            "or check the weights")
+            f"{head}: its activations overflowed {pred.dtype} (largest finite value "
+            f"{np.finfo(pred.dtype).max:.3g}); {advice}")
 
     def inference(self, **options):
         """The object a server holds to score requests; ``None`` if this model has no fast

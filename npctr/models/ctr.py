@@ -119,8 +119,8 @@ class FeatureModel(Model):
         if check_ids:
             for emb_name, names in self.table_features.items():
                 table = self.get_layer(f"sparse_emb_{emb_name}")
-                for n in names:
-                    table.check_ids(f[n], n)
+                for n in names:          # ids of validation data are named as such
+                    table.check_ids(f[n], n if name == "x" else f"{name}[{n!r}]")
         return batch, f
 
     def _check_x(self, x, name="x", check_finite=True):

@@ -5,7 +5,7 @@ import numpy as np
 
 from ..feature_column import SparseFeat, VarLenSparseFeat, DenseFeat, build_input_features
 from ..ops.sequence import sequence_mask
-from .._validation import check_finite_rows, as_feature_dict
+from .._validation import check_finite_rows, as_feature_dict, as_array
 
 
 class FeatureInputs:
@@ -44,15 +44,17 @@ class FeatureInputs:
 
     def _check_history(self, history_feature_list, varlen):
         sparse_names = [fc.name for fc in self.sparse]
+        known_sparse, varlen_names = set(sparse_names), {fc.name for fc in varlen}   # sets: linear in a long config
         for n in history_feature_list:
-            if n not in sparse_names:
+            if n not in known_sparse:
                 raise ValueError(f"history_feature_list names {n!r}, which is not a SparseFeat of "
-                                 f"dnn_feature_columns (SparseFeat names: {sparse_names})")
-            if "hist_" + n not in [fc.name for fc in varlen]:
+                                 f"dnn_feature_columns (SparseFeat names: {_first(sparse_names)})")
+            if "hist_" + n not in varlen_names:
                 raise ValueError(f"history_feature_list names {n!r} but dnn_feature_columns has no "
                                  f"VarLenSparseFeat named {'hist_' + n!r}")
         # DeepCTR takes query and keys in feature-column order: they must line up field by field
-        self.query = [fc for fc in self.sparse if fc.name in history_feature_list]
+        history_names = set(history_feature_list)
+        self.query = [fc for fc in self.sparse if fc.name in history_names]
         query_order = [fc.name for fc in self.query]
         keys_order = [fc.name[len("hist_"):] for fc in self.history]
         if query_order != keys_order:
@@ -95,7 +97,7 @@ class FeatureInputs:
         if missing or extra:
             raise ValueError(f"{name} must hold exactly the features {self.names}; "
                              f"missing {missing}, unexpected {extra}")
-        arrays = {n: np.asarray(x[n]) for n in self.names}
+        arrays = {n: as_array(x[n], f"{name}[{n!r}]") for n in self.names}
         sizes = {n: (a.shape[0] if a.ndim else None) for n, a in arrays.items()}
         batch = sizes[self.names[0]]
         if batch is None or any(s != batch for s in sizes.values()):
@@ -163,6 +165,11 @@ class FeatureInputs:
             else:
                 out[n] = np.full((1, 1), 1 if isinstance(fc, VarLenSparseFeat) else 0, dtype=np.int64)
         return out
+
+
+def _first(names, limit=20):
+    """At most ``limit`` names for a message."""
+    return names if len(names) <= limit else names[:limit] + [f"... and {len(names) - limit} more"]
 
 
 def dense_values(fc, values):

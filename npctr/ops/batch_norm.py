@@ -2,10 +2,10 @@ r"""Batch normalization: training (batch statistics), inference (moving statisti
 and the folding of its inference form into an affine map.
 
 Statistics are taken over the reduction axes :math:`R` (every axis but the feature axis), with
-:math:`m = |R|` elements per feature:
+:math:`N = |R|` elements per feature:
 
 .. math::
-    \mu = \tfrac1m \sum_R x, \quad \sigma^2 = \tfrac1m \sum_R (x - \mu)^2, \quad
+    \mu = \tfrac1N \sum_R x, \quad \sigma^2 = \tfrac1N \sum_R (x - \mu)^2, \quad
     \hat x = (x - \mu) / \sqrt{\sigma^2 + \epsilon}, \quad y = \gamma \hat x + \beta
 
 Backward (batch statistics), with :math:`g = \partial L / \partial \hat x = \gamma\, dy`:
@@ -45,7 +45,7 @@ def batch_moments(x, axes, counts=None):
 
     ``counts`` (broadcastable to ``x``, 1 on the feature axis): each row of ``x`` stands
     for ``counts`` identical rows of the batch (``docs/local_activation_unit.md``, shared
-    padding), so the moments are the count-weighted ones, ``m = sum(counts)``.
+    padding), so the moments are the count-weighted ones, :math:`N` = ``sum(counts)``.
     """
     if counts is None:
         mean = x.mean(axis=axes, keepdims=True)
@@ -122,7 +122,7 @@ def batch_norm_backward(dy, cache, with_beta=True):
 
 # -- moving statistics ---------------------------------------------------------------------------
 def unbiased_variance(variance, count):
-    r""":math:`\tfrac{m}{m-1}\sigma^2` from the biased variance of ``count`` values (torch's moving variance)."""
+    r""":math:`\tfrac{N}{N-1}\sigma^2` from the biased variance of ``count`` = :math:`N` values (torch's moving variance)."""
     return variance * (count / (count - 1.0))
 
 

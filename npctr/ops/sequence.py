@@ -4,7 +4,7 @@ With the mask :math:`m_t \in \{0, 1\}` of the valid positions and the length :ma
 
 .. math::
     \mathrm{sum}: y = \sum_t m_t x_t, \quad
-    \mathrm{mean}: y = \frac{\sum_t m_t x_t}{\ell + 10^{-8}}, \quad
+    \mathrm{mean}: y = \frac{\sum_t m_t x_t}{\mathrm{fl}_{32}(\ell + 10^{-8})}, \quad
     \mathrm{max}: y = \max_t \big(x_t - (1 - m_t)\,10^9\big)
 
 Backward: sum :math:`dx_t = m_t\,dy`; mean :math:`dx_t = m_t\,dy / (\ell + 10^{-8})`; max: ``dy``
@@ -17,8 +17,17 @@ import numpy as np
 
 #: DeepCTR's max pooling: a padded position is pushed down by this much before the max
 MAX_POOL_PAD = 1e9
-#: DeepCTR's mean pooling: the length is ``length + MEAN_POOL_EPSILON`` (a length-0 row gives 0)
+#: DeepCTR's mean pooling: the length is ``length + MEAN_POOL_EPSILON`` (a length-0 row gives 0),
+#: formed in float32 whatever the model's dtype (see :func:`mean_pool_length`)
 MEAN_POOL_EPSILON = 1e-8
+
+
+def mean_pool_length(length, dtype):
+    """The mean's divisor ``length + 1e-8`` as both frameworks form it: in float32 (DeepCTR
+    ``tf.cast(length, tf.float32) + eps``, DeepCTR-Torch ``length.type(torch.float32) + eps``, with
+    a float32 ``eps``), also in a float64 model, so it is exactly the length for every length
+    >= 1 and float32(1e-8) for an empty row; returned in ``dtype``."""
+    return (np.asarray(length).astype(np.float32) + np.float32(MEAN_POOL_EPSILON)).astype(dtype)
 
 
 def sequence_mask(lengths, maxlen):
@@ -28,7 +37,7 @@ def sequence_mask(lengths, maxlen):
 
 class PoolingCache(NamedTuple):
     mask: np.ndarray          # (B, T, 1) float, 1 at valid positions
-    scale: object             # (B, 1, 1) 1 / (length + 1e-8) for mean, else None
+    scale: object             # (B, 1, 1) 1 / float32(length + 1e-8) for mean, else None
     max_weights: object       # (B, T, E) share of the max's gradient for mode 'max', else None
 
 
@@ -50,7 +59,7 @@ def sequence_pool(x, valid, length, mode, keep_cache=False):
     else:
         y = np.sum(x * m, axis=1, keepdims=True)
         if mode == "mean":
-            scale = (1.0 / (length.astype(dtype) + dtype.type(MEAN_POOL_EPSILON)))[:, :, None]
+            scale = (1.0 / mean_pool_length(length, dtype))[:, :, None]
             y = y * scale
     return y, (PoolingCache(m, scale, max_weights) if keep_cache else None)
 

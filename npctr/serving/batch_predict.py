@@ -9,11 +9,19 @@ as they come, one ``score`` per input row in input order, to ``.csv``, ``.parque
 the chunk, not the file. The output appears only when every row was scored (written to a
 temporary file, renamed at the end).
 
+The output is never the input or the model file (also through links: refused before anything
+is read), and it is written as model files are (``npctr._files``): to a temp file next to it,
+``.<name>.<pid>.<random>.tmp``, renamed over it when complete; a new file gets ``0o666`` minus the
+umask, a replaced one keeps its mode, and a later run to the same output deletes the temp file a
+killed run left behind.
+
 A progress bar goes to stderr when it is a terminal (``--no-progress`` / ``--quiet`` turn it
-off). Exit status: 0 done; 1 the data or the model file is bad (the message names the row,
-0-based from the first data row, and the column); 2 the command line is wrong (an option, a
-file or output directory that does not exist, an unknown extension); 130 interrupted (Ctrl-C;
-no output is left behind). Parquet needs pyarrow (``npctr[parquet]``).
+off). Every failure is one line on stderr. Exit status: 0 done; 1 the data or the model file is
+bad (the message names the row, 0-based from the first data row, and the column), or writing
+failed (the message names the file); 2 the command line is wrong (an option, a file or output
+directory that does not exist or is not a regular file, an output that is the input, an unknown
+extension, a missing optional dependency); 130 interrupted (Ctrl-C; no output is left behind).
+Parquet needs pyarrow (``npctr[parquet]``).
 """
 import argparse
 import csv
@@ -28,10 +36,14 @@ from itertools import islice
 
 import numpy as np
 
-from .tabular import FeatureDecoder, TableError, ragged_from_arrow
+from .. import _files
+from .._npz import read_npy_header
+from .tabular import FeatureDecoder, TableError, ragged_from_arrow, check_columns
 
 FORMATS = (".npz", ".csv", ".parquet")
 SCORE = "score"
+#: temp files of an output being written end so: ``.<name>.<pid>.<random>.tmp``
+TEMP_SUFFIX = ".tmp"
 
 
 class UsageError(Exception):
@@ -64,6 +76,7 @@ class NpzReader:
     """Streams each wanted ``.npy`` member of the archive, ``rows`` rows at a time (no pickles)."""
 
     def __init__(self, path):
+        _files.check_regular(path, "input file")          # a FIFO would block zipfile forever
         try:
             self._zip = zipfile.ZipFile(path)
         except zipfile.BadZipFile as exc:
@@ -72,9 +85,19 @@ class NpzReader:
         for info in self._zip.infolist():
             if not info.filename.endswith(".npy"):
                 continue
+            if info.filename[:-4] in self._members:
+                self._zip.close()
+                raise TableError(f"{os.fspath(path)!r}: the archive lists array {info.filename[:-4]!r} twice",
+                                 column=info.filename[:-4])
             try:
+                self._check_sizes(info)
                 with self._zip.open(info) as f:
-                    shape, fortran, dtype = self._header(f, info.filename)
+                    shape, fortran, dtype, header_size = self._header(f, info.filename)
+                nbytes = dtype.itemsize * int(np.prod(shape, dtype=object))
+                if header_size + nbytes != info.file_size:
+                    raise TableError(f"array {info.filename[:-4]!r}: its header announces shape {shape} of {dtype} "
+                                     f"= {nbytes} bytes, the member holds {info.file_size - header_size}",
+                                     column=info.filename[:-4])
             except TableError:
                 self._zip.close()
                 raise
@@ -93,15 +116,31 @@ class NpzReader:
         self.n_rows = self.n_rows or 0
 
     @staticmethod
+    def _check_sizes(info):
+        """Stored or deflated members only, whose sizes deflate could have produced (at most ~1032:1):
+        what a member inflates to is then bounded by the file's own size."""
+        name = info.filename[:-4]
+        if info.compress_type == zipfile.ZIP_STORED:
+            ok = info.compress_size == info.file_size
+        elif info.compress_type == zipfile.ZIP_DEFLATED:
+            ok = info.file_size <= 1032 * info.compress_size + 1024
+        else:
+            raise TableError(f"array {name!r} is compressed with zip method {info.compress_type}; write the "
+                             "archive with np.savez or np.savez_compressed", column=name)
+        if not ok:
+            raise TableError(f"array {name!r}: the archive's directory gives sizes ({info.compress_size} bytes "
+                             f"stored, {info.file_size} unpacked) that no stored or deflated member has: the "
+                             "archive is damaged or forged", column=name)
+
+    @staticmethod
     def _header(f, name):
-        fmt = np.lib.format
-        version = fmt.read_magic(f)
-        shape, fortran, dtype = (fmt.read_array_header_1_0(f) if version == (1, 0)
-                                 else fmt.read_array_header_2_0(f))
+        def error(message):
+            return TableError(f"array {name[:-4]!r}: {message}", column=name[:-4])
+        shape, fortran, dtype, raw = read_npy_header(f.read, error)     # the header's length bounded first
         if dtype.hasobject:
             raise TableError(f"array {name[:-4]!r} holds Python objects (pickled); refusing to load it: "
                              "store numbers (a history as a 2-D array)", column=name[:-4])
-        return shape, fortran, dtype
+        return shape, fortran, dtype, len(raw)
 
     def chunks(self, wanted, rows):
         try:
@@ -120,7 +159,10 @@ class NpzReader:
                 self._header(f, info.filename)
                 if fortran and len(shape) > 1:
                     # column-major on disk: rows are not contiguous; read this member whole
-                    files[name] = np.asfortranarray(np.frombuffer(f.read(), dtype=dtype).reshape(
+                    data = f.read(dtype.itemsize * int(np.prod(shape, dtype=object)))   # the checked size
+                    if len(data) != dtype.itemsize * int(np.prod(shape, dtype=object)):
+                        raise TableError(f"array {name!r} is truncated", column=name)
+                    files[name] = np.asfortranarray(np.frombuffer(data, dtype=dtype).reshape(
                         shape[::-1]).T)
                     f.close()
                 else:
@@ -156,25 +198,36 @@ class CsvReader:
     """The stdlib CSV reader, ``rows`` rows at a time; the first line names the columns."""
 
     def __init__(self, path):
-        self._raw = open(path, "rb")
-        self._size = os.fstat(self._raw.fileno()).st_size
-        self._text = io.TextIOWrapper(self._raw, encoding="utf-8", newline="")
+        self.path = os.fspath(path)
+        self._raw, self._size = _files.open_regular(path, "input file")
+        # utf-8-sig: Excel's "CSV UTF-8" starts with a byte order mark, which is not part of a name
+        self._text = io.TextIOWrapper(self._raw, encoding="utf-8-sig", newline="")
         self._rows = csv.reader(self._text)
         try:
-            self.columns = next(self._rows)
-        except StopIteration:
-            raise TableError(f"{os.fspath(path)!r} is empty: expected a header line naming the columns") from None
+            self.columns = self._next_rows(1)[0]
+        except IndexError:
+            self.close()
+            raise TableError(f"{self.path!r} is empty: expected a header line naming the columns") from None
+        except TableError:
+            self.close()
+            raise
         self.n_rows = None
+
+    def _next_rows(self, n):
+        """The next ``n`` records (fewer at the end); bad CSV or bad UTF-8 is a TableError saying where."""
+        try:
+            return list(islice(self._rows, n))
+        except csv.Error as exc:
+            raise TableError(f"line {self._rows.line_num}: not valid CSV: {exc}") from exc
+        except UnicodeDecodeError as exc:
+            raise _not_utf8(self.path, getattr(self, "columns", None)) from exc
 
     def chunks(self, wanted, rows):
         index = {c: self.columns.index(c) for c in wanted}
         width = len(self.columns)
         row0 = 0
         while True:
-            try:
-                block = list(islice(self._rows, rows))
-            except csv.Error as exc:
-                raise TableError(f"line {self._rows.line_num}: not valid CSV: {exc}") from exc
+            block = self._next_rows(rows)
             if not block:
                 return
             for i, r in enumerate(block):
@@ -197,6 +250,7 @@ class ParquetReader:
 
     def __init__(self, path):
         pq = _pyarrow("reading parquet")
+        _files.check_regular(path, "input file")
         try:
             self._file = pq.ParquetFile(path)
         except Exception as exc:        # pyarrow raises ArrowInvalid, OSError, ...
@@ -217,34 +271,63 @@ class ParquetReader:
         self._file.close()
 
 
+def _not_utf8(path, columns=None):
+    """A TableError naming the line, column and byte of the first byte sequence in ``path`` that
+    is not UTF-8 (found by re-reading the file line by line: only on this error)."""
+    with open(path, "rb") as f:
+        for number, line in enumerate(f, start=1):
+            try:
+                text = line.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError as exc:
+                fields = next(csv.reader([line[:exc.start].decode("utf-8", "replace")]), None) or [""]
+                column = columns[len(fields) - 1] if columns and len(fields) <= len(columns) else None
+                where = f"line {number}" + (f", column {column!r}" if column is not None else "")
+                return TableError(f"{path!r}, {where}: byte 0x{line[exc.start]:02x} is not UTF-8 (a Latin-1 or "
+                                  "Windows-1252 file?): save the file as UTF-8 (Excel: 'CSV UTF-8')",
+                                  column=column)
+            if number == 1 and columns is None:
+                columns = next(csv.reader([text]), None)
+    return TableError(f"{path!r} is not valid UTF-8: save the file as UTF-8 (Excel: 'CSV UTF-8')")
+
+
 READERS = {".npz": NpzReader, ".csv": CsvReader, ".parquet": ParquetReader}
 
 
 # -- writers: ``write(scores)``, then ``commit()`` (rename into place) or ``abort()`` ---------------
 class _Writer:
+    """A temp file next to the output (``npctr._files.create_temp``: the umask's mode, or the
+    replaced file's), renamed over it by ``commit``; ``abort`` deletes it."""
+
     def __init__(self, path):
         self.path = os.fspath(path)
-        directory = os.path.dirname(os.path.abspath(self.path))
-        fd, self._tmp = tempfile.mkstemp(prefix="." + os.path.basename(self.path) + ".", suffix=".tmp",
-                                         dir=directory)
-        os.close(fd)
+        self._fd, self._tmp = _files.create_temp(self.path, TEMP_SUFFIX)
 
     def commit(self):
         self._close()
-        os.replace(self._tmp, self.path)
+        fd = os.open(self._tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        _files.replace(self._tmp, self.path)
 
     def abort(self):
         try:
             self._close()
         finally:
-            if os.path.exists(self._tmp):
-                os.unlink(self._tmp)
+            _files.unlink_quietly(self._tmp)
+
+    def _release_fd(self):
+        """For writers that open the temp file by path."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 class CsvWriter(_Writer):
     def __init__(self, path, dtype):
         super().__init__(path)
-        self._f = open(self._tmp, "w", newline="")
+        self._f, self._fd = os.fdopen(self._fd, "w", newline=""), None
         self._f.write(SCORE + "\n")
         self._fmt = "%.9g" if dtype == np.float32 else "%.17g"     # round-trips exactly
 
@@ -260,6 +343,7 @@ class ParquetWriter(_Writer):
         pq = _pyarrow("writing parquet")          # before the temporary file exists
         import pyarrow as pa
         super().__init__(path)
+        self._release_fd()
         self._pa = pa
         self._schema = pa.schema([(SCORE, pa.from_numpy_dtype(dtype))])
         self._w = pq.ParquetWriter(self._tmp, self._schema)
@@ -277,6 +361,7 @@ class NpzWriter(_Writer):
 
     def __init__(self, path, dtype):
         super().__init__(path)
+        self._release_fd()
         self._dtype = np.dtype(dtype)
         self._raw = tempfile.TemporaryFile(dir=os.path.dirname(os.path.abspath(self.path)))
         self._n = 0
@@ -305,8 +390,7 @@ class NpzWriter(_Writer):
         if self._raw is not None:
             self._raw.close()
             self._raw = None
-        if os.path.exists(self._tmp):
-            os.unlink(self._tmp)
+        _files.unlink_quietly(self._tmp)
 
 
 WRITERS = {".npz": NpzWriter, ".csv": CsvWriter, ".parquet": ParquetWriter}
@@ -346,26 +430,48 @@ def score_file(model, input_path, output_path, batch_size=4096, progress=None):
     reader = READERS[file_format(input_path, "input")](input_path)
     writer = None
     try:
+        check_columns(reader.columns, f"{os.fspath(input_path)!r}")
         decoder = FeatureDecoder(model, reader.columns)
-        writer = WRITERS[file_format(output_path, "output")](output_path, model.dtype or np.float64)
+        with _naming(output_path):
+            writer = WRITERS[file_format(output_path, "output")](output_path, model.dtype or np.float64)
         rows = 0
         for row0, table in reader.chunks(decoder.columns, batch_size):
             x = decoder.decode(table, row0)
             n = len(next(iter(x.values())))
             if n:
-                writer.write(model.predict(x, batch_size=batch_size).reshape(-1))
+                scores = model.predict(x, batch_size=batch_size).reshape(-1)
+                with _naming(output_path):
+                    writer.write(scores)
             rows += n
             if progress is not None:
                 progress.update(rows, *reader.position(rows))
         if progress is not None:
             progress.update(rows, *reader.position(rows), final=True)
-        writer.commit()
+        with _naming(output_path):
+            writer.commit()
         writer = None
         return rows
     finally:
         if writer is not None:
             writer.abort()
         reader.close()
+
+
+class _naming:
+    """An OSError without a file name raised inside (a full disk) names ``path``."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if isinstance(exc, OSError):
+            named = _files.with_path(exc, self.path)
+            if named is not exc:
+                raise named from exc
+        return False
 
 
 def parser():
@@ -380,6 +486,42 @@ def parser():
     return p
 
 
+def _same_file(a, b):
+    """Whether paths ``a`` and ``b`` are one file (links, hard links, ``..`` included)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return os.path.realpath(a) == os.path.realpath(b)
+
+
+def check_paths(model, input, output):
+    """The command line's files, before anything is read: a UsageError (exit 2) for a missing or
+    special model or input file, an output that is the input or the model, or whose directory
+    does not exist, or that exists and is not a regular file."""
+    for path, what in ((model, "model"), (input, "input")):
+        try:
+            _files.check_regular(path, f"{what} file")
+        except FileNotFoundError:
+            raise UsageError(f"{what} file {path!r} does not exist") from None
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+    file_format(input, "input")
+    file_format(output, "output")
+    for path, what in ((input, "input"), (model, "model")):
+        if _same_file(output, path):
+            raise UsageError(f"the output {output!r} is the {what} file {path!r}: refusing to replace it with scores")
+    if os.path.lexists(output):
+        try:
+            _files.check_regular(output, "the output")
+        except FileNotFoundError:
+            pass                              # a dangling link: the rename replaces the link
+        except ValueError as exc:
+            raise UsageError(f"{exc}; npctr predict writes the scores to a new regular file") from None
+    out_dir = os.path.dirname(os.path.abspath(output))
+    if not os.path.isdir(out_dir):
+        raise UsageError(f"the output's directory {out_dir!r} does not exist")
+
+
 def main(argv=None):
     try:
         args = parser().parse_args(argv)
@@ -389,14 +531,7 @@ def main(argv=None):
     try:
         if args.batch_size <= 0:
             raise UsageError(f"--batch-size must be a positive integer, got {args.batch_size}")
-        for path, what in ((args.model, "model"), (args.input, "input")):
-            if not os.path.isfile(path):
-                raise UsageError(f"{what} file {path!r} does not exist")
-        file_format(args.input, "input")
-        file_format(args.output, "output")
-        out_dir = os.path.dirname(os.path.abspath(args.output))
-        if not os.path.isdir(out_dir):
-            raise UsageError(f"the output's directory {out_dir!r} does not exist")
+        check_paths(args.model, args.input, args.output)
         from ..io import load_model
         model = load_model(args.model)
         start = time.perf_counter()
@@ -406,7 +541,10 @@ def main(argv=None):
         print(f"npctr predict: {exc}", file=err)
         return 2
     except (ValueError, TypeError, OSError) as exc:
-        print(f"npctr predict: error: {exc}", file=err)
+        print(f"npctr predict: error: {_one_line(exc)}", file=err)
+        return 1
+    except MemoryError:
+        print("npctr predict: error: out of memory (try a smaller --batch-size)", file=err)
         return 1
     except KeyboardInterrupt:
         print("\nnpctr predict: interrupted; no output written", file=err)
@@ -414,3 +552,9 @@ def main(argv=None):
     if not args.quiet:
         print(f"scored {rows} rows in {time.perf_counter() - start:.2f}s -> {args.output}", file=err)
     return 0
+
+
+def _one_line(exc, limit=1000):
+    """An exception's message on one line, at most ``limit`` characters."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= limit else text[:limit] + " ..."

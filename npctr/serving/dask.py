@@ -14,7 +14,7 @@ import threading
 
 import numpy as np
 
-from .tabular import FeatureDecoder, TableError, frame_table
+from .tabular import FeatureDecoder, TableError, frame_table, check_columns
 
 SCORE = "score"
 DEFAULT_BATCH_SIZE = 4096
@@ -129,6 +129,7 @@ def predict(model_path, ddf, batch_size=None):
         raise TypeError(f"{path!r} holds a {cls_name}, which is not built from feature columns; "
                         "npctr.dask.predict scores DIN and DNNModel files")
     inputs = build_input_features(feature_columns_from_config(config["dnn_feature_columns"]))
+    check_columns(list(ddf.columns), "ddf")
     columns = FeatureDecoder(inputs, list(ddf.columns)).columns     # a missing column fails here
     dtype = np.dtype(config.get("dtype") or "float64")
     meta = pd.Series(np.zeros(0, dtype=dtype), name=SCORE, index=ddf._meta.index)

@@ -49,6 +49,44 @@ class _Field(NamedTuple):
     vocabulary_size: object  # int for ids, else None
 
 
+def check_columns(columns, where):
+    """A TableError if a column name appears twice (which one would be read is anyone's guess)."""
+    seen, twice = set(), []
+    for c in columns:
+        if c in seen and c not in twice:
+            twice.append(c)
+        seen.add(c)
+    if twice:
+        raise TableError(f"{where}: the column{'s' if len(twice) > 1 else ''} {_listing(twice)} appear"
+                         f"{'' if len(twice) > 1 else 's'} more than once", column=twice[0])
+
+
+def _listing(names, limit=20):
+    """At most ``limit`` names for a message (a table may have 50,000 columns)."""
+    names = list(names)
+    if len(names) <= limit:
+        return repr(names)
+    return repr(names[:limit])[:-1] + f", ... and {len(names) - limit} more]"
+
+
+def _show(value):
+    """A cell's value as a user wrote it: ``474.5``, ``'abc'`` (not NumPy 2's ``np.float64(474.5)``)."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    return repr(value)
+
+
+def _number(value):
+    """A number as the table holds it: a CSV cell's own text (``99999999999999999999``, not the
+    int64 it would wrap to), or a NumPy scalar's plain value."""
+    if isinstance(value, str):
+        return value.strip()
+    value = value.item() if isinstance(value, np.generic) else value
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))             # a list cell's id, parsed as a float: 7, not 7.0
+    return str(value)
+
+
 def _cell_values(cell):
     if isinstance(cell, str):
         return [v for v in re.split(r"[,;\s]+", cell.strip().strip("[]()")) if v]
@@ -167,7 +205,7 @@ class FeatureDecoder:
                         f"{split[0]}..{split[-1]}" if f.width > 1 else f"a column {f.name!r}")
                 also = f" (found {len(have)} of the {f.width} split columns)" if have else ""
                 raise TableError(f"missing column {f.name!r}: the model's input {f.name!r} ({f.kind}) needs "
-                                 f"{what}{also}; the table has columns {available}", column=f.name)
+                                 f"{what}{also}; the table has columns {_listing(available)}", column=f.name)
 
     @property
     def columns(self):
@@ -223,6 +261,7 @@ class FeatureDecoder:
             if f.width == 1 and not any(isinstance(c, (list, tuple, np.ndarray)) for c in column[:1]):
                 return column.reshape(-1, 1)
             column = ragged_from_cells(column, row0, name)
+        column = self._numbers(column, f, row0)
         lengths = np.diff(column.offsets)
         bad = np.flatnonzero(lengths != f.width)
         if bad.size:
@@ -232,6 +271,28 @@ class FeatureDecoder:
                              f"{name!r} has {f.width}", row0 + i, name)
         return np.asarray(column.values).reshape(-1, f.width)
 
+    @staticmethod
+    def _numbers(column, f, row0):
+        """The list column with text values parsed as numbers (once: ``_ints`` / ``_floats`` then
+        check them); a value that is not a number is a TableError naming the row, the list
+        position and the value, before any length is compared."""
+        values = np.asarray(column.values)
+        if values.dtype.kind not in "OUS" or not values.size:
+            return column
+        try:
+            return Ragged(values.astype(np.float64), column.offsets)
+        except (ValueError, TypeError):
+            pass
+        for k, v in enumerate(values):
+            try:
+                float(v)
+            except (ValueError, TypeError):
+                i = int(np.searchsorted(column.offsets, k, side="right") - 1)
+                expected = "a number" if f.kind == "dense" else "an integer id"
+                raise TableError(f"row {row0 + i}, column {f.name!r}: {_show(v)} (position {k - column.offsets[i]} "
+                                 f"of the list) is not {expected}", row0 + i, f.name) from None
+        return Ragged(np.array([float(v) for v in values], dtype=np.float64), column.offsets)
+
     # -- values -----------------------------------------------------------------------------
     @staticmethod
     def _where(mask, labels, row0):
@@ -240,36 +301,38 @@ class FeatureDecoder:
 
     def _ints(self, values, f, labels, row0):
         if values.dtype.kind in "iu":
-            ids = values.astype(np.int64, copy=False)
+            numbers = values
         else:
-            floats = self._as_float(values, labels, row0, "an integer id" if f.kind != "length" else "a length")
-            bad = ~np.isfinite(floats) | (floats != np.round(floats))
+            numbers = self._as_float(values, labels, row0, "an integer id" if f.kind != "length" else "a length")
+            bad = ~np.isfinite(numbers) | (numbers != np.round(numbers))
             if bad.any():
                 row, col, at = self._where(bad, labels, row0)
-                value = values[at]
-                what = "missing value" if floats[at] != floats[at] else f"{value!r} is not an integer"
+                what = "missing value" if numbers[at] != numbers[at] else f"{_show(values[at])} is not an integer"
                 raise TableError(f"row {row}, column {col!r}: {what} (feature {f.name!r} holds integer "
                                  f"{'ids' if f.kind != 'length' else 'lengths'})", row, col)
-            ids = floats.astype(np.int64)
+        # bounds on the values as given, before the cast to int64 (which would wrap 1e20 or a huge uint64)
         if f.kind == "length":
-            bad = ids < 0
+            bad = numbers < 0
+            if not bad.any():
+                bad = numbers > np.iinfo(np.int64).max
             if bad.any():
                 row, col, at = self._where(bad, labels, row0)
-                raise TableError(f"row {row}, column {col!r}: length {ids[at]} is negative", row, col)
+                problem = "is negative" if numbers[at] < 0 else "is too large"
+                raise TableError(f"row {row}, column {col!r}: length {_number(values[at])} {problem}", row, col)
         else:
-            bad = (ids < 0) | (ids >= f.vocabulary_size)
+            bad = (numbers < 0) | (numbers >= f.vocabulary_size)
             if bad.any():
                 row, col, at = self._where(bad, labels, row0)
-                raise TableError(f"row {row}, column {col!r}: id {ids[at]} is out of the vocabulary "
+                raise TableError(f"row {row}, column {col!r}: id {_number(values[at])} is out of the vocabulary "
                                  f"[0, {f.vocabulary_size}) of feature {f.name!r}", row, col)
-        return ids
+        return numbers.astype(np.int64, copy=False)
 
     def _floats(self, values, f, labels, row0):
         floats = self._as_float(values, labels, row0, "a number")
         bad = ~np.isfinite(floats)
         if bad.any():
             row, col, at = self._where(bad, labels, row0)
-            what = "NaN (or a missing value)" if floats[at] != floats[at] else str(floats[at])
+            what = "NaN (or a missing value)" if floats[at] != floats[at] else _show(floats[at])
             raise TableError(f"row {row}, column {col!r}: {what} in the dense feature {f.name!r}", row, col)
         return floats
 
@@ -289,7 +352,7 @@ class FeatureDecoder:
                 except (ValueError, TypeError):
                     i, j = np.unravel_index(k, values.shape)
                     row, col = row0 + int(i), labels[int(j)]
-                    raise TableError(f"row {row}, column {col!r}: {v!r} is not {expected}", row, col) from None
+                    raise TableError(f"row {row}, column {col!r}: {_show(v)} is not {expected}", row, col) from None
         return out
 
 

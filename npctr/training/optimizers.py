@@ -179,26 +179,38 @@ class Optimizer:
         missing = [k for k in params if k not in grads]
         if missing:
             raise ValueError(f"apply_gradients: no gradient for parameters {missing}")
+        for key, param in params.items():          # every gradient checked before the first write
+            grad = grads[key]
+            if isinstance(grad, RowGrad):
+                if tuple(grad.dense_shape) != param.shape:
+                    raise ValueError(f"apply_gradients: RowGrad for {key!r} has dense_shape "
+                                     f"{tuple(grad.dense_shape)}, parameter has shape {param.shape}")
+            elif np.shape(grad) != param.shape:
+                raise ValueError(f"apply_gradients: gradient for {key!r} has shape {np.shape(grad)}, "
+                                 f"parameter has shape {param.shape}")
         if self._flavor is None:
             self._flavor = "keras"
         formula = self.formulas[self._flavor]
         dense = getattr(self, f"_dense_{formula}")
         sparse = getattr(self, f"_sparse_{formula}", None)
-        for key, param in params.items():
-            grad = self._clipped(grads[key])
-            if isinstance(grad, RowGrad):
-                if tuple(grad.dense_shape) != param.shape:
-                    raise ValueError(f"apply_gradients: RowGrad for {key!r} has dense_shape "
-                                     f"{tuple(grad.dense_shape)}, parameter has shape {param.shape}")
-                if sparse is not None and sparse(key, param, grad):
-                    continue
-                grad = grad.to_dense(param.shape)    # the dense math, as if untouched rows had g = 0
-            else:
-                grad = np.asarray(grad)
-                if grad.shape != param.shape:
-                    raise ValueError(f"apply_gradients: gradient for {key!r} has shape {grad.shape}, "
-                                     f"parameter has shape {param.shape}")
-            dense(key, param, grad.astype(param.dtype, copy=False))
+        done = 0
+        try:
+            for key, param in params.items():
+                grad = self._clipped(grads[key])
+                if isinstance(grad, RowGrad):
+                    if sparse is not None and sparse(key, param, grad):
+                        done += 1
+                        continue
+                    grad = grad.to_dense(param.shape)    # the dense math, as if untouched rows had g = 0
+                dense(key, param, np.asarray(grad).astype(param.dtype, copy=False))
+                done += 1
+        except BaseException as exc:
+            # only an exception inside the arithmetic gets here (e.g. MemoryError): say how far it got
+            exc.add_note(f"npctr: {self.name}.apply_gradients stopped at {key!r} after updating {done} of "
+                         f"{len(params)} parameters: those are updated, {key!r} may be partly, the others and "
+                         "the iteration count are not. The weights are not copied, so this cannot be undone: "
+                         "restore them from a checkpoint (docs/training.md, 'Writing an optimizer').")
+            raise
         self.iterations += 1
 
     def get_config(self):
@@ -546,9 +558,12 @@ class RMSprop(Optimizer):
     all from 0: :math:`s \leftarrow \rho s + (1-\rho) g^2`, centred
     :math:`\bar g \leftarrow \rho \bar g + (1-\rho) g` and :math:`d = s - \bar g^2`, else :math:`d = s`.
 
-    * keras / keras_legacy (tf.keras; in float64 training :math:`\eta, \rho, \mu` are float32 in
-      the legacy one only): :math:`\Delta = \eta\, g / \sqrt{d + \epsilon}`; with momentum
+    * keras (tf.keras >= 2.11, Keras 3): :math:`\Delta = \eta\, g / \sqrt{d + \epsilon}`; with momentum
       :math:`b \leftarrow \mu b + \Delta`, :math:`w \leftarrow w - b`, else :math:`w \leftarrow w - \Delta`.
+    * keras_legacy (``tf.keras.optimizers.legacy.RMSprop``; in float64 training :math:`\eta, \rho, \mu`
+      enter float32-rounded): with momentum the fused kernels ``ResourceApply(Centered)RMSProp``, as
+      keras; **without momentum** its Python path, :math:`w \leftarrow w - \eta\, g / (\sqrt{d} + \epsilon)`
+      (epsilon outside the root: where :math:`d \ll \epsilon` the steps differ by orders of magnitude).
     * torch: :math:`a = \sqrt{d} + \epsilon`; with momentum :math:`b \leftarrow \mu b + g / a`,
       :math:`w \leftarrow w - \eta b`, else :math:`w \leftarrow w - \eta g / a`.
 
@@ -560,7 +575,7 @@ class RMSprop(Optimizer):
     float32_hypers = {"keras": frozenset(),
                       "keras_legacy": frozenset({"learning_rate", "rho", "momentum"}),
                       "torch": frozenset()}
-    formulas = {"keras": "keras", "keras_legacy": "keras", "torch": "torch"}
+    formulas = {"keras": "keras", "keras_legacy": "keras_legacy", "torch": "torch"}
     learning_rate = Hyperparameter()
     rho = Hyperparameter()
     momentum = Hyperparameter()
@@ -583,12 +598,16 @@ class RMSprop(Optimizer):
 
     def _denominator(self, key, param, grad, t):
         rho = self._h("rho", t)
+        # 1 - rho as the frameworks form it: from the hyperparameter as a Python float (as entered:
+        # float32-rounded in keras_legacy), rounded once to the dtype; float32(1) - float32(0.99)
+        # would be 9.3e-7 relative off torch's float32(1 - 0.99)
+        one_minus_rho = t(1 - self._h("rho", float))
         s = self._slot("velocity", key, param)
-        s[...] = rho * s + (t(1) - rho) * (grad * grad)
+        s[...] = rho * s + one_minus_rho * (grad * grad)
         if not self.centered:
             return s
         avg = self._slot("average_gradient", key, param)
-        avg[...] = rho * avg + (t(1) - rho) * grad
+        avg[...] = rho * avg + one_minus_rho * grad
         return s - avg * avg
 
     def _dense_keras(self, key, param, grad):
@@ -601,6 +620,14 @@ class RMSprop(Optimizer):
             param -= b
         else:
             param -= increment
+
+    def _dense_keras_legacy(self, key, param, grad):
+        if self.hyper("momentum") > 0:                # the fused kernels: epsilon inside the root
+            self._dense_keras(key, param, grad)
+            return
+        t = param.dtype.type
+        d = self._denominator(key, param, grad, t)
+        param -= self._h("learning_rate", t) * grad / (np.sqrt(d) + self._h("epsilon", t))
 
     def _dense_torch(self, key, param, grad):
         t = param.dtype.type

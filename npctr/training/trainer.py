@@ -3,12 +3,13 @@ and ``loss_and_gradients``, as Keras 3 splits them from its ``Model`` (``keras.M
 ``Trainer``).
 
 ``Trainer`` is a mixin that npctr's ``Model`` inherits. It knows models only through their
-protocol (``forward`` / ``backward``, ``forward_logits`` / ``backward_logits`` and
-``exposes_logits``, ``params`` / ``grads``, ``snapshot`` / ``restore``, ``regularization_loss``
-/ ``add_regularization_grads``, ``weights_changed``, ``conventions``, ``task``, ``dtype``,
-``seed``, and the model's own input check ``_check_x`` and exact inference path
-``_predict_checked`` / ``_check_predictions``) and never imports ``npctr.models``. Every update comes from
-the hand-written backward passes; the math is in ``docs/training.md``.
+protocol and never imports ``npctr.models``: ``forward`` / ``backward``, ``forward_logits`` /
+``backward_logits`` and ``exposes_logits``, ``params`` / ``grads``, ``snapshot`` / ``restore``,
+``regularization_loss`` / ``add_regularization_grads``, ``auxiliary_loss`` /
+``add_auxiliary_grads``, ``weights_changed``, ``conventions``, ``task``, ``dtype``, ``seed``, and
+the model's own input check ``_check_x`` and exact inference path ``_predict_checked`` /
+``_check_predictions``. Every update comes from the hand-written backward passes; the math is in
+``docs/training.md``.
 """
 import math
 
@@ -103,7 +104,7 @@ class Trainer:
         """
         x, y, _ = self._check_xy(x, y)
         pred = self.forward(x, training=bool(training), backprop=False)
-        return self._objective().value(y, pred) + self.regularization_loss()
+        return self._objective().value(y, pred) + self.regularization_loss() + self.auxiliary_loss()
 
     def loss_and_gradients(self, x, y, training=True, sample_weight=None):
         """``(loss, {path: gradient})``: the training objective of the model's profile on one
@@ -157,7 +158,7 @@ class Trainer:
             pred = losses_mod.probability(z) if self.task == "binary" else softmax(z)
         else:
             pred = self.forward(xb, training=training, backprop=True)
-        total = _loss_value(loss, yb, pred, wb) + self.regularization_loss()
+        total = _loss_value(loss, yb, pred, wb) + self.regularization_loss() + self.auxiliary_loss()
         if where is not None and not math.isfinite(total):
             epoch, batch = where
             raise NonFiniteLossError(
@@ -169,14 +170,15 @@ class Trainer:
         else:
             self.backward(arguments.weighted(loss.grad(yb, pred), wb))
         self.add_regularization_grads()
+        self.add_auxiliary_grads()
         return total, pred
 
     def _train_step(self, xb, yb, where, wb=None):
         """One all-or-nothing update (see ``npctr.training.atomic``). Returns (total loss, predictions).
 
         If anything raises before the update is written (a NaN loss or gradient, a bad batch,
-        ``KeyboardInterrupt``), the weights, moving statistics, dropout generators and the
-        optimizer's state are exactly as before the step. OpenBLAS runs single-threaded inside
+        ``KeyboardInterrupt``, an optimizer refusing the update), the weights, moving statistics,
+        dropout generators and the optimizer's state are exactly as before the step. OpenBLAS runs single-threaded inside
         (``npctr._blas``): DIN's GEMMs gain nothing from a second BLAS thread on a quiet 2-core
         machine and stall many times over on a loaded one (``docs/performance.md``).
         """
@@ -193,10 +195,13 @@ class Trainer:
                         f"{batch}; the weights were not updated with this batch (lower the learning "
                         "rate, check the inputs)", epoch=epoch, batch=batch, loss=total)
                 guard.commit()
+                # an optimizer that raises must do so before writing anything (docs/training.md,
+                # 'Writing an optimizer'): then the forward's changes are undone here too
+                self.optimizer.apply_gradients(params, grads)
             except BaseException:
                 self.restore(snapshot)
+                self.weights_changed()
                 raise
-            self.optimizer.apply_gradients(params, grads)
             self.weights_changed()
         return total, pred
 
@@ -244,7 +249,9 @@ class Trainer:
         fresh model with the same seed on the same data gives a bit-identical history.
 
         ``history.history`` has per-epoch lists: ``loss`` (mean of the batch losses weighted
-        by batch size, L2 included, as Keras), each metric on the epoch's training
+        by batch size, L2 included, as Keras; with a sum-reduced loss, e.g. under
+        ``conventions="torch"``, the batch losses' sum over the sample count, as DeepCTR-Torch's
+        ``fit`` reports it), each metric on the epoch's training
         predictions (unweighted, as Keras's ``metrics``), and ``val_loss`` / ``val_<metric>``
         in inference mode on the validated epochs.
 
@@ -299,6 +306,9 @@ class Trainer:
         w_epoch = None if w is None else w[order]
         preds = None
         loss_sum = 0.0
+        # Keras: the batch losses (means) weighted by batch size, over n. DeepCTR-Torch's fit: its
+        # batch totals (a sum-reduced loss plus the regularization) summed, over n
+        per_sample = getattr(self.loss, "reduction", "mean") == "sum"
         for b in range(steps):
             lo, hi = b * batch_size, min((b + 1) * batch_size, n)
             idx = order[lo:hi]
@@ -309,7 +319,7 @@ class Trainer:
             if preds is None:
                 preds = np.empty((n,) + pred.shape[1:], dtype=pred.dtype)
             preds[lo:hi] = pred
-            loss_sum += total * (hi - lo)
+            loss_sum += total if per_sample else total * (hi - lo)
             batch_logs = {"loss": loss_sum / hi}
             progress.batch_end(b + 1, batch_logs)
             callbacks.call("on_train_batch_end", b, batch_logs)
