@@ -11,6 +11,10 @@ Sections (``--only``):
   (no validation, every position computed) and today's ``model.forward`` path;
 * ``dnn``: the DNN (input 256, (256, 128, 64) relu) at batch 4096, npctr's prepared
   stack against ONNX Runtime, in GFLOP/s next to NumPy's own GEMM peak;
+* ``threads``: the Predictor's second-thread speed-up at batch 256 and 4096 (wall and CPU time
+  per call), next to controls run alone and in two Python threads at once: a GEMM (one long call
+  without the GIL), ``exp`` and ``add`` on an L2-sized array (calls of ~30 and ~5 us: the GIL is
+  taken back after each), ``add`` on 32 MB arrays (memory bandwidth);
 * ``train``: DIN ``fit`` throughput (rows/s), this tree and every ``--train-commits``
   commit, each in a fresh subprocess on the same data;
 * ``cold``: import + ``load_model`` + first prediction, in a fresh subprocess;
@@ -61,7 +65,9 @@ import npctr  # noqa: E402
 from npctr.models import DIN  # noqa: E402
 from bench import din_data, environment_lines  # noqa: E402
 
-SECTIONS = ("din", "dnn", "chunks", "train", "cold", "rss")
+SECTIONS = ("din", "dnn", "threads", "chunks", "train", "cold", "rss")
+#: the headline figures of the sections run, written by ``--json`` (benchmarks/bench_targets.py reads them)
+RESULTS = {}
 BASELINE_COMMIT = "2fed0c7"     # main before the serving work (issue #10)
 
 
@@ -316,6 +322,8 @@ def run_din_section(args):
         p, h, nmp, fw, mp = (res[n] for n in ("predictor", "helper", "numpy", "forward", "model_predict"))
         e = res.get("export")
         ort = min((r for r in (h, e) if r is not None), key=lambda r: r[0])
+        RESULTS[f"din_{batch}"] = {"npctr_ms": 1e3 * p[0], "ort_ms": 1e3 * ort[0], "ratio": p[0] / ort[0],
+                                   "model_predict_ratio": mp[0] / p[0], "load": load_line()}
         export_cell = f"{fmt_ms(e[0])} ({fmt_ms(e[1])})" if e else "n/a"
         print(f"| {batch} | {fmt_ms(p[0])} ({fmt_ms(p[1])}) | {export_cell} | {fmt_ms(h[0])} ({fmt_ms(h[1])}) "
               f"| {fmt_ms(nmp[0])} ({fmt_ms(nmp[1])}) | {fmt_ms(fw[0])} ({fmt_ms(fw[1])}) "
@@ -367,10 +375,84 @@ def run_dnn_section(args):
     print("| implementation | median ms | min ms | GFLOP/s (median) | / ORT | faults/call |")
     print("|---|---:|---:|---:|---:|---:|")
     ort_med = res["ONNX Runtime"][0]
+    RESULTS["dnn"] = {"npctr_ms": 1e3 * res["npctr Predictor"][0], "ort_ms": 1e3 * ort_med,
+                      "ratio": res["npctr Predictor"][0] / ort_med, "load": load_line()}
     for n, (med, mn, flt) in res.items():
         print(f"| {n} | {fmt_ms(med)} | {fmt_ms(mn)} | {flops / med / 1e9:.1f} | {med / ort_med:.2f} | {flt:.0f} |")
     print(f"\n_load average {load_line()}_")
     predictor.close()
+
+
+def _alone_and_paired(fn, reps):
+    """Wall seconds of ``reps`` calls alone, and of ``reps`` calls in each of two threads at once."""
+    import threading
+    fn()
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        fn()
+    alone = time.perf_counter() - t0
+    barrier = threading.Barrier(2)
+
+    def work():
+        barrier.wait()
+        for _ in range(reps):
+            fn()
+
+    workers = [threading.Thread(target=work) for _ in range(2)]
+    t0 = time.perf_counter()
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    return alone, time.perf_counter() - t0
+
+
+def run_threads_section(args):
+    """What a second thread buys the Predictor, and what limits it (controls)."""
+    from npctr._blas import single_threaded_blas
+    model = din_model("float32")
+    print("\n## Two threads: the Predictor and the controls\n")
+    print("Predictor with `threads=1` and `threads=2`, block-alternated; CPU ms = user + system time of the "
+          "process per call (a second thread that only waited would add none).\n")
+    print("| batch | 1 thread ms (min) | 2 threads ms (min) | speed-up (median) | CPU ms/call 1 thread "
+          "| CPU ms/call 2 threads (system) | load |")
+    print("|---:|---:|---:|---:|---:|---:|---|")
+    for batch in (64, 256) if args.quick else (256, 4096):
+        _, x = din_data(batch, 50, np.random.default_rng(1))
+        preds = {th: model.inference(threads=th) for th in (1, 2)}
+        res = time_blocks({th: (lambda p=p: p.predict(x)) for th, p in preds.items()}, args.rounds, args.block_ms)
+        cpu = {}
+        for th, p in preds.items():
+            reps = max(3, int(0.5 / res[th][0]))
+            t0 = os.times()
+            for _ in range(reps):
+                p.predict(x)
+            t1 = os.times()
+            cpu[th] = ((t1.user - t0.user + t1.system - t0.system) / reps, (t1.system - t0.system) / reps)
+            p.close()
+        RESULTS[f"threads_{batch}"] = {"speedup": res[1][0] / res[2][0], "load": load_line()}
+        print(f"| {batch} | {fmt_ms(res[1][0])} ({fmt_ms(res[1][1])}) | {fmt_ms(res[2][0])} ({fmt_ms(res[2][1])}) "
+              f"| {res[1][0] / res[2][0]:.2f} | {1e3 * cpu[1][0]:.2f} | {1e3 * cpu[2][0]:.2f} ({1e3 * cpu[2][1]:.2f}) "
+              f"| {load_line()} |", flush=True)
+    rng = np.random.default_rng(0)
+    square = rng.standard_normal((512, 512)).astype(np.float32)
+    small, small_out = rng.standard_normal(80_000).astype(np.float32), np.empty(80_000, np.float32)
+    big, big_out = rng.standard_normal(8_000_000).astype(np.float32), np.empty(8_000_000, np.float32)
+    controls = [("sgemm 512^3 (one ~1 ms call, GIL released)", lambda: square @ square, 200),
+                ("exp, 80k float32 in L2 (~30 us calls)", lambda: np.exp(small, out=small_out), 5000),
+                ("add, 80k float32 in L2 (~5 us calls)", lambda: np.add(small, 1.0, out=small_out), 20000),
+                ("add, 32 MB arrays (memory-bound)", lambda: np.add(big, 1.0, out=big_out), 20)]
+    print("\nControls, one BLAS thread: the same calls alone, then in two Python threads at once "
+          "(speed-up = 2 x alone / both; 2.0 is perfect).\n")
+    print("| control | alone ms | two threads ms | speed-up | load |")
+    print("|---|---:|---:|---:|---|")
+    with single_threaded_blas():
+        for name, fn, reps in controls:
+            reps = max(1, reps // 10) if args.quick else reps
+            runs = [_alone_and_paired(fn, reps) for _ in range(3)]
+            alone, both = min(r[0] for r in runs), min(r[1] for r in runs)
+            print(f"| {name} | {1e3 * alone:.1f} | {1e3 * both:.1f} | {2 * alone / both:.2f} | {load_line()} |",
+                  flush=True)
 
 
 def run_chunks_section(args):
@@ -566,6 +648,7 @@ def main(argv=None):
     parser.add_argument("--train-rounds", type=int, default=2)
     parser.add_argument("--train-repeat", type=int, default=2)
     parser.add_argument("--cold-runs", type=int, default=5)
+    parser.add_argument("--json", help="also write the headline figures to this JSON file")
     args = parser.parse_args(argv)
     args.rounds = args.rounds or (2 if args.quick else 15)
     args.block_ms = args.block_ms or (10 if args.quick else 60)
@@ -579,12 +662,16 @@ def main(argv=None):
     print(f"command: `python benchmarks/bench_serving.py {' '.join(sys.argv[1:] if argv is None else argv)}`\n")
     print("\n".join(environment_lines()))
     t0 = time.perf_counter()
-    runners = {"din": run_din_section, "dnn": run_dnn_section, "chunks": run_chunks_section,
+    runners = {"din": run_din_section, "dnn": run_dnn_section, "threads": run_threads_section,
+               "chunks": run_chunks_section,
                "train": run_train_section,
                "cold": run_cold_section, "rss": run_rss_section}
     for s in SECTIONS:
         if s in sections:
             runners[s](args)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(RESULTS, f, indent=1)
     print(f"\ntotal wall time {time.perf_counter() - t0:.0f} s; load average at end {load_line()}")
 
 

@@ -4,6 +4,7 @@ Every check raises ``TypeError`` or ``ValueError`` naming the argument, what was
 expected and what was received, so bad input never surfaces as a NumPy
 broadcasting error deep inside a layer.
 """
+import math
 import numbers
 
 import numpy as np
@@ -161,7 +162,11 @@ def check_finite_rows(a, name, hint="pass check_finite=False to skip this check"
     row (first axis) and its value. Integer arrays pass unchecked."""
     if a.dtype.kind != "f" or a.size == 0:
         return
-    finite = np.isfinite(a)
+    with np.errstate(over="ignore", invalid="ignore"):
+        total = a.sum()             # one pass, no temporary: a NaN or inf anywhere makes the sum one
+    if math.isfinite(total):
+        return
+    finite = np.isfinite(a)         # (or the sum of finite values overflowed)
     if finite.all():
         return
     bad = ~finite.reshape(a.shape[0], -1)

@@ -20,6 +20,8 @@ Register a subclass with ``@register_model`` so ``npctr.load_model`` can rebuild
 ``compute_loss``, ``loss_and_gradients``) is :class:`npctr.training.trainer.Trainer`, which
 ``Model`` inherits as ``keras.Model`` inherits Keras's ``Trainer``; see ``docs/training.md``.
 """
+import math
+
 import numpy as np
 
 from ..layers.base import Layer
@@ -110,10 +112,13 @@ class Model(Trainer, Layer):
     # -- inference ------------------------------------------------------------------------------
     def predict(self, x, batch_size=None, verbose="auto", check_finite=True):
         """Predictions ``(n_samples, 1)`` in inference mode (no dropout, moving statistics,
-        nothing cached), computed ``batch_size`` samples at a time (None: 32, as Keras).
+        nothing cached), computed ``batch_size`` samples at a time. None: as one step for a
+        model with a Predictor (``DIN``, ``DNNModel``: it bounds its memory by its own chunks;
+        a step of 32 rows, Keras's default, would cost it 2x), else 32, as Keras.
         ``verbose`` is accepted for Keras compatibility (npctr prints nothing while
         predicting). ``x`` is validated once. NumPy only."""
-        batch_size = arguments.batch_size_of(batch_size)
+        if batch_size is not None:
+            batch_size = arguments.batch_size_of(batch_size)
         arguments.verbosity(verbose)
         pred = self._predict(x, batch_size, check_finite)
         return self._check_predictions(pred) if check_finite else pred
@@ -127,7 +132,8 @@ class Model(Trainer, Layer):
 
     def _predict_checked(self, x, n, batch_size):
         """Predictions for ``x`` already validated by ``_check_x``: ``forward``, ``batch_size``
-        rows at a time."""
+        rows at a time (None: 32, as Keras)."""
+        batch_size = arguments.batch_size_of(batch_size)
         out = None
         for lo in range(0, n, batch_size):
             hi = min(lo + batch_size, n)
@@ -140,8 +146,17 @@ class Model(Trainer, Layer):
     def _check_predictions(self, pred):
         """Predictions from finite inputs must be finite: NaN/inf means non-finite weights or
         moving statistics, or activations that overflowed."""
+        # one value (a one-row request) in Python floats, else one reduction: a NaN or inf anywhere
+        # makes the sum one
+        if pred.size == 1:
+            total = pred.item()
+        else:
+            with np.errstate(over="ignore", invalid="ignore"):
+                total = pred.sum()
+        if math.isfinite(total):
+            return pred
         finite = np.isfinite(pred)
-        if finite.all():
+        if finite.all():                # the sum overflowed
             return pred
         rows = np.flatnonzero(~finite.reshape(pred.shape[0], -1).all(axis=1))
         head = (f"the model's predictions are NaN or infinite for {rows.size} of {pred.shape[0]} rows "

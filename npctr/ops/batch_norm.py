@@ -21,6 +21,8 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
+from .rows import per_feature
+
 
 class BatchNormCache(NamedTuple):
     x_hat: np.ndarray             # normalised input, shape of x
@@ -47,13 +49,13 @@ def batch_moments(x, axes, counts=None):
     """
     if counts is None:
         mean = x.mean(axis=axes, keepdims=True)
-        centred = x - mean
+        centred = per_feature(np.subtract, x, mean)                 # x - mean
         variance = np.mean(centred * centred, axis=axes, keepdims=True)
         return mean, variance, centred
     m = counts.sum()
     scratch = times_counts_(x.copy(order="K"), counts)     # x's layout: the same summation order
     mean = np.sum(scratch, axis=axes, keepdims=True) / m
-    centred = x - mean
+    centred = per_feature(np.subtract, x, mean)                     # x - mean
     scratch = times_counts_(np.multiply(centred, centred, out=scratch), counts)
     variance = np.sum(scratch, axis=axes, keepdims=True) / m
     return mean, variance, centred
@@ -79,14 +81,13 @@ def batch_norm_forward(x, mean, variance, gamma, beta, epsilon, axes, batch_stat
     """
     inv_std = inverse_std(variance, epsilon)
     if centred is None:
-        centred = x - mean
-    x_hat = centred
-    x_hat *= inv_std
+        centred = per_feature(np.subtract, x, mean)                 # x - mean
+    x_hat = per_feature(np.multiply, centred, inv_std, out=centred)
     y = x_hat
     if gamma is not None:
-        y = y * gamma
+        y = per_feature(np.multiply, y, gamma)                      # gamma x_hat
     if beta is not None:
-        y = y + beta
+        y = per_feature(np.add, y, beta)                            # + beta
     return y, BatchNormCache(x_hat, inv_std, gamma, batch_stats, axes, counts)
 
 
@@ -95,7 +96,7 @@ def batch_norm_backward(dy, cache, with_beta=True):
     x_hat, inv_std, gamma, axes, counts = cache.x_hat, cache.inv_std, cache.gamma, cache.axes, cache.counts
     dgamma = np.sum(dy * x_hat, axis=axes) if gamma is not None else None
     dbeta = np.sum(dy, axis=axes) if with_beta else None
-    g = dy * gamma if gamma is not None else dy
+    g = per_feature(np.multiply, dy, gamma) if gamma is not None else dy
     if cache.batch_stats and counts is not None:
         # rows standing for `counts` identical rows: dy holds each group's summed gradient,
         # the means are over all m rows and each group's dx is the sum of its members'
@@ -103,17 +104,19 @@ def batch_norm_backward(dy, cache, with_beta=True):
         g_mean = np.sum(g, axis=axes, keepdims=True) / m
         dx = np.multiply(g, x_hat)                     # one scratch array for the whole expression
         gx_mean = np.sum(dx, axis=axes, keepdims=True) / m
-        np.multiply(x_hat, gx_mean, out=dx)
-        dx += g_mean
+        per_feature(np.multiply, x_hat, gx_mean, out=dx)
+        per_feature(np.add, dx, g_mean, out=dx)
         np.subtract(g, times_counts_(dx, counts), out=dx)
-        dx *= inv_std                                  # inv_std * (g - counts * (g_mean + x_hat gx_mean))
+        per_feature(np.multiply, dx, inv_std, out=dx)  # inv_std * (g - counts * (g_mean + x_hat gx_mean))
     elif cache.batch_stats:
         # mean and variance depend on every x in the reduction set
         g_mean = g.mean(axis=axes, keepdims=True)
         gx_mean = np.mean(g * x_hat, axis=axes, keepdims=True)
-        dx = inv_std * (g - g_mean - x_hat * gx_mean)
+        dx = per_feature(np.subtract, g, g_mean)                   # inv_std * (g - g_mean - x_hat gx_mean)
+        dx -= per_feature(np.multiply, x_hat, gx_mean)
+        per_feature(np.multiply, dx, inv_std, out=dx)
     else:
-        dx = g * inv_std
+        dx = per_feature(np.multiply, g, inv_std)
     return dx, dgamma, dbeta
 
 
@@ -150,13 +153,16 @@ def inference_scale(moving_variance, epsilon, gamma=None):
     return scale if gamma is None else scale * gamma
 
 
-def negated_inference_affine(moving_mean, moving_variance, epsilon, gamma=None, beta=None):
-    r"""``(a, c)`` with :math:`-\mathrm{BN}(x) = x a + c` at inference:
-    :math:`a = -s`, :math:`c = \mu s - \beta` (Dice's gate argument in one multiply-add)."""
+def negated_inference_affine(moving_mean, moving_variance, epsilon, gamma=None, beta=None, factor=1.0):
+    r"""``(a, c)`` with :math:`-f\,\mathrm{BN}(x) = x a + c` at inference, :math:`f` = ``factor``:
+    :math:`a = -s f`, :math:`c = (\mu s - \beta) f` (Dice's gate argument in one multiply-add;
+    ``factor=-0.5`` gives :math:`\mathrm{BN}(x) / 2`)."""
     scale = inference_scale(moving_variance, epsilon, gamma)
     shift = moving_mean * scale
     if beta is not None:
         shift = shift - beta
+    if factor != 1.0:
+        scale, shift = scale * factor, shift * factor
     return -scale, shift
 
 

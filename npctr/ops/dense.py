@@ -8,6 +8,9 @@ Backward, flattening the leading axes into one of size :math:`N`:
 .. math::
     dx = dy\,W^\top, \qquad dW = x^\top dy, \qquad db = \textstyle\sum_N dy
 """
+import numpy as np
+
+from .rows import per_feature
 
 
 def matmul_last(x, kernel):
@@ -25,7 +28,7 @@ def dense_forward(x, kernel, bias=None):
     """``x @ kernel + bias`` on the last axis (``bias`` None: no bias)."""
     y = matmul_last(x, kernel)
     if bias is not None:
-        y += bias
+        per_feature(np.add, y, bias, out=y)
     return y
 
 

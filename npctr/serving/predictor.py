@@ -35,15 +35,18 @@ from ..ops.activations import sigmoid_
 from ..ops.attention import attention_weights
 from .._blas import single_threaded_blas
 from .._validation import check_positive_int
-from .prepared import TINY_ROWS, PreparedWeights, Workspace, pool_sequence, usable_cores
+from .prepared import (ROW_GROUP, TINY_ROWS, PreparedWeights, Workspace, as_records, pool_sequence,
+                       take_rows, usable_cores)
 from .small_batch import SmallPlan
 
-#: attention positions (valid (row, t) pairs) per chunk: the (pairs, H) work arrays of one
-#: chunk stay within a core's L2 cache (2048 x 80 float32 = 640 KiB); chosen by measurement
-#: (docs/performance.md, "Predictor chunk size")
-PAIRS_PER_CHUNK = 2048
+#: history positions per chunk (about half of them valid): few enough that the buffers of a
+#: chunk stay small, many enough that each NumPy call has work (the per-call cost, paid holding
+#: the GIL, is what limits a second thread); chosen by measurement (docs/performance.md)
+PAIRS_PER_CHUNK = 8192
 #: rows per chunk of a model without attention (the DNN's (rows, 256) activations)
 ROWS_PER_CHUNK = 512
+#: a step is split over the threads only into chunks of at least this many rows
+MIN_SHARE_ROWS = 16
 
 
 class Predictor:
@@ -71,6 +74,7 @@ class Predictor:
             t = model.history_columns[0].maxlen if model.history_columns else 0
             chunk_rows = max(1, PAIRS_PER_CHUNK // t) if t else ROWS_PER_CHUNK
         self.chunk_rows = check_positive_int(chunk_rows, "chunk_rows")
+        self._cores = usable_cores()
         self._lock = threading.Lock()
         self._workspace = Workspace()
         self._pool = None
@@ -110,9 +114,12 @@ class Predictor:
         attention weights ``(n_samples, 1, T)``, what ``forward`` leaves in
         ``model.attention_scores``.
         """
-        if batch_size is not None:
+        if batch_size is not None and not (type(batch_size) is int and batch_size > 0):
             batch_size = check_positive_int(batch_size, "batch_size")
-        small = self._weights().small
+        prep = self._prepared
+        if self._version != self.model.weights_version or prep is None:
+            prep = self._weights()
+        small = prep.small
         checked = small.check(x, check_finite)    # None: not small, not plain, or an error to report
         if checked is not None and (batch_size is None or checked[0] <= batch_size):
             n, f = checked
@@ -133,7 +140,9 @@ class Predictor:
 
     def predict_checked(self, f, n, batch_size, return_attention=False):
         """``predict`` for features ``f`` of ``n`` rows that ``model.check_features`` returned
-        (what ``model.evaluate`` uses after validating ``x`` with ``y``): no validation here."""
+        (what ``model.evaluate`` uses after validating ``x`` with ``y``): no validation here.
+        ``batch_size`` None: one step."""
+        batch_size = batch_size or n
         prep = self._weights()
         f = self.model.transform_dense(f)
         with_scores = return_attention and prep.attention
@@ -157,8 +166,7 @@ class Predictor:
         if not prep.supported:          # an activation class with no prepared form
             self._forward_steps(f, n, batch_size, out, scores)
             return (out, scores) if return_attention else out
-        bounds = [(lo, min(lo + self.chunk_rows, n, (lo // batch_size + 1) * batch_size))
-                  for lo in self._chunk_starts(n, batch_size)]
+        bounds = list(self._chunks(n, batch_size))
 
         def run(bound):
             lo, hi = bound
@@ -173,31 +181,63 @@ class Predictor:
                     for b in bounds:
                         run(b)
                 else:
-                    for _ in self._executor().map(run, bounds):
-                        pass
+                    self._run_shared(run, bounds)
         return (out, scores) if return_attention else out
+
+    def _run_shared(self, run, bounds):
+        """``run`` every bound on the calling thread and ``threads - 1`` pool workers, each taking
+        the next chunk when it is free. The caller works too, rather than waiting: its caches
+        are warm and one fewer thread has to be woken."""
+        chunks = iter(bounds)
+        take = threading.Lock()
+
+        def work():
+            while True:
+                with take:
+                    bound = next(chunks, None)
+                if bound is None:
+                    return
+                run(bound)
+
+        helpers = [self._executor().submit(work) for _ in range(min(self.threads, len(bounds)) - 1)]
+        try:
+            work()
+        finally:
+            for helper in helpers:
+                helper.result()
 
     # -- internals -------------------------------------------------------------------------
     def _forward_steps(self, f, n, batch_size, out, scores):
-        """The layers' own inference forward, ``batch_size`` rows at a time (models with an
-        activation that has no prepared form)."""
-        for lo in range(0, n, batch_size):
-            hi = min(lo + batch_size, n)
+        """The layers' own inference forward, chunk by chunk (models with an activation that has
+        no prepared form)."""
+        for lo, hi in self._chunks(n, batch_size):
             out[lo:hi] = self.model.forward({k: v[lo:hi] for k, v in f.items()}, training=False,
                                             backprop=False)
             if scores is not None:
                 scores[lo:hi] = self.model.attention_scores
 
-    def _chunk_starts(self, n, batch_size):
+    def _chunks(self, n, batch_size):
+        """``(lo, hi)`` of each chunk: every step of ``batch_size`` rows cut into equal chunks of at
+        most ``chunk_rows`` rows, their number a multiple of the usable cores (when the chunks keep
+        at least ``MIN_SHARE_ROWS`` rows), so that each core gets the same work. The plan does not
+        depend on ``threads``: BLAS may round a row differently at another place in a GEMM, and
+        results must not depend on the thread count."""
+        share = self._cores
         for step in range(0, n, batch_size):
-            yield from range(step, min(step + batch_size, n), self.chunk_rows)
+            rows = min(batch_size, n - step)
+            count = -(-rows // self.chunk_rows)
+            if share > 1 and rows >= share * MIN_SHARE_ROWS:
+                count = -(-count // share) * share
+            size = -(-rows // count)
+            for lo in range(step, step + rows, size):
+                yield lo, min(lo + size, step + rows)
 
     def _executor(self):
         if self._pool is None:
             from concurrent.futures import ThreadPoolExecutor
             with self._lock:
                 if self._pool is None:
-                    self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="npctr-predict")
+                    self._pool = ThreadPoolExecutor(max(1, self.threads - 1), thread_name_prefix="npctr-predict")
         return self._pool
 
     def _chunk(self, prep, f, lo, hi, out, scores=None):
@@ -209,13 +249,17 @@ class Predictor:
     def _chunk_rows(self, prep, f, lo, hi, out, scores):
         model, ws, dtype = self.model, self._workspace, prep.dtype
         b = hi - lo
+        if prep.dense_input is not None:                 # the DNN's input is one dense feature:
+            x = f[prep.dense_input]                      # a view of it, when it is in the dtype
+            if x.dtype == dtype and x.ndim == 2 and x.strides[1] == x.itemsize:
+                self._dnn_out(prep, x[lo:hi], out[lo:hi])
+                return
         deep = ws.get("deep", (b, model.get_layer("dnn").input_dim), dtype)
         col = 0
         for fc in model.sparse_columns:
             e = fc.embedding_dim
-            prep.tables[fc.embedding_name].take(f[fc.name][lo:hi, 0], axis=0, out=deep[:, col:col + e],
-                                                mode="clip")       # ids checked once, in predict
-            col += e
+            take_rows(prep.tables[fc.embedding_name], f[fc.name][lo:hi, 0], deep[:, col:col + e], ws)
+            col += e                                                     # ids checked once, in predict
         for fc in model.pooled_columns:
             e = fc.embedding_dim
             deep[:, col:col + e] = pool_sequence(prep.tables[fc.embedding_name], fc, f, lo, hi)
@@ -227,8 +271,11 @@ class Predictor:
         for fc in model.dense_columns:
             deep[:, col:col + fc.dimension] = f[fc.name][lo:hi]
             col += fc.dimension
-        h = prep.dnn.run(deep, ws)
-        logit = out[lo:hi]
+        self._dnn_out(prep, deep, out[lo:hi])
+
+    def _dnn_out(self, prep, deep, logit):
+        """The DNN, the output Dense and the link on ``deep`` ``(b, input_dim)`` into ``logit`` ``(b, 1)``."""
+        h = prep.dnn.run(deep, self._workspace)
         np.matmul(h, prep.out_kernel, out=logit)
         if prep.global_bias is not None:
             logit += prep.global_bias
@@ -236,45 +283,51 @@ class Predictor:
             sigmoid_(logit)
 
     def _attention(self, prep, f, lo, hi, deep, out, scores=None):
-        """DIN's attention pooling for rows ``lo:hi`` into ``out`` ``(b, E)``, on valid positions only."""
+        """DIN's attention pooling for rows ``lo:hi`` into ``out`` ``(b, E)``, on valid positions only.
+
+        Every per-position array is contiguous ``(V', width)``, ``V'`` the valid positions rounded
+        up to a multiple of ``ROW_GROUP`` (the extra rows repeat position 0 and are dropped with
+        their scores): strided column slices cost NumPy a loop set-up per row."""
         model, ws, dtype = self.model, self._workspace, prep.dtype
-        hist = [f[fc.name][lo:hi] for fc in model.history_columns]
-        b, t = hist[0].shape
+        b, t = f[model.history_columns[0].name][lo:hi].shape
         e = out.shape[1]
-        keys = ws.get("keys", (b, t, e), dtype)                          # (b, T, E)
+        keys = ws.get("keys", (b * t, e), dtype)                         # every position's key, (b T, E)
         col = 0
-        for fc, ids in zip(model.history_columns, hist):
-            prep.tables[fc.embedding_name].take(ids, axis=0, out=keys[:, :, col:col + fc.embedding_dim],
-                                                mode="clip")
+        for fc in model.history_columns:
+            ids = f[fc.name][lo:hi].reshape(-1)
+            take_rows(prep.tables[fc.embedding_name], ids, keys[:, col:col + fc.embedding_dim], ws)
             col += fc.embedding_dim
+        valid = model.history_mask(f, slice(lo, hi))                     # (b, T)
+        v = np.count_nonzero(valid)
+        vp = -(-v // ROW_GROUP) * ROW_GROUP
+        flat = ws.get("att_flat", (vp,), np.intp)                        # valid (row, t), row-major
+        flat[:v] = np.flatnonzero(valid)
+        flat[v:] = 0
+        rows, ts = np.divmod(flat, t)
+        # first layer: [k, q*k] [W_k; W_p] per valid position, plus (q W_q + b) of its row
+        key_product = ws.get("att_key_product", (vp, 2 * e), dtype)      # [k, q*k], (V', 2E)
+        k_v = keys.take(flat, axis=0, out=ws.get("att_keys", (vp, e), dtype), mode="clip")
         query = prep.query(deep)                                         # (b, E)
-        valid = model.history_mask(f, slice(lo, hi))
-        flat = np.flatnonzero(valid)                                     # valid (row, t), row-major
-        v = flat.size
-        rows, ts = (None, flat) if b == 1 else np.divmod(flat, t)      # one row: no row indices needed
-        # first layer: q W_q + b once per row; [k, q*k] [W_k; W_p] per valid position
+        qk_v = query.take(rows, axis=0, out=ws.get("att_qk", (vp, e), dtype), mode="clip")
+        qk_v *= k_v
+        as_records(key_product[:, :e])[...] = as_records(k_v)
+        as_records(key_product[:, e:])[...] = as_records(qk_v)
+        z = ws.get("att_z0", (vp, prep.w_key_product.shape[1]), dtype)
+        np.matmul(key_product, prep.w_key_product, out=z)
         q_part = query @ prep.w_query
         q_part += prep.first_bias                                        # (b, H1)
-        key_product = ws.get("att_key_product", (v, 2 * e), dtype)      # [k, q*k], (V, 2E)
-        keys.reshape(b * t, e).take(flat, axis=0, out=key_product[:, :e], mode="clip")
-        np.multiply(key_product[:, :e], query if b == 1 else query[rows], out=key_product[:, e:])
-        z = ws.get("att_z0", (v, q_part.shape[1]), dtype)
-        np.matmul(key_product, prep.w_key_product, out=z)
-        z += q_part if b == 1 else q_part[rows]
+        z += q_part.take(rows, axis=0, out=ws.get("att_q_part", z.shape, dtype), mode="clip")
         if prep.has_hidden:
             first_act = prep.att_stack.layers[0][2]
             h = prep.att_stack.run(first_act(z, ws, ts), ws, start=1, t_index=ts)
             s_v = h @ prep.score_kernel
             s_v += prep.score_bias
         else:
-            s_v = z                                                      # (V, 1) already the score
-        if b == 1 and not prep.weight_normalization and scores is None:
-            np.matmul(s_v[:, 0], key_product[:, :e], out=out[0])         # padded positions weigh 0
-            return
+            s_v = z                                                      # (V', 1) already the score
         # scores at every (row, t), then masked as the layer masks them
         s = np.zeros((b, t), dtype=dtype)
-        s.reshape(-1)[flat] = s_v[:, 0]
+        s.reshape(-1)[flat[:v]] = s_v[:v, 0]
         w = attention_weights(s, valid, prep.weight_normalization)      # all-padding row: 1/T each (softmax)
-        np.matmul(w[:, None, :], keys, out=out[:, None, :])
+        np.matmul(w[:, None, :], keys.reshape(b, t, e), out=out[:, None, :])
         if scores is not None:
             scores[...] = w

@@ -487,12 +487,21 @@ class Adam(Optimizer):
         # element-wise, so block by block (bit-identical): a block's 12 passes stay in cache
         # instead of streaming whole embedding tables through memory 12 times
         for p_, g, m_, v_, vh in _blocks(param, grad, m, v, v_hat):
-            m_ += (g - m_) * one_minus_b1
-            v_ += (g * g - v_) * one_minus_b2
+            d = np.subtract(g, m_)                      # m += (g - m) (1 - beta_1)
+            d *= one_minus_b1
+            m_ += d
+            np.multiply(g, g, out=d)                    # v += (g g - v) (1 - beta_2)
+            d -= v_
+            d *= one_minus_b2
+            v_ += d
             if vh is not None:
                 np.maximum(vh, v_, out=vh)
                 v_ = vh
-            p_ -= (m_ * alpha) / (np.sqrt(v_) + epsilon)
+            step_ = np.multiply(m_, alpha, out=d)       # p -= (m alpha) / (sqrt(v) + epsilon)
+            denominator = np.sqrt(v_)
+            denominator += epsilon
+            step_ /= denominator
+            p_ -= step_
 
     def _dense_torch(self, key, param, grad):
         t = param.dtype.type

@@ -1,0 +1,35 @@
+r"""A per-feature vector applied to every row of a large array, as NumPy runs it fastest.
+
+For ``a`` ``(..., H)`` and ``v`` ``(H,)``, NumPy computes ``a * v`` as one inner loop of ``H``
+elements per row, with a set-up per row: measured 2-4x slower than the same number of elements in
+one contiguous loop (H = 80, float32). :func:`per_feature` views the rows of ``a`` in groups of
+``GROUP`` against ``v`` tiled ``GROUP`` times: the same elements meet the same operation, so the
+result is bit for bit the broadcast's, in one long loop (plus one short call for the rows left
+over). It is a layout device, not an equation: callers keep writing the equation, e.g.
+``per_feature(np.subtract, x, mean)`` for :math:`x - \mu`.
+"""
+import numpy as np
+
+#: rows per group (a loop of ``GROUP * H`` elements; measured best at 64 for H = 40-80)
+GROUP = 64
+
+
+def per_feature(ufunc, a, v, out=None):
+    """``ufunc(a, v)`` with ``v`` (``H`` values, any shape broadcastable as ``(..., H)``) applied
+    along the last axis of ``a``; into ``out`` if given (may be ``a``). Falls back to the plain
+    broadcast for small, non-contiguous or mixed-dtype operands."""
+    h = a.shape[-1] if a.ndim else 0
+    rows = a.size // h if h else 0
+    if (rows < 2 * GROUP or np.shape(v)[-1:] != (h,) or np.size(v) != h or not a.flags.c_contiguous or getattr(v, "dtype", None) != a.dtype
+            or (out is not None and (not out.flags.c_contiguous or out.dtype != a.dtype or out.shape != a.shape))
+            or np.ndim(v) > a.ndim):
+        return ufunc(a, v) if out is None else ufunc(a, v, out=out)
+    if out is None:
+        out = np.empty_like(a)
+    v = v.reshape(h)
+    bulk = rows - rows % GROUP
+    a2, out2 = a.reshape(rows, h), out.reshape(rows, h)
+    ufunc(a2[:bulk].reshape(-1, GROUP * h), np.tile(v, GROUP), out=out2[:bulk].reshape(-1, GROUP * h))
+    if bulk < rows:
+        ufunc(a2[bulk:], v, out=out2[bulk:])
+    return out
