@@ -227,6 +227,7 @@ def test_predict_equals_forward_and_records_attention_for_every_row():
     out = model.forward(x)
     scores = model.attention_scores.copy()
     np.testing.assert_allclose(model.predict(x, batch_size=3), out, rtol=1e-13)
+    np.testing.assert_allclose(model.predict(x), out, rtol=1e-13)                 # batch_size None: 32
     np.testing.assert_allclose(model.attention_scores, scores, rtol=1e-13)
     assert model.inference() is None
     assert np.allclose(scores[0], 1 / T) and np.allclose(scores[1:].sum(-1), 1)   # TF: 1/T for length 0

@@ -30,6 +30,7 @@ from ..layers.auxiliary import AuxiliaryLoss
 from ..layers.rnn import DynamicGRU, GRU_TYPES
 from ..layers.sequence import AttentionSequencePoolingLayer
 from .._validation import check_units
+from ..training import arguments
 from .base import Model
 
 #: DeepCTR's auxiliary network sizes (hard-coded in both frameworks)
@@ -345,6 +346,7 @@ class DIEN(FeatureModel):
         return Model._predict(self, x, batch_size, check_finite)
 
     def _predict_checked(self, f, n, batch_size):
+        batch_size = arguments.batch_size_of(batch_size)          # None: 32, as Keras (no Predictor yet)
         out = np.empty((n, 1), self.dtype)
         scores = np.empty((n, 1, self.history_columns[0].maxlen), self.dtype)
         prediction = self._layers["prediction_layer"]
