@@ -5,6 +5,7 @@ under :mod:`npctr.layers`, under :mod:`npctr.models` (with the trainer of
 :mod:`npctr.training` and the Predictor of :mod:`npctr.serving`), under :mod:`npctr.interop`.
 """
 from ._version import __version__
+from . import _memory
 from . import layers, models, training
 from .layers import *  # noqa: F401,F403
 from .gradcheck import numerical_gradient, check_gradients, assert_gradients_ok
@@ -13,6 +14,9 @@ from .serving import Predictor
 
 __all__ = [*layers.__all__, "numerical_gradient", "check_gradients", "assert_gradients_ok", "load_model",
            "save_model", "Predictor", "export_onnx", "training", "models"]
+
+
+_memory.configure()       # the layers' MiB-sized temporaries reused, not page-faulted in (npctr._memory)
 
 
 def export_onnx(model, path):
