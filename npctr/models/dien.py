@@ -30,8 +30,6 @@ from ..layers.auxiliary import AuxiliaryLoss
 from ..layers.rnn import DynamicGRU, GRU_TYPES
 from ..layers.sequence import AttentionSequencePoolingLayer
 from .._validation import check_units
-from ..training import arguments
-from .base import Model
 
 #: DeepCTR's auxiliary network sizes (hard-coded in both frameworks)
 AUXILIARY_UNITS = (100, 50, 1)
@@ -82,8 +80,8 @@ class DIEN(FeatureModel):
     attention ``(batch_size, 1, T)`` (GRU: the pooling weights over the evolved states),
     ``interests`` the extractor's outputs ``(batch_size, T, H)``, ``final_interest`` the evolving
     layer's result ``(batch_size, 1, H)`` and ``auxiliary_loss()`` the weighted auxiliary loss.
-    ``predict`` runs ``forward`` batch by batch without the auxiliary loss (``inference()`` is
-    None: no Predictor for DIEN yet) and leaves ``attention_scores`` for every row.
+    ``predict`` runs the Predictor (``inference()``: packed sequences, no auxiliary loss) and leaves
+    ``attention_scores`` for every row.
     """
 
     def __init__(self, dnn_feature_columns, history_feature_list, gru_type="GRU", use_negsampling=False, alpha=1.0,
@@ -337,26 +335,24 @@ class DIEN(FeatureModel):
             if used:
                 table.add_to_gradient([ids for ids, _ in used], [d for _, d in used])
 
-    # -- inference: forward, batch by batch ----------------------------------------------------
-    def inference(self, **options):
-        """None: DIEN has no Predictor yet; ``predict`` runs ``forward`` batch by batch."""
-        return None
+    # -- inference: the Predictor ---------------------------------------------------------------
+    def inference(self, threads=None, chunk_rows=None):
+        """A ``npctr.serving.Predictor`` for this DIEN (``npctr.serving.dien``): the GRUs on packed
+        sequences (each row's valid steps only), the attention on valid positions, prepared weights,
+        chunks and threads; the same values as ``forward(x, training=False)`` to round-off, without the
+        auxiliary loss (``docs/inference.md``)."""
+        from ..serving.dien import DIENPredictor
+        return DIENPredictor(self, threads=threads, chunk_rows=chunk_rows)
 
     def _predict(self, x, batch_size, check_finite):
-        return Model._predict(self, x, batch_size, check_finite)
+        # the Predictor records the attention weights of every row as it goes
+        pred, self.attention_scores = self._predictor().predict(x, batch_size, return_attention=True,
+                                                               check_finite=check_finite)
+        return pred
 
     def _predict_checked(self, f, n, batch_size):
-        batch_size = arguments.batch_size_of(batch_size)          # None: 32, as Keras (no Predictor yet)
-        out = np.empty((n, 1), self.dtype)
-        scores = np.empty((n, 1, self.history_columns[0].maxlen), self.dtype)
-        prediction = self._layers["prediction_layer"]
-        for lo in range(0, n, batch_size):
-            hi = min(lo + batch_size, n)
-            logit = self._forward_logit({k: v[lo:hi] for k, v in f.items()}, False, False, auxiliary=False)
-            out[lo:hi] = prediction.forward(logit, False, False)
-            scores[lo:hi] = self.attention_scores
-        self.attention_scores = scores
-        return out
+        pred, self.attention_scores = self._predictor().predict_checked(f, n, batch_size, return_attention=True)
+        return pred
 
     def get_config(self):
         return {"dnn_feature_columns": feature_columns_to_config(self.dnn_feature_columns),

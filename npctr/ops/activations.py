@@ -52,20 +52,22 @@ def sigmoid_(z):
 
 
 def sigmoid_of_negated_(z):
-    """``1 / (1 + e^z)`` in place, i.e. ``sigmoid(-z)``, for ``z = -logit`` ``(n, 1)``.
+    """``1 / (1 + e^z)`` in place, i.e. ``sigmoid(-z)``, for ``z`` the negated pre-activation
+    (any shape: the logits ``(n, 1)``, DIEN's stacked GRU gates ``(m, n, H)``).
 
-    One row is computed in Python floats: three NumPy calls on one number cost more than
-    the arithmetic.
+    One value is computed in Python floats: three NumPy calls on one number cost more than
+    the arithmetic. ``1 / x`` is a ``divide`` (vectorised; ``reciprocal`` is not): the same IEEE
+    quotient. Callers ignore the overflow of ``exp`` (the sigmoid is then exactly 0).
     """
-    if z.shape[0] == 1:
+    if z.size == 1:
         try:
-            z[0, 0] = 1.0 / (1.0 + math.exp(float(z[0, 0])))
+            z.flat[0] = 1.0 / (1.0 + math.exp(float(z.flat[0])))
         except OverflowError:           # e^z beyond the float range: the sigmoid is 0
-            z[0, 0] = 0.0
+            z.flat[0] = 0.0
         return z
     np.exp(z, out=z)
     z += 1.0
-    return np.reciprocal(z, out=z)
+    return np.divide(1.0, z, out=z)
 
 
 def sigmoid_backward(dy, y):

@@ -160,6 +160,27 @@ def mix(h, c, g):
     return g * h + (1.0 - g) * c
 
 
+def mix_keep_(h, c, g, out):
+    r""":math:`\tilde h = c + g \odot (h - c)` into ``out`` (the inference paths): :func:`mix` with one
+    multiply fewer, for a keep gate :math:`g` at hand (GRU's :math:`u`, AUGRU's :math:`(1 - a) u`).
+    The same value; the rounding of another order. ``out`` must not alias ``h`` or ``c``."""
+    np.subtract(h, c, out=out)
+    out *= g
+    out += c
+    return out
+
+
+def mix_toward_(h, c, w, out):
+    r""":math:`\tilde h = h + w \odot (c - h)` with :math:`w = 1 - g` the weight of the candidate, into
+    ``out`` (the inference paths): :func:`mix` for the cells that give :math:`1 - g` directly, AGRU
+    (:math:`w = a`) and the update-gate AUGRU (:math:`w = a u`), without forming :math:`g`. The same
+    value; the rounding of another order. ``out`` must not alias ``h`` or ``c``."""
+    np.subtract(c, h, out=out)
+    out *= w
+    out += h
+    return out
+
+
 def masked_step(h_new, h_prev, valid):
     """``(h_t, o_t)``: ``h_new`` where ``valid`` ``(B, 1)``, else the frozen ``h_prev`` and a 0 output."""
     return np.where(valid, h_new, h_prev), np.where(valid, h_new, 0.0).astype(h_new.dtype, copy=False)

@@ -31,7 +31,6 @@ import threading
 
 import numpy as np
 
-from ..ops.activations import sigmoid_
 from ..ops.attention import attention_weights
 from .._blas import single_threaded_blas
 from .._validation import check_positive_int
@@ -93,10 +92,14 @@ class Predictor:
         """Re-derive the prepared weights from the model's current arrays."""
         with self._lock:
             version = self.model.weights_version      # read first: a change during the build rebuilds again
-            prepared = PreparedWeights(self.model)
-            prepared.small = SmallPlan(self.model, prepared)
-            self._prepared = prepared
+            self._prepared = self._prepare()
             self._version = version
+
+    def _prepare(self):
+        """The prepared weights of the model's current arrays, with their small-batch plan."""
+        prepared = PreparedWeights(self.model)
+        prepared.small = SmallPlan(self.model, prepared)
+        return prepared
 
     def _weights(self):
         if self._version != self.model.weights_version or self._prepared is None:
@@ -275,12 +278,7 @@ class Predictor:
 
     def _dnn_out(self, prep, deep, logit):
         """The DNN, the output Dense and the link on ``deep`` ``(b, input_dim)`` into ``logit`` ``(b, 1)``."""
-        h = prep.dnn.run(deep, self._workspace)
-        np.matmul(h, prep.out_kernel, out=logit)
-        if prep.global_bias is not None:
-            logit += prep.global_bias
-        if prep.link == "sigmoid":
-            sigmoid_(logit)
+        prep.output(deep, logit, self._workspace)
 
     def _attention(self, prep, f, lo, hi, deep, out, scores=None):
         """DIN's attention pooling for rows ``lo:hi`` into ``out`` ``(b, E)``, on valid positions only.
@@ -304,26 +302,8 @@ class Predictor:
         flat[:v] = np.flatnonzero(valid)
         flat[v:] = 0
         rows, ts = np.divmod(flat, t)
-        # first layer: [k, q*k] [W_k; W_p] per valid position, plus (q W_q + b) of its row
-        key_product = ws.get("att_key_product", (vp, 2 * e), dtype)      # [k, q*k], (V', 2E)
         k_v = keys.take(flat, axis=0, out=ws.get("att_keys", (vp, e), dtype), mode="clip")
-        query = prep.query(deep)                                         # (b, E)
-        qk_v = query.take(rows, axis=0, out=ws.get("att_qk", (vp, e), dtype), mode="clip")
-        qk_v *= k_v
-        as_records(key_product[:, :e])[...] = as_records(k_v)
-        as_records(key_product[:, e:])[...] = as_records(qk_v)
-        z = ws.get("att_z0", (vp, prep.w_key_product.shape[1]), dtype)
-        np.matmul(key_product, prep.w_key_product, out=z)
-        q_part = query @ prep.w_query
-        q_part += prep.first_bias                                        # (b, H1)
-        z += q_part.take(rows, axis=0, out=ws.get("att_q_part", z.shape, dtype), mode="clip")
-        if prep.has_hidden:
-            first_act = prep.att_stack.layers[0][2]
-            h = prep.att_stack.run(first_act(z, ws, ts), ws, start=1, t_index=ts)
-            s_v = h @ prep.score_kernel
-            s_v += prep.score_bias
-        else:
-            s_v = z                                                      # (V', 1) already the score
+        s_v = prep.att.position_scores(k_v, prep.query(deep), rows, ts, ws)           # (V', 1)
         # scores at every (row, t), then masked as the layer masks them
         s = np.zeros((b, t), dtype=dtype)
         s.reshape(-1)[flat[:v]] = s_v[:v, 0]
