@@ -292,6 +292,11 @@ def test_pack_lays_out_valid_steps_time_major():
     assert pk.ts[:10].tolist() == [0, 0, 0, 0, 1, 1, 1, 2, 2, 3]
     assert pk.flat.tolist() == [12, 8, 0, 16, 13, 9, 1, 14, 10, 15]
     assert pk.nonempty == 4 and pk.last.tolist() == [9, 8, 6, 3]
+    for length, expected in ((3, 3), (0, 0), (7, 4)):              # one row
+        pk = pack(np.array([length]), 4)
+        assert pk.v == expected and pk.vp % 64 == 0 and pk.ts[:expected].tolist() == list(range(expected))
+        assert pk.flat.tolist() == list(range(expected)) and pk.nonempty == (expected > 0)
+        assert pk.steps == [(t, 1) for t in range(expected)] and pk.last.tolist() == [expected - 1][:pk.nonempty]
 
 
 @settings(max_examples=30)

@@ -164,10 +164,9 @@ def mix_keep_(h, c, g, out):
     r""":math:`\tilde h = c + g \odot (h - c)` into ``out`` (the inference paths): :func:`mix` with one
     multiply fewer, for a keep gate :math:`g` at hand (GRU's :math:`u`, AUGRU's :math:`(1 - a) u`).
     The same value; the rounding of another order. ``out`` must not alias ``h`` or ``c``."""
-    np.subtract(h, c, out=out)
-    out *= g
-    out += c
-    return out
+    np.subtract(h, c, out)
+    np.multiply(out, g, out)
+    return np.add(out, c, out)
 
 
 def mix_toward_(h, c, w, out):
@@ -175,10 +174,9 @@ def mix_toward_(h, c, w, out):
     ``out`` (the inference paths): :func:`mix` for the cells that give :math:`1 - g` directly, AGRU
     (:math:`w = a`) and the update-gate AUGRU (:math:`w = a u`), without forming :math:`g`. The same
     value; the rounding of another order. ``out`` must not alias ``h`` or ``c``."""
-    np.subtract(c, h, out=out)
-    out *= w
-    out += h
-    return out
+    np.subtract(c, h, out)
+    np.multiply(out, w, out)
+    return np.add(out, h, out)
 
 
 def masked_step(h_new, h_prev, valid):
