@@ -35,7 +35,12 @@ from .small_batch import SMALL_ROWS, SmallRequests
 
 #: rows per chunk of a DIEN: each of the ~25 NumPy calls of a GRU step works on the chunk's running
 #: rows, so larger chunks amortise the per-call cost (chosen by measurement, docs/performance.md)
-DIEN_ROWS_PER_CHUNK = 512
+DIEN_ROWS_PER_CHUNK = 1024
+
+
+#: positions per block of the attention MLP (a multiple of ROW_GROUP): its (positions, 64) activations
+#: stay in cache, as DIN's chunks (``predictor.PAIRS_PER_CHUNK``)
+ATTENTION_POSITIONS = 8192
 
 
 # -- packing ----------------------------------------------------------------------------------------
@@ -374,8 +379,11 @@ class PreparedDIEN(PreparedWeights):
     def _attend(self, keys, query, pk, s, ws):
         """The attention weights of the packed ``keys`` into ``s`` ``(b, T)``; returns each position's
         weight repeated over the H columns ``(V', H)``."""
-        s_v = self.att.position_scores(keys, query, pk.rows, pk.ts, ws)   # (V', 1)
-        s.reshape(-1)[pk.sorted_flat[:pk.v]] = s_v[:pk.v, 0]
+        s_v = ws.get("dien_scores", (pk.vp,), self.dtype)
+        for lo in range(0, pk.vp, ATTENTION_POSITIONS):                 # cache-sized blocks of positions
+            hi = min(lo + ATTENTION_POSITIONS, pk.vp)
+            s_v[lo:hi] = self.att.position_scores(keys[lo:hi], query, pk.rows[lo:hi], pk.ts[lo:hi], ws)[:, 0]
+        s.reshape(-1)[pk.sorted_flat[:pk.v]] = s_v[:pk.v]
         self._weights(pk, s)
         a = ws.get("dien_att", (pk.vp, self.h), self.dtype)
         a[...] = s.reshape(-1).take(pk.sorted_flat)[:, None]
