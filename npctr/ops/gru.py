@@ -192,19 +192,26 @@ def masked_step_backward(d_h, d_o, valid):
 
 # -- a whole sequence ---------------------------------------------------------------------------
 class GRUSequenceCache(NamedTuple):
-    """What BPTT reads: the inputs, and per position the previous state and the cell's parts."""
-    x: np.ndarray              # (B, T, D)
-    valid: np.ndarray          # (B, T, 1) bool
-    att: object                # (B, T, 1) attention scores, or None
-    h_prev: np.ndarray         # (B, T, H): the state each step started from
-    r: np.ndarray              # (B, T, H) reset gate
-    u: np.ndarray              # (B, T, H) update gate
-    c: np.ndarray              # (B, T, H) candidate
-    g: np.ndarray              # (B, T, H) keep gate
-    reset_operand: np.ndarray  # (B, T, H): keras r * h (the product's input), torch gh_n (what r scales)
+    """What BPTT reads: the inputs, and per position the previous state and the cell's parts,
+    **time-major** (step ``t``'s rows are one contiguous block: the loop over time reads and writes
+    whole blocks instead of a strided row per batch entry)."""
+    x: np.ndarray              # (T, B, D)
+    valid: np.ndarray          # (T, B, 1) bool
+    att: object                # (T, B, 1) attention scores, or None
+    h_prev: np.ndarray         # (T, B, H): the state each step started from
+    r: np.ndarray              # (T, B, H) reset gate
+    u: np.ndarray              # (T, B, H) update gate
+    c: np.ndarray              # (T, B, H) candidate
+    g: np.ndarray              # (T, B, H) keep gate
+    reset_operand: np.ndarray  # (T, B, H): keras r * h (the product's input), torch gh_n (what r scales)
     weights: object            # KerasGRUWeights or TorchGRUWeights
     gru_type: str
     augru_gate: str
+
+
+def _time_major(a):
+    """``(B, T, ...)`` as a contiguous ``(T, B, ...)`` array."""
+    return np.ascontiguousarray(np.swapaxes(a, 0, 1))
 
 
 def gru_sequence(x, valid, weights, gru_type="GRU", att=None, augru_gate="keep", keep_cache=False):
@@ -223,30 +230,34 @@ def gru_sequence(x, valid, weights, gru_type="GRU", att=None, augru_gate="keep",
     Returns
     -------
     outputs (batch_size, T, H) (0 at padding), final state (batch_size, H), GRUSequenceCache or None
+
+    The steps run on time-major copies (``(T, B, .)``), so each step reads and writes contiguous
+    ``(B, .)`` blocks; the outputs are returned batch-major.
     """
     b, t_max, _ = x.shape
     units = units_of(weights)
     dtype = x.dtype
-    valid = np.asarray(valid, dtype=bool).reshape(b, t_max, 1)
+    valid = _time_major(np.asarray(valid, dtype=bool).reshape(b, t_max))[:, :, None]    # (T, B, 1)
     if att is not None:
-        att = att.reshape(b, t_max, 1)
+        att = _time_major(att.reshape(b, t_max))[:, :, None]                             # (T, B, 1)
+    x = _time_major(x)                                                                   # (T, B, D)
     projected = input_projection(x, weights)
     keras = isinstance(weights, KerasGRUWeights)
     h = np.zeros((b, units), dtype)
-    outputs = np.empty((b, t_max, units), dtype)
-    parts = [np.empty((b, t_max, units), dtype) for _ in range(6)] if keep_cache else None
+    outputs = np.empty((t_max, b, units), dtype)
+    parts = [np.empty((t_max, b, units), dtype) for _ in range(6)] if keep_cache else None
     for t in range(t_max):
         if keras:
-            r, u, c, operand = keras_cell(projected[0][:, t], projected[1][:, t], h, weights)
+            r, u, c, operand = keras_cell(projected[0][t], projected[1][t], h, weights)
         else:
-            r, u, c, operand = torch_cell(projected[0][:, t], h, weights)
-        g = keep_gate(gru_type, u, None if att is None else att[:, t], augru_gate)
+            r, u, c, operand = torch_cell(projected[0][t], h, weights)
+        g = keep_gate(gru_type, u, None if att is None else att[t], augru_gate)
         if keep_cache:
             for store, value in zip(parts, (h, r, u, c, g, operand)):
-                store[:, t] = value
-        h, outputs[:, t] = masked_step(mix(h, c, g), h, valid[:, t])
+                store[t] = value
+        h, outputs[t] = masked_step(mix(h, c, g), h, valid[t])
     cache = GRUSequenceCache(x, valid, att, *parts, weights, gru_type, augru_gate) if keep_cache else None
-    return outputs, h, cache
+    return _time_major(outputs), h, cache
 
 
 def gru_sequence_backward(d_outputs, d_final, cache):
@@ -266,39 +277,39 @@ def gru_sequence_backward(d_outputs, d_final, cache):
     tied biases each use gets its own entry, to be summed), d_att (batch_size, T) or None.
     """
     x, valid, att, w = cache.x, cache.valid, cache.att, cache.weights
-    b, t_max, _ = x.shape
+    t_max, b, _ = x.shape
     units = cache.c.shape[-1]
     dtype = x.dtype
     keras = isinstance(w, KerasGRUWeights)
     d = x.shape[-1]
     d_h = np.zeros((b, units), dtype) if d_final is None else np.array(d_final, dtype=dtype)
+    d_outputs = None if d_outputs is None else _time_major(np.asarray(d_outputs, dtype=dtype))   # (T, B, H)
     # gradients at the pre-activations, for every position (0 at padding): the input-side GEMMs
     # and every weight gradient come from them after the loop
-    d_pre_gates = np.zeros((b, t_max, 3 * units if not keras else 2 * units), dtype)
-    d_pre_cand = np.zeros((b, t_max, units), dtype) if keras else None
-    d_att = None if att is None else np.zeros((b, t_max), dtype)
+    d_pre_gates = np.zeros((t_max, b, 3 * units if not keras else 2 * units), dtype)
+    d_pre_cand = np.zeros((t_max, b, units), dtype) if keras else None
+    d_att = None if att is None else np.zeros((t_max, b), dtype)
     h_kernel_gates = w.gates_kernel[d:] if keras else w.kernel_hh
     h_kernel_cand = w.candidate_kernel[d:] if keras else None
     zero = np.zeros((b, units), dtype)
     for t in reversed(range(t_max)):
-        d_o = zero if d_outputs is None else d_outputs[:, t]
-        d_new, d_h = masked_step_backward(d_h, d_o, valid[:, t])
-        h_prev, r, u, c, g = cache.h_prev[:, t], cache.r[:, t], cache.u[:, t], cache.c[:, t], cache.g[:, t]
+        d_o = zero if d_outputs is None else d_outputs[t]
+        d_new, d_h = masked_step_backward(d_h, d_o, valid[t])
+        h_prev, r, u, c, g = cache.h_prev[t], cache.r[t], cache.u[t], cache.c[t], cache.g[t]
         # h~ = g h + (1 - g) c
         d_g = d_new * (h_prev - c)
         d_c = d_new * (1.0 - g)
         d_h += d_new * g
-        d_u, d_a = keep_gate_backward(cache.gru_type, d_g, u, None if att is None else att[:, t],
-                                      cache.augru_gate)
+        d_u, d_a = keep_gate_backward(cache.gru_type, d_g, u, None if att is None else att[t], cache.augru_gate)
         if d_a is not None:
-            d_att[:, t] = d_a
+            d_att[t] = d_a
         d_pc = d_c * (1.0 - c * c)                            # tanh'
-        d_r = (d_pc @ h_kernel_cand.T) if keras else d_pc * cache.reset_operand[:, t]
+        d_r = (d_pc @ h_kernel_cand.T) if keras else d_pc * cache.reset_operand[t]
         if keras:                                             # c = tanh(x K_c^x + (r h) K_c^h + b_c)
-            d_pre_cand[:, t] = d_pc
+            d_pre_cand[t] = d_pc
             d_h += d_r * r                                    # (r h)'s other factor
             d_r = d_r * h_prev
-        d_pre = d_pre_gates[:, t]
+        d_pre = d_pre_gates[t]
         d_pre[:, :units] = d_r * r * (1.0 - r)
         d_pre[:, units:2 * units] = d_u * u * (1.0 - u)
         if keras:
@@ -308,12 +319,13 @@ def gru_sequence_backward(d_outputs, d_final, cache):
             d_gh = d_pre.copy()
             d_gh[:, 2 * units:] *= r
             d_h += d_gh @ h_kernel_gates.T
-    return _input_side(x, cache, d_pre_gates, d_pre_cand) + (d_att,)
+    d_x, grads = _input_side(x, cache, d_pre_gates, d_pre_cand)
+    return _time_major(d_x), grads, None if d_att is None else _time_major(d_att)
 
 
 def _input_side(x, cache, d_pre_gates, d_pre_cand):
-    """``(d_x, d_weights)`` from the pre-activation gradients of every position: one GEMM per
-    product, over all ``B * T`` positions."""
+    """``(d_x (T, B, D), d_weights)`` from the pre-activation gradients of every position: one GEMM
+    per product, over all ``B * T`` positions."""
     w = cache.weights
     d = x.shape[-1]
     x2 = x.reshape(-1, d)
