@@ -15,6 +15,12 @@ Sections (``--only``):
   ``model.predict``, ONNX Runtime on ``npctr.export_onnx``'s graph of the same weights (the GRUs as ``Scan``
   over time), DeepCTR's model in TF graph mode (``tf.function`` of ``model(x, training=False)``) and
   DeepCTR-Torch's in eager mode under ``torch.no_grad()``;
+* ``chunks`` (npctr alone): the Predictor at batch 4096, one thread, for chunks of 64 to 4096 rows
+  (``DIEN_ROWS_PER_CHUNK`` is chosen from it), and batches of 256 to 2048 rows as one chunk on one
+  thread or two chunks on two (``DIEN_MIN_SHARE_ROWS``; ``docs/inference.md``, section 10);
+* ``steps`` (npctr alone): the cost of one GRU step of a one-row request (``PreparedGRU.run_row``, a
+  50-step row) and of NumPy's scalar against array operands on a 16-vector, the reason that path
+  uses arrays only;
 * ``train``: DIEN training with negative sampling (the auxiliary loss, ``alpha`` 1), ``fit`` on
   ``--train-rows`` rows, batch 256, Adam (each framework's defaults), binary cross-entropy, no shuffling:
   rows/s of npctr, DeepCTR-TF's ``model.fit`` and DeepCTR-Torch's ``model.fit``, one epoch per framework
@@ -60,7 +66,7 @@ import npctr  # noqa: E402
 from bench import environment_lines  # noqa: E402
 from bench_serving import time_blocks, fmt_ms, load_line, ort_session  # noqa: E402
 
-SECTIONS = ("infer", "train")
+SECTIONS = ("infer", "train", "chunks", "steps")
 #: the headline figures of the sections run, written by ``--json``
 RESULTS = {}
 T = 50
@@ -254,6 +260,63 @@ def run_train_section(args):
     print(f"\n_load average {load_line()}_")
 
 
+def run_chunks_section(args):
+    from npctr._blas import single_threaded_blas
+    npm = npctr_dien()
+    x = dien_data(4096, np.random.default_rng(0))
+    sizes = [64, 256, 4096] if args.quick else [64, 128, 256, 512, 1024, 2048, 4096]
+    fns = {}
+    for rows in sizes:
+        predictor = npm.inference(threads=1, chunk_rows=rows)
+        fns[rows] = (lambda p: lambda: p.predict(x))(predictor)
+    with single_threaded_blas():
+        res = time_blocks(fns, max(2, args.rounds // 2), args.block_ms * 3)
+    print("\n## DIEN Predictor: chunk size, batch 4096, one thread, float32\n")
+    print("| rows per chunk | ms (min) | load |")
+    print("|---:|---:|---|")
+    for rows in sizes:
+        print(f"| {rows} | {fmt_ms(res[rows][0])} ({fmt_ms(res[rows][1])}) | {load_line()} |")
+    RESULTS["chunks"] = {str(rows): 1e3 * res[rows][0] for rows in sizes}
+    print(f"\n## DIEN Predictor: a batch as one chunk on one thread, or two chunks on {args.threads} threads\n")
+    print("(`DIEN_MIN_SHARE_ROWS` is chosen from it.)\n")
+    print("| batch | one chunk, one thread ms (min) | two chunks, two threads ms (min) | two / one | load |")
+    print("|---:|---:|---:|---:|---|")
+    for batch in ([256, 1024] if args.quick else [256, 512, 1024, 2048]):
+        xb = {k: v[:batch] for k, v in x.items()}
+        one, two = npm.inference(threads=1, chunk_rows=batch), npm.inference(threads=2, chunk_rows=batch // 2)
+        res = time_blocks({"one": lambda: one.predict(xb), "two": lambda: two.predict(xb)}, args.rounds,
+                          args.block_ms)
+        o, t = res["one"], res["two"]
+        print(f"| {batch} | {fmt_ms(o[0])} ({fmt_ms(o[1])}) | {fmt_ms(t[0])} ({fmt_ms(t[1])}) | {t[0] / o[0]:.2f} "
+              f"| {load_line()} |", flush=True)
+        two.close()
+
+
+def run_steps_section(args):
+    npm = npctr_dien()
+    prep = npm.inference(threads=1)._weights()
+    ws = npm.inference(threads=1)._workspace
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((T, 16)).astype(np.float32)
+    out = np.empty((T, 16), np.float32)
+    weight = rng.random((T, 16)).astype(np.float32)
+    g = np.empty(32, np.float32)
+    ones, gx = np.ones(32, np.float32), rng.standard_normal(32).astype(np.float32)
+    fns = {"gru1 (GRU), one 50-step row": lambda: prep.gru1.run_row(x, out, ws),
+           "gru2 (AUGRU), one 50-step row": lambda: prep.gru2.run_row(x, out, ws, weight),
+           "G += 1 (a Python scalar), 32 float32": lambda: g.__iadd__(1),
+           "np.add(G, ones, G), 32 float32": lambda: np.add(g, ones, g),
+           "np.add(G, x, G), 32 float32": lambda: np.add(g, gx, g)}
+    res = time_blocks(fns, args.rounds, args.block_ms)
+    print("\n## One-row GRU steps and NumPy's operands, float32, H = 16\n")
+    print("| call | us per call (min) | us per step | load |")
+    print("|---|---:|---:|---|")
+    for name, (med, low, _) in res.items():
+        per_step = f"{1e6 * med / T:.2f}" if "row" in name else ""
+        print(f"| {name} | {1e6 * med:.2f} ({1e6 * low:.2f}) | {per_step} | {load_line()} |")
+    RESULTS["steps"] = {name: 1e6 * r[0] for name, r in res.items()}
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -281,7 +344,8 @@ def main(argv=None):
           f"{' '.join(sys.argv[1:] if argv is None else argv)}`\n")
     print("\n".join(environment_lines() + [versions()]))
     t0 = time.perf_counter()
-    runners = {"infer": run_infer_section, "train": run_train_section}
+    runners = {"infer": run_infer_section, "train": run_train_section, "chunks": run_chunks_section,
+               "steps": run_steps_section}
     for s in SECTIONS:
         if s in sections:
             runners[s](args)

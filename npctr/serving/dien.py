@@ -36,6 +36,11 @@ from .small_batch import SMALL_ROWS, SmallRequests
 #: rows per chunk of a DIEN: each of the ~25 NumPy calls of a GRU step works on the chunk's running
 #: rows, so larger chunks amortise the per-call cost (chosen by measurement, docs/performance.md)
 DIEN_ROWS_PER_CHUNK = 1024
+#: a step is split over the cores only into chunks of at least this many rows: a GRU step on fewer
+#: rows is a few microseconds per NumPy call, and two threads handing the GIL to each other on such
+#: calls are slower than one (measured: batch 256, two chunks on two threads 1.3x slower than one
+#: chunk on one; batch 512 about even; 1024 1.3x faster)
+DIEN_MIN_SHARE_ROWS = 256
 
 
 #: positions per block of the attention MLP (a multiple of ROW_GROUP): its (positions, 64) activations
@@ -434,6 +439,8 @@ class DIENPredictor(Predictor):
     """The :class:`~npctr.serving.Predictor` of a ``DIEN``: same interface (``predict``,
     ``predict_checked``, threads, chunks, ``return_attention``), the computation of this module.
     ``chunk_rows`` defaults to ``DIEN_ROWS_PER_CHUNK``."""
+
+    min_share_rows = DIEN_MIN_SHARE_ROWS
 
     def __init__(self, model, threads=None, chunk_rows=None):
         super().__init__(model, threads, DIEN_ROWS_PER_CHUNK if chunk_rows is None else chunk_rows)

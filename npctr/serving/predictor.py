@@ -1,4 +1,5 @@
-r"""Fast inference for npctr's feature models (``DIN``, ``DNNModel``): the ``Predictor``.
+r"""Fast inference for npctr's feature models (``DIN``, ``DNNModel``; ``DIEN`` through
+:mod:`npctr.serving.dien`): the ``Predictor``.
 
 ``model.inference()`` returns a :class:`Predictor`, the object a server holds. It computes
 exactly ``model.forward(x, training=False)`` (to round-off), but is built for speed:
@@ -49,7 +50,8 @@ MIN_SHARE_ROWS = 16
 
 
 class Predictor:
-    """Scores feature dicts with a ``DIN`` or ``DNNModel``: what ``model.predict`` uses.
+    """Scores feature dicts with a ``DIN`` or ``DNNModel`` (a ``DIEN``: the subclass
+    :class:`~npctr.serving.dien.DIENPredictor`): what ``model.predict`` uses.
 
     Parameters
     ----------
@@ -65,6 +67,9 @@ class Predictor:
     ``model.forward(x, training=False)`` to round-off. Thread-safe: concurrent calls
     use separate workspaces.
     """
+
+    #: a step is split over the cores only into chunks of at least this many rows
+    min_share_rows = MIN_SHARE_ROWS
 
     def __init__(self, model, threads=None, chunk_rows=None):
         self.model = model
@@ -222,14 +227,14 @@ class Predictor:
     def _chunks(self, n, batch_size):
         """``(lo, hi)`` of each chunk: every step of ``batch_size`` rows cut into equal chunks of at
         most ``chunk_rows`` rows, their number a multiple of the usable cores (when the chunks keep
-        at least ``MIN_SHARE_ROWS`` rows), so that each core gets the same work. The plan does not
+        at least ``min_share_rows`` rows), so that each core gets the same work. The plan does not
         depend on ``threads``: BLAS may round a row differently at another place in a GEMM, and
         results must not depend on the thread count."""
         share = self._cores
         for step in range(0, n, batch_size):
             rows = min(batch_size, n - step)
             count = -(-rows // self.chunk_rows)
-            if share > 1 and rows >= share * MIN_SHARE_ROWS:
+            if share > 1 and rows >= share * self.min_share_rows:
                 count = -(-count // share) * share
             size = -(-rows // count)
             for lo in range(step, step + rows, size):
