@@ -226,6 +226,7 @@ def test_follows_weight_changes_and_training():
     model.get_layer("gru2").params["kernel_ih" if "kernel_ih" in model.get_layer("gru2").params
                                    else "candidate_kernel"][...] *= 1.5
     model.weights_changed()
+    # the predictions must move with the weights (by far more than any round-off)
     assert not np.allclose(predictor.predict(x), before)
     assert_matches(model, x, predictor)
     model.compile("adam")

@@ -230,14 +230,17 @@ class DIEN(FeatureModel):
         if self.conventions.dien_attention_rows == "nonempty" and not np.all(length > 0):
             rows = np.flatnonzero(length[:, 0] > 0)
         self._att_rows = rows
+        # past a row's length its keys are all the zero state, and masked: in training the
+        # LocalActivationUnit computes them once per row (the layer's shared_keys; same values)
+        padding = np.arange(keys.shape[1]) >= length
         if rows is None:
-            return att.forward_with_scores([query, keys, length], training, backprop)
+            return att.forward_with_scores([query, keys, length], training, backprop, shared_keys=padding)
         batch, t = keys.shape[:2]
         y_shape = (batch, 1, t) if att.return_score else (batch, 1, keys.shape[-1])
         y, scores = np.zeros(y_shape, self.dtype), np.zeros((batch, 1, t), self.dtype)
         if rows.size:
             y[rows], scores[rows] = att.forward_with_scores([query[rows], keys[rows], length[rows]], training,
-                                                            backprop)
+                                                            backprop, shared_keys=padding[rows])
         return y, scores
 
     # -- backward --------------------------------------------------------------------------------

@@ -98,7 +98,17 @@ def softmax(x, axis=-1):
 
 
 def softmax_backward(dy, y):
-    """``dx = y * (dy - <dy, y>)`` over the last axis, from the softmax's output ``y``."""
+    """``dx = y * (dy - <dy, y>)`` over the last axis, from the softmax's output ``y``.
+
+    A float32 gradient is formed in float64 and rounded once: its terms cancel to exactly 0 over
+    the axis (``sum y = 1``, so ``sum dx = <dy, y> (1 - sum y) = 0``), and a rounding error in
+    ``<dy, y>`` is not random over the terms but common to all of them, so in float32 it would
+    reach every later sum over the axis (e.g. the gradient of a bias before the softmax, exactly
+    0) at the scale of ``|dy|``. Float64 arrays are unchanged.
+    """
+    if dy.dtype == np.float32 or y.dtype == np.float32:
+        wide = np.asarray(dy, dtype=np.float64)
+        return (y * (wide - np.sum(wide * y, axis=-1, keepdims=True))).astype(np.result_type(dy, y))
     return y * (dy - np.sum(dy * y, axis=-1, keepdims=True))
 
 
