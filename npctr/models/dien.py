@@ -289,8 +289,18 @@ class DIEN(FeatureModel):
         if all(p is not None for p in pooled):           # (the torch profile leaves them out)
             self._pool_backward([p[:, None, :] for p in pooled], d_emb)
         d_query, d_interests = self._evolve_backward(grads["hist"][0][:, None, :], cache)
+        aux = self._layers["auxiliary_loss"] if self.use_negsampling else None
+        fused = aux is not None and self._fuse_auxiliary and aux._cache is not None
+        if fused:     # a training step: the auxiliary loss's gradient joins before gru1's one BPTT
+            d_states, d_click, d_noclick, _ = aux.backward(np.asarray(self.alpha))
+            d_interests[:, :-1] += d_states
         d_keys = self._layers["gru1"].backward(d_interests)[0]
         sizes = [fc.embedding_dim for fc in self.query_columns]
+        if fused:
+            d_keys[:, 1:] += d_click
+            d_neg = np.zeros_like(d_keys)
+            d_neg[:, 1:] = d_noclick
+            d_emb.update(zip([fc.name for fc in self.negative_columns], _split_last(d_neg, sizes)))
         for fc, d in zip(self.query_columns, _split_last(d_query, sizes)):
             d_emb[fc.name] = d_emb[fc.name] + d if fc.name in d_emb else d
         for fc, d in zip(self.history_columns, _split_last(d_keys, sizes)):
@@ -299,14 +309,28 @@ class DIEN(FeatureModel):
             if name not in d_emb:
                 d_emb[name] = np.zeros(shape, self.dtype)
         self._tables_backward(d_emb)
-        if self.use_negsampling:       # the network is not on the output's path
-            aux_dnn = self._layers["auxiliary_loss"]._layers["dnn"]
+        if aux is not None and not fused:       # the network is not on the output's path
+            aux_dnn = aux._layers["dnn"]
             aux_dnn._grads.update({k: np.zeros_like(v) for k, v in aux_dnn._params.items()})
-            self._aux_pending = self._layers["auxiliary_loss"]._cache is not None
+        self._aux_pending = aux is not None and not fused and aux._cache is not None
         dense = [grads["dense"][i] for i in range(len(self.dense_columns))]
         return self._dense_gradients(np.concatenate(dense, axis=-1) if dense else d_deep[:, :0])
 
     # -- the auxiliary loss in the objective ----------------------------------------------------
+    #: set while a training step computes every gradient at once (``_backward_objective``)
+    _fuse_auxiliary = False
+
+    def _backward_objective(self, d, uses_logits):
+        """The trainer's backward of the whole objective: the outputs' gradient and ``alpha`` x the
+        auxiliary loss's meet at the interests, so ``gru1`` runs ONE BPTT of their sum (BPTT is linear
+        in its upstream gradient: the same gradients as ``backward`` + ``add_auxiliary_grads``, which
+        run two) and the tables get one scatter."""
+        self._fuse_auxiliary = True
+        try:
+            super()._backward_objective(d, uses_logits)
+        finally:
+            self._fuse_auxiliary = False
+
     def auxiliary_loss(self):
         """``alpha`` x the auxiliary loss of the last forward (0.0 without negative sampling),
         as DeepCTR's ``model.add_loss(alpha * aux_loss)`` / DeepCTR-Torch's ``aux_loss``."""

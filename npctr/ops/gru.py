@@ -48,6 +48,7 @@ import numpy as np
 
 from .activations import sigmoid, sigmoid_
 from .dense import matmul_last
+from .rows import column_sums
 
 LAYOUTS = ("keras", "torch")
 #: the cell variants; DeepCTR's "AIGRU" is a plain GRU on attention-scaled inputs
@@ -278,6 +279,8 @@ def gru_sequence(x, valid, weights, gru_type="GRU", att=None, augru_gate="keep",
         att = _time_major(att.reshape(b, t_max))[:, :, None]                             # (T, B, 1)
     x = _time_major(x)                                                                   # (T, B, D)
     keras = isinstance(weights, KerasGRUWeights)
+    # the mask repeated over H: NumPy selects with a full-shape mask in one loop, a (B, 1) one row by row
+    valid_h = np.ascontiguousarray(np.broadcast_to(valid, (t_max, b, units)))
     kx_g, bx_g, kh_g, kx_c, bx_c, kh_c, bh_c = _blocks(weights, d)
     x2 = x.reshape(-1, d)
     x_gates = matmul_last(x2, kx_g)
@@ -313,7 +316,7 @@ def gru_sequence(x, valid, weights, gru_type="GRU", att=None, augru_gate="keep",
             np.multiply(factor[t], ru[1], out=keep[t])
             if augru_gate == "update":
                 np.subtract(1.0, keep[t], out=keep[t])
-        masked_step_(mix_keep_(h, c, keep[t], new), h, valid[t], states[t + 1], outputs[t])
+        masked_step_(mix_keep_(h, c, keep[t], new), h, valid_h[t], states[t + 1], outputs[t])
     cache = GRUSequenceCache(x, valid, att, states, gates, cand, keep, operand, weights, gru_type,
                              augru_gate) if keep_cache else None
     return _time_major(outputs), states[t_max].copy(), cache
@@ -378,9 +381,10 @@ def gru_sequence_backward(d_outputs, d_final, cache):
     d_pre_cand = np.empty((t_max, b, units), dtype)
     d_cell = np.empty((t_max, b, units), dtype)                # delta at every position
     zero = np.zeros((b, units), dtype)
+    valid_h = np.ascontiguousarray(np.broadcast_to(valid, (t_max, b, units)))   # (see gru_sequence)
     for t in reversed(range(t_max)):
         d_o = zero if d_outputs is None else d_outputs[t]
-        d_new, d_h = masked_step_backward(d_h, d_o, valid[t])
+        d_new, d_h = masked_step_backward(d_h, d_o, valid_h[t])
         d_cell[t] = d_new
         d_pc = np.multiply(d_new, cand_factor[t], out=d_pre_cand[t])
         d_pre = d_pre_gates[t]
@@ -428,12 +432,12 @@ def _input_side(x, cache, d_pre_gates, d_pre_cand):
     if isinstance(w, KerasGRUWeights):
         rh2 = cache.reset_operand.reshape(h2.shape)
         d_x = matmul_last(d_pre_gates, w.gates_kernel[:d].T) + matmul_last(d_pre_cand, w.candidate_kernel[:d].T)
-        grads = KerasGRUWeights(np.concatenate([x2.T @ dg2, h2.T @ dg2]), dg2.sum(axis=0),
-                                np.concatenate([x2.T @ dc2, rh2.T @ dc2]), dc2.sum(axis=0))
+        grads = KerasGRUWeights(np.concatenate([x2.T @ dg2, h2.T @ dg2]), column_sums(dg2),
+                                np.concatenate([x2.T @ dc2, rh2.T @ dc2]), column_sums(dc2))
         return d_x, grads
     units = h2.shape[-1]
     d_gi2 = dg2.copy()
     d_gi2[:, 2 * units:] = dc2                                 # b_h^n and W_h^n sit inside r * (...)
     d_x = matmul_last(d_gi2, w.kernel_ih.T).reshape(x.shape)
-    grads = TorchGRUWeights(x2.T @ d_gi2, h2.T @ dg2, d_gi2.sum(axis=0), dg2.sum(axis=0))
+    grads = TorchGRUWeights(x2.T @ d_gi2, h2.T @ dg2, column_sums(d_gi2), column_sums(dg2))
     return d_x, grads
