@@ -317,6 +317,30 @@ def run_steps_section(args):
     RESULTS["steps"] = {name: 1e6 * r[0] for name, r in res.items()}
 
 
+def print_targets():
+    """The issue's targets, one row each, from the sections run (``RESULTS``)."""
+    rows = []
+    for key in sorted((k for k in RESULTS if k.startswith("dien_")), key=lambda k: int(k.split("_")[1])):
+        r, batch = RESULTS[key], key.split("_")[1]
+        rows += [(f"batch {batch}: Predictor / ONNX Runtime", "<= 1.2", r["vs_ort"], r["vs_ort"] <= 1.2, r["load"]),
+                 (f"batch {batch}: Predictor / DeepCTR TF graph", "< 1", r["vs_tf"], r["vs_tf"] < 1, r["load"]),
+                 (f"batch {batch}: Predictor / DeepCTR-Torch eager", "< 1", r["vs_torch"], r["vs_torch"] < 1,
+                  r["load"]),
+                 (f"batch {batch}: model.predict / Predictor", "<= 1.1", r["model_predict_ratio"],
+                  r["model_predict_ratio"] <= 1.1, r["load"])]
+    if "train" in RESULTS:
+        r = RESULTS["train"]
+        rows += [("training rows/s, npctr / DeepCTR TF", "> 1", r["vs_tf"], r["vs_tf"] > 1, r["load"]),
+                 ("training rows/s, npctr / DeepCTR-Torch", "> 1", r["vs_torch"], r["vs_torch"] > 1, r["load"])]
+    if not rows:
+        return
+    print("\n## Targets (issue 16)\n")
+    print("| target | required | measured | met? | load (1, 5, 15 min) |")
+    print("|---|---|---:|---|---|")
+    for name, required, value, met, load in rows:
+        print(f"| {name} | {required} | {value:.2f} | {'yes' if met else 'no'} | {load} |")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -349,6 +373,7 @@ def main(argv=None):
     for s in SECTIONS:
         if s in sections:
             runners[s](args)
+    print_targets()
     if args.json:
         import json
         with open(args.json, "w") as f:
