@@ -277,6 +277,12 @@ def run_chunks_section(args):
     for rows in sizes:
         print(f"| {rows} | {fmt_ms(res[rows][0])} ({fmt_ms(res[rows][1])}) | {load_line()} |")
     RESULTS["chunks"] = {str(rows): 1e3 * res[rows][0] for rows in sizes}
+    full = {**x, "seq_length": np.full_like(x["seq_length"], T)}           # the largest buffers: full rows
+    for rows in (1024, 2048):
+        predictor = npm.inference(threads=1, chunk_rows=rows)
+        predictor.predict(full)
+        mib = sum(b.nbytes for b in predictor._workspace.buffers.values()) / 2 ** 20
+        print(f"\nworkspace of one thread, {rows}-row chunks, every row of length {T}: {mib:.1f} MiB")
     print(f"\n## DIEN Predictor: a batch as one chunk on one thread, or two chunks on {args.threads} threads\n")
     print("(`DIEN_MIN_SHARE_ROWS` is chosen from it.)\n")
     print("| batch | one chunk, one thread ms (min) | two chunks, two threads ms (min) | two / one | load |")
