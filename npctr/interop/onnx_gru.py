@@ -63,7 +63,8 @@ def gru_scan(g, layer, cell_type, augru_gate, x, valid, att, path):
     widths = ([2 * h, h] if keras else [3 * h]) + [1] + ([1] if att is not None else [])
     types = [g.float_type()] * len(projected) + [onnx.TensorProto.BOOL] + ([g.float_type()] if att is not None else [])
     body_inputs = [helper.make_tensor_value_info(state, g.float_type(), ["batch", h])]
-    body_inputs += [helper.make_tensor_value_info(n, t, ["batch", width]) for n, t, width in zip(step_in, types, widths)]
+    body_inputs += [helper.make_tensor_value_info(n, t, ["batch", width])
+                    for n, t, width in zip(step_in, types, widths)]
     valid_t = step_in[len(projected)]
     att_t = step_in[-1] if att is not None else None
     if keras:

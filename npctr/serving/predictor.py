@@ -35,8 +35,8 @@ import numpy as np
 from ..ops.attention import attention_weights
 from .._blas import single_threaded_blas
 from .._validation import check_positive_int
-from .prepared import (ROW_GROUP, TINY_ROWS, PreparedWeights, Workspace, as_records, pool_sequence,
-                       take_rows, usable_cores)
+from .prepared import (ROW_GROUP, TINY_ROWS, PreparedWeights, Workspace, pool_sequence, take_rows,
+                       usable_cores)
 from .small_batch import SmallPlan
 
 #: history positions per chunk (about half of them valid): few enough that the buffers of a
@@ -118,7 +118,7 @@ class Predictor:
         ``x`` is validated once (``model.check_features``; ``check_finite=False`` skips the
         NaN/inf check of dense features). ``batch_size`` bounds the rows handled per step
         (as ``Model.predict``); within a step rows are processed in chunks of ``chunk_rows``
-        on up to ``threads`` threads. ``return_attention=True`` (DIN) also returns the
+        on up to ``threads`` threads. ``return_attention=True`` (DIN, DIEN) also returns the
         attention weights ``(n_samples, 1, T)``, what ``forward`` leaves in
         ``model.attention_scores``.
         """
