@@ -190,7 +190,7 @@ class _Swish(Layer):
 
 
 def test_unsupported_models_and_layers_are_clear_errors(tmp_path):
-    with pytest.raises(TypeError, match="exports DIN, DNNModel and DNN, got Dense"):
+    with pytest.raises(TypeError, match="exports DIN, DIEN, DNNModel and DNN, got Dense"):
         npctr.export_onnx(npctr.Dense(3), tmp_path / "m.onnx")
     model = DIN(_columns(), ["a", "b"], dnn_hidden_units=(4,), att_hidden_size=(4,), dnn_activation=_Swish)
     with pytest.raises(TypeError, match=r"dnn/activation0 \(_Swish\).*supported activations"):

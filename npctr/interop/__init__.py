@@ -9,7 +9,7 @@ need it, so importing ``npctr.interop`` stays NumPy-only.
 * :func:`load_torch_state_dict` / :func:`to_torch_state_dict` (``npctr.interop.torch``):
   DeepCTR-Torch (``state_dict()``, modules, ``.pt`` / ``.pth`` via ``torch.load(weights_only=True)``);
 * :func:`export_onnx`, :func:`onnx_inputs` (``npctr.interop.onnx``): the inference graphs of
-  DIN, DNNModel and DNN as ONNX (``docs/onnx.md``);
+  DIN, DIEN, DNNModel and DNN as ONNX (``docs/onnx.md``);
 * ``python -m npctr golden`` / ``compare`` (``npctr.interop.golden``, ``npctr.interop.compare``):
   reference numbers for other backends, judged by :mod:`npctr.testing`'s normwise rule; the
   conformance suite built on them is :mod:`npctr.conformance` (``docs/verifying_backends.md``).

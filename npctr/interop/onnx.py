@@ -1,10 +1,11 @@
-r"""ONNX export of npctr's inference graphs: ``DNN``, ``DIN`` and ``DNNModel``.
+r"""ONNX export of npctr's inference graphs: ``DNN``, ``DIN``, ``DIEN`` and ``DNNModel``.
 
 ``export_onnx(model, path)`` writes the model's ``forward(x, training=False)`` as an
 ONNX graph (opset 17, IR 8) that ONNX Runtime runs in float32 and float64 alike:
 every op used (Gather, MatMul, Add, Sub, Mul, Sigmoid, Relu, Tanh, Softmax, Max, Min,
-Where, Equal, Less, Not, And, Cast, ReduceSum, ReduceMax, Concat, Reshape, Unsqueeze,
-Transpose, Expand, Shape) has CPU kernels for both. Inference folds what training
+Where, Equal, Less, Greater, Not, And, Cast, ReduceSum, ReduceMax, Concat, Reshape, Unsqueeze,
+Transpose, Expand, Shape, Slice, Split, Flatten, ConstantOfShape and DIEN's ``Scan`` over time,
+:mod:`npctr.interop.onnx_gru`) has CPU kernels for both. Inference folds what training
 needs separately: BatchNormalization and Dice use their moving statistics, written as
 constants ``mean`` and ``1 / sqrt(variance + epsilon)`` computed exactly as npctr
 computes them, so the graph repeats npctr's arithmetic op for op.
@@ -12,7 +13,8 @@ computes them, so the graph repeats npctr's arithmetic op for op.
 Inputs are named by feature name as DeepCTR names them, with a dynamic batch axis:
 ``SparseFeat`` ``(batch, 1)`` int64 ids, ``VarLenSparseFeat`` ``(batch, maxlen)`` int64
 ids (0 = padding), a ``length_name`` ``(batch, 1)`` int64, ``DenseFeat``
-``(batch, dimension)`` in the model's dtype. The output ``prediction_layer``
+``(batch, dimension)`` in the model's dtype; a DIEN's negative histories are not inputs
+(inference never reads them). The output ``prediction_layer``
 ``(batch, 1)`` is the probability (``task='binary'``) or the value (``'regression'``).
 A ``DNN`` layer exports as input ``inputs`` ``(batch, input_dim)``, output ``outputs``.
 See ``docs/onnx.md``. Needs the optional ``onnx`` package (``pip install npctr[onnx]``).
@@ -25,9 +27,11 @@ from ..layers.activation import Activation, Dice, PReLU
 from ..layers.core import DNN, PredictionLayer
 from ..layers.dropout import Dropout
 from ..layers.normalization import BatchNormalization
+from ..layers.rnn import DynamicGRU
 from ..ops.attention import SOFTMAX_PAD, split_first_kernel
 from ..ops.batch_norm import inverse_std
 from ..ops.sequence import MAX_POOL_PAD, MEAN_POOL_EPSILON
+from .onnx_gru import gru_scan
 
 OPSET = 17
 IR_VERSION = 8          # what opset 17 needs; readable by ONNX Runtime >= 1.11
@@ -73,6 +77,22 @@ class _Graph:
         out = self._name(hint or op_type.lower())
         self.nodes.append(self.onnx.helper.make_node(op_type, list(inputs), [out], name=out, **attrs))
         return out
+
+    def ops(self, op_type, inputs, n_outputs, hint=None, **attrs):
+        """A node with ``n_outputs`` outputs (``Split``, ``Scan``); returns their names."""
+        outs = [self._name(f"{hint or op_type.lower()}_{i}") for i in range(n_outputs)]
+        self.nodes.append(self.onnx.helper.make_node(op_type, list(inputs), outs, name=outs[0], **attrs))
+        return outs
+
+    def body(self):
+        """A graph for a loop body: its own nodes, this graph's names and constants (a subgraph
+        reads the constants of its outer graph by name)."""
+        sub = _Graph(self.onnx, self.dtype)
+        sub._used, sub.initializers = self._used, self.initializers
+        return sub
+
+    def float_type(self):
+        return self.onnx.helper.np_dtype_to_tensor_dtype(self.dtype)
 
     def axes(self, *axes):
         return self.const("axes", list(axes), dtype=np.int64)
@@ -172,15 +192,19 @@ def _local_activation_unit(g, lau, query, keys, path):
                 g.const(f"{path}/bias", lau.params["bias"]), hint=f"{path}/score")
 
 
-def _attention(g, att, query, keys, valid, path):
-    """DIN's attention pooling ``(B, 1, E)``; ``valid`` is the ``(B, 1, T)`` bool mask."""
+def _attention_weights(g, att, query, keys, valid, path):
+    """The attention weights ``(B, 1, T)`` of ``keys`` for ``query``; ``valid`` is the ``(B, 1, T)`` bool mask."""
     score = g.op("Transpose", _local_activation_unit(g, att.get_layer("local_att"), query, keys,
                                                      f"{path}/local_att"), perm=[0, 2, 1])
     if att.weight_normalization:
-        w = g.op("Softmax", g.op("Where", valid, score, g.const("softmax_pad", SOFTMAX_PAD)), axis=-1)
-    else:
-        w = g.op("Where", valid, score, g.const("zero", 0.0))
-    return g.op("MatMul", w, keys, hint=f"{path}/output")
+        return g.op("Softmax", g.op("Where", valid, score, g.const("softmax_pad", SOFTMAX_PAD)), axis=-1,
+                    hint=f"{path}/weights")
+    return g.op("Where", valid, score, g.const("zero", 0.0), hint=f"{path}/weights")
+
+
+def _attention(g, att, query, keys, valid, path):
+    """DIN's attention pooling ``(B, 1, E)``; ``valid`` is the ``(B, 1, T)`` bool mask."""
+    return g.op("MatMul", _attention_weights(g, att, query, keys, valid, path), keys, hint=f"{path}/output")
 
 
 def _pooling(g, layer, seq, valid, lengths, path):
@@ -218,34 +242,66 @@ def _length_mask(g, maxlen, length):
     return g.op("Less", g.const(f"positions_{maxlen}", np.arange(maxlen)[None, :], np.int64), length)
 
 
-def _feature_model(g, model):
-    """The graph of ``FeatureModel._forward_logit`` + the prediction; returns (inputs, output)."""
+def graph_inputs(model):
+    """The names of the graph inputs of a feature model: ``model.feature_names``, without a DIEN's
+    negative histories (inference never reads them)."""
+    unused = {fc.name for fc in getattr(model, "negative_columns", ())}
+    return [n for n in model.feature_names if n not in unused]
+
+
+def _inputs_and_embeddings(g, model):
+    """The graph inputs (``graph_inputs``) and ``{feature name: its embeddings}`` (a ``Gather`` each)."""
     helper, tp = g.onnx.helper, g.onnx.TensorProto
-    float_type = helper.np_dtype_to_tensor_dtype(g.dtype)
+    names = graph_inputs(model)
     inputs = []
     g.reserve(model.input_features)
-    for name, fc in model.input_features.items():
+    for name in names:
+        fc = model.input_features[name]
         if isinstance(fc, DenseFeat):
-            inputs.append(helper.make_tensor_value_info(name, float_type, ["batch", fc.dimension]))
+            inputs.append(helper.make_tensor_value_info(name, g.float_type(), ["batch", fc.dimension]))
         elif isinstance(fc, VarLenSparseFeat) and name == fc.name:
             inputs.append(helper.make_tensor_value_info(name, tp.INT64, ["batch", fc.maxlen]))
         else:
             inputs.append(helper.make_tensor_value_info(name, tp.INT64, ["batch", 1]))
     emb = {}
-    for emb_name, names in model.table_features.items():
+    for emb_name, features in model.table_features.items():
+        used = [n for n in features if n in names]
+        if not used:
+            continue
         table = g.const(f"sparse_emb_{emb_name}/embeddings",
                         model.get_layer(f"sparse_emb_{emb_name}").params["embeddings"])
-        for n in names:
+        for n in used:
             emb[n] = g.op("Gather", table, n, axis=0, hint=f"{n}_emb")
-    pieces = [emb[fc.name] for fc in model.sparse_columns]                       # (B, 1, E_i)
+    return inputs, emb
+
+
+def _pooled(g, model, emb):
+    """The pooled (non-history) sequences ``(B, 1, E)``, in column order."""
+    pieces = []
     for fc in model.pooled_columns:
         path = f"sequence_pooling_{fc.name}"
         if fc.length_name is None:
             valid, lengths = g.op("Not", g.op("Equal", fc.name, g.const("id_pad", 0, np.int64))), None
         else:
             valid = _length_mask(g, fc.maxlen, fc.length_name)
-            lengths = g.op("Cast", fc.length_name, to=float_type)
+            lengths = g.op("Cast", fc.length_name, to=g.float_type())
         pieces.append(_pooling(g, model.get_layer(path), emb[fc.name], valid, lengths, path))
+    return pieces
+
+
+def _output(g, model, deep):
+    """``DNN``, ``Dense(1)`` and the ``PredictionLayer`` on the DNN input ``deep`` ``(B, D)``."""
+    h = _dnn(g, model.get_layer("dnn"), deep, 2, "dnn")
+    dense = model.get_layer("dense")
+    logit = g.op("MatMul", h, g.const("dense/kernel", dense.params["kernel"]), hint="dense")
+    return _prediction(g, model.get_layer("prediction_layer"), logit, "prediction_layer")
+
+
+def _feature_model(g, model):
+    """The graph of ``FeatureModel._forward_logit`` + the prediction; returns (inputs, output)."""
+    inputs, emb = _inputs_and_embeddings(g, model)
+    pieces = [emb[fc.name] for fc in model.sparse_columns]                       # (B, 1, E_i)
+    pieces += _pooled(g, model, emb)
     if model.history_columns:
         query = g.op("Concat", *[emb[fc.name] for fc in model.query_columns], axis=-1, hint="query")
         keys = g.op("Concat", *[emb[fc.name] for fc in model.history_columns], axis=-1, hint="keys")
@@ -267,11 +323,59 @@ def _feature_model(g, model):
                      hint="embeddings_flat")]
     parts = flat + [fc.name for fc in model.dense_columns]
     deep = g.op("Concat", *parts, axis=-1, hint="dnn_input") if len(parts) > 1 else parts[0]
-    h = _dnn(g, model.get_layer("dnn"), deep, 2, "dnn")
-    dense = model.get_layer("dense")
-    logit = g.op("MatMul", h, g.const("dense/kernel", dense.params["kernel"]), hint="dense")
-    output = _prediction(g, model.get_layer("prediction_layer"), logit, "prediction_layer")
-    return inputs, output, "prediction_layer", ["batch", 1]
+    return inputs, _output(g, model, deep), "prediction_layer", ["batch", 1]
+
+
+def _dien_model(g, model):
+    """The graph of ``DIEN``'s inference forward (no auxiliary loss; negatives are not inputs) + the
+    prediction: the interest extractor and the evolving layer as ``Scan``s (``onnx_gru``), the
+    attention as DIN's, masked by the length; returns (inputs, output)."""
+    conv = model.conventions
+    for name in ("gru1", "gru2"):
+        if not _is(model.get_layer(name), DynamicGRU):
+            raise _unsupported(name, model.get_layer(name), "only npctr's DynamicGRU is supported")
+    inputs, emb = _inputs_and_embeddings(g, model)
+    query = g.op("Concat", *[emb[fc.name] for fc in model.query_columns], axis=-1, hint="query")     # (B, 1, H)
+    keys = g.op("Concat", *[emb[fc.name] for fc in model.history_columns], axis=-1, hint="keys")     # (B, T, H)
+    length = model.history_length_name
+    valid = _length_mask(g, model.history_columns[0].maxlen, length)                                # (B, T)
+    valid_steps = g.op("Unsqueeze", valid, g.axes(-1), hint="step_mask")                             # (B, T, 1)
+    valid_keys = g.op("Unsqueeze", valid, g.axes(1), hint="history_mask")                            # (B, 1, T)
+    att_layer = model.get_layer("attention_sequence_pooling_layer")
+
+    def weights(keys):
+        w = _attention_weights(g, att_layer, query, keys, valid_keys, "attention_sequence_pooling_layer")
+        if conv.dien_attention_rows == "nonempty":          # DeepCTR-Torch attends rows of length > 0 only
+            attended = g.op("Unsqueeze", g.op("Greater", length, g.const("length_0", 0, np.int64)), g.axes(1))
+            w = g.op("Where", attended, w, g.const("zero", 0.0), hint="attention_weights")
+        return w                                                                                    # (B, 1, T)
+
+    interests, _ = gru_scan(g, model.get_layer("gru1"), "GRU", conv.augru_gate, keys, valid_steps, None, "gru1")
+    gru2 = model.get_layer("gru2")
+    if model.gru_type == "GRU":                             # a GRU, then attention pooling of its outputs
+        evolved, _ = gru_scan(g, gru2, "GRU", conv.augru_gate, interests, valid_steps, None, "gru2")
+        hist = g.op("MatMul", weights(evolved), evolved, hint="final_interest")
+    else:
+        scores = g.op("Transpose", weights(interests), perm=[0, 2, 1], hint="attention_scores")    # (B, T, 1)
+        if model.gru_type == "AIGRU":                       # a GRU on the attention-scaled interests
+            _, final = gru_scan(g, gru2, "GRU", conv.augru_gate, g.op("Mul", interests, scores), valid_steps,
+                                None, "gru2")
+        else:
+            _, final = gru_scan(g, gru2, model.gru_type, conv.augru_gate, interests, valid_steps, scores, "gru2")
+        hist = g.op("Unsqueeze", final, g.axes(1), hint="final_interest")                           # (B, 1, H)
+    pieces = {"sparse": [emb[fc.name] for fc in model.sparse_columns], "hist": [hist],
+              "pooled": _pooled(g, model, emb) if "pooled" in conv.dien_dnn_input else [],
+              "dense": [fc.name for fc in model.dense_columns]}
+    parts = []
+    for kind in conv.dien_dnn_input:
+        for piece in pieces[kind]:
+            if kind != "dense":
+                piece = g.op("Flatten", piece, axis=1)                                              # (B, E)
+            elif conv.dien_dense_float32 and g.dtype != np.float32:    # DeepCTR-Torch's .float()
+                piece = g.op("Cast", g.op("Cast", piece, to=g.onnx.TensorProto.FLOAT), to=g.float_type())
+            parts.append(piece)
+    deep = g.op("Concat", *parts, axis=-1, hint="dnn_input") if len(parts) > 1 else parts[0]
+    return inputs, _output(g, model, deep), "prediction_layer", ["batch", 1]
 
 
 def _dnn_layer(g, dnn):
@@ -292,13 +396,21 @@ def onnx_inputs(model, x):
     """The feed dict for the exported graph from ``model.predict``'s input ``x``.
 
     Ids and lengths become ``(batch, 1)`` / ``(batch, maxlen)`` int64, dense features
-    ``(batch, dimension)`` in the model's dtype; a DNN's array becomes ``{'inputs': x}``.
+    ``(batch, dimension)`` in the model's dtype; a DNN's array becomes ``{'inputs': x}``. A DIEN's
+    negative histories are not graph inputs: ``x`` may leave them out.
     """
     if type(model) is DNN:
         return {"inputs": np.asarray(x, dtype=model.dtype)}
+    names = graph_inputs(model)
+    if len(names) < len(model.feature_names) and isinstance(x, dict):
+        x = {n: x[n] for n in names if n in x}
+        n_rows = len(np.asarray(x[names[0]])) if names[0] in x else 0
+        for fc in model.negative_columns:          # checked as zeros: never read
+            x[fc.name] = np.zeros((n_rows, fc.maxlen), np.int64)
     arrays, n = model._check_x(x)
     feed = {}
-    for name, a in arrays.items():
+    for name in names:
+        a = arrays[name]
         fc = model.input_features[name]
         dtype = model.dtype if isinstance(fc, DenseFeat) else np.int64
         feed[name] = np.ascontiguousarray(a.reshape(n, -1), dtype=dtype)
@@ -326,8 +438,10 @@ def export_onnx(model, path):
         build = _dnn_layer
     elif isinstance(model, FeatureModel) and type(model).__name__ in ("DIN", "DNNModel"):
         build = _feature_model
+    elif isinstance(model, FeatureModel) and type(model).__name__ == "DIEN":
+        build = _dien_model
     else:
-        raise TypeError(f"export_onnx exports DIN, DNNModel and DNN, got {type(model).__name__}")
+        raise TypeError(f"export_onnx exports DIN, DIEN, DNNModel and DNN, got {type(model).__name__}")
     dtype = model.dtype or np.dtype(np.float64)
     if dtype not in (np.float32, np.float64):
         raise TypeError(f"export_onnx exports float32 and float64 models, got dtype {dtype}")
@@ -391,7 +505,7 @@ def main(argv=None):
     import sys
     from .. import _files
     p = argparse.ArgumentParser(prog="python -m npctr export-onnx",
-                                description="Write a saved DIN / DNNModel as an ONNX inference graph.")
+                                description="Write a saved DIN / DIEN / DNNModel as an ONNX inference graph.")
     p.add_argument("model", help="model file written by model.save")
     p.add_argument("output", help="the .onnx file to write")
     p.add_argument("--check", type=int, default=0, metavar="N",

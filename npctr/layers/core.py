@@ -16,6 +16,7 @@ from .. import initializers
 from ..ops.activations import ACTIVATIONS
 from ..ops.attention import QueryKeyInput, QueryKeyUnits, attention_input, attention_input_backward
 from ..ops.dense import dense_forward, dense_backward
+from ..ops.rows import column_sums
 from .._validation import (float_array, check_rank, check_last_dim, check_list, check_units,
                            check_rate, check_nonnegative, check_seed)
 
@@ -174,7 +175,7 @@ class DNN(Layer):
             if isinstance(a, np.ndarray):
                 d, self._grads[f"kernel{i}"], self._grads[f"bias{i}"] = dense_backward(d, a, kernel)
             else:
-                self._grads[f"bias{i}"] = d.reshape(-1, d.shape[-1]).sum(axis=0)
+                self._grads[f"bias{i}"] = column_sums(d.reshape(-1, d.shape[-1]))
                 d, self._grads[f"kernel{i}"] = a.dense_backward(d, kernel)
         return d
 

@@ -105,8 +105,10 @@ class DynamicGRU(Layer):
         self._input_size = int(input_size)
         super().build(input_shape)
 
-    def _weights(self):
-        """The cell's weights as the ops' NamedTuple (a tied bias passed as both biases)."""
+    def cell_weights(self):
+        """The cell's weights as :mod:`npctr.ops.gru`'s NamedTuple of the layout
+        (``KerasGRUWeights`` / ``TorchGRUWeights``; a tied bias passed as both biases): what the
+        serving paths and exporters arrange."""
         p = self._params
         layout = self.conventions.gru_layout
         if self.tied_bias:
@@ -137,7 +139,7 @@ class DynamicGRU(Layer):
         if att is not None:
             att = att.astype(self.dtype, copy=False).reshape(x.shape[:2])
         keep = self._keeps_cache(training, backprop)
-        outputs, final, cache = gru_sequence(x, sequence_mask(length, x.shape[1]), self._weights(),
+        outputs, final, cache = gru_sequence(x, sequence_mask(length, x.shape[1]), self.cell_weights(),
                                              self._cell_type, att, self.conventions.augru_gate, keep_cache=keep)
         self._cache = cache
         y = outputs if self.return_sequence else final[:, None, :]

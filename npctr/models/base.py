@@ -113,7 +113,7 @@ class Model(Trainer, Layer):
     def predict(self, x, batch_size=None, verbose="auto", check_finite=True):
         """Predictions ``(n_samples, 1)`` in inference mode (no dropout, moving statistics,
         nothing cached), computed ``batch_size`` samples at a time. None: as one step for a
-        model with a Predictor (``DIN``, ``DNNModel``: it bounds its memory by its own chunks;
+        model with a Predictor (``DIN``, ``DNNModel``, ``DIEN``: it bounds its memory by its own chunks;
         a step of 32 rows, Keras's default, would cost it 2x), else 32, as Keras.
         ``verbose`` is accepted for Keras compatibility (npctr prints nothing while
         predicting). ``x`` is validated once. NumPy only."""

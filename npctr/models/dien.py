@@ -30,8 +30,6 @@ from ..layers.auxiliary import AuxiliaryLoss
 from ..layers.rnn import DynamicGRU, GRU_TYPES
 from ..layers.sequence import AttentionSequencePoolingLayer
 from .._validation import check_units
-from ..training import arguments
-from .base import Model
 
 #: DeepCTR's auxiliary network sizes (hard-coded in both frameworks)
 AUXILIARY_UNITS = (100, 50, 1)
@@ -82,8 +80,8 @@ class DIEN(FeatureModel):
     attention ``(batch_size, 1, T)`` (GRU: the pooling weights over the evolved states),
     ``interests`` the extractor's outputs ``(batch_size, T, H)``, ``final_interest`` the evolving
     layer's result ``(batch_size, 1, H)`` and ``auxiliary_loss()`` the weighted auxiliary loss.
-    ``predict`` runs ``forward`` batch by batch without the auxiliary loss (``inference()`` is
-    None: no Predictor for DIEN yet) and leaves ``attention_scores`` for every row.
+    ``predict`` runs the Predictor (``inference()``: packed sequences, no auxiliary loss) and leaves
+    ``attention_scores`` for every row.
     """
 
     def __init__(self, dnn_feature_columns, history_feature_list, gru_type="GRU", use_negsampling=False, alpha=1.0,
@@ -229,14 +227,17 @@ class DIEN(FeatureModel):
         if self.conventions.dien_attention_rows == "nonempty" and not np.all(length > 0):
             rows = np.flatnonzero(length[:, 0] > 0)
         self._att_rows = rows
+        # past a row's length its keys are all the zero state, and masked: in training the
+        # LocalActivationUnit computes them once per row (the layer's shared_keys; same values)
+        padding = np.arange(keys.shape[1]) >= length
         if rows is None:
-            return att.forward_with_scores([query, keys, length], training, backprop)
+            return att.forward_with_scores([query, keys, length], training, backprop, shared_keys=padding)
         batch, t = keys.shape[:2]
         y_shape = (batch, 1, t) if att.return_score else (batch, 1, keys.shape[-1])
         y, scores = np.zeros(y_shape, self.dtype), np.zeros((batch, 1, t), self.dtype)
         if rows.size:
             y[rows], scores[rows] = att.forward_with_scores([query[rows], keys[rows], length[rows]], training,
-                                                            backprop)
+                                                            backprop, shared_keys=padding[rows])
         return y, scores
 
     # -- backward --------------------------------------------------------------------------------
@@ -285,8 +286,18 @@ class DIEN(FeatureModel):
         if all(p is not None for p in pooled):           # (the torch profile leaves them out)
             self._pool_backward([p[:, None, :] for p in pooled], d_emb)
         d_query, d_interests = self._evolve_backward(grads["hist"][0][:, None, :], cache)
+        aux = self._layers["auxiliary_loss"] if self.use_negsampling else None
+        fused = aux is not None and self._fuse_auxiliary and aux._cache is not None
+        if fused:     # a training step: the auxiliary loss's gradient joins before gru1's one BPTT
+            d_states, d_click, d_noclick, _ = aux.backward(np.asarray(self.alpha))
+            d_interests[:, :-1] += d_states
         d_keys = self._layers["gru1"].backward(d_interests)[0]
         sizes = [fc.embedding_dim for fc in self.query_columns]
+        if fused:
+            d_keys[:, 1:] += d_click
+            d_neg = np.zeros_like(d_keys)
+            d_neg[:, 1:] = d_noclick
+            d_emb.update(zip([fc.name for fc in self.negative_columns], _split_last(d_neg, sizes)))
         for fc, d in zip(self.query_columns, _split_last(d_query, sizes)):
             d_emb[fc.name] = d_emb[fc.name] + d if fc.name in d_emb else d
         for fc, d in zip(self.history_columns, _split_last(d_keys, sizes)):
@@ -295,14 +306,28 @@ class DIEN(FeatureModel):
             if name not in d_emb:
                 d_emb[name] = np.zeros(shape, self.dtype)
         self._tables_backward(d_emb)
-        if self.use_negsampling:       # the network is not on the output's path
-            aux_dnn = self._layers["auxiliary_loss"]._layers["dnn"]
+        if aux is not None and not fused:       # the network is not on the output's path
+            aux_dnn = aux._layers["dnn"]
             aux_dnn._grads.update({k: np.zeros_like(v) for k, v in aux_dnn._params.items()})
-            self._aux_pending = self._layers["auxiliary_loss"]._cache is not None
+        self._aux_pending = aux is not None and not fused and aux._cache is not None
         dense = [grads["dense"][i] for i in range(len(self.dense_columns))]
         return self._dense_gradients(np.concatenate(dense, axis=-1) if dense else d_deep[:, :0])
 
     # -- the auxiliary loss in the objective ----------------------------------------------------
+    #: set while a training step computes every gradient at once (``_backward_objective``)
+    _fuse_auxiliary = False
+
+    def _backward_objective(self, d, uses_logits):
+        """The trainer's backward of the whole objective: the outputs' gradient and ``alpha`` x the
+        auxiliary loss's meet at the interests, so ``gru1`` runs ONE BPTT of their sum (BPTT is linear
+        in its upstream gradient: the same gradients as ``backward`` + ``add_auxiliary_grads``, which
+        run two) and the tables get one scatter."""
+        self._fuse_auxiliary = True
+        try:
+            super()._backward_objective(d, uses_logits)
+        finally:
+            self._fuse_auxiliary = False
+
     def auxiliary_loss(self):
         """``alpha`` x the auxiliary loss of the last forward (0.0 without negative sampling),
         as DeepCTR's ``model.add_loss(alpha * aux_loss)`` / DeepCTR-Torch's ``aux_loss``."""
@@ -334,26 +359,24 @@ class DIEN(FeatureModel):
             if used:
                 table.add_to_gradient([ids for ids, _ in used], [d for _, d in used])
 
-    # -- inference: forward, batch by batch ----------------------------------------------------
-    def inference(self, **options):
-        """None: DIEN has no Predictor yet; ``predict`` runs ``forward`` batch by batch."""
-        return None
+    # -- inference: the Predictor ---------------------------------------------------------------
+    def inference(self, threads=None, chunk_rows=None):
+        """A ``npctr.serving.Predictor`` for this DIEN (``npctr.serving.dien``): the GRUs on packed
+        sequences (each row's valid steps only), the attention on valid positions, prepared weights,
+        chunks and threads; the same values as ``forward(x, training=False)`` to round-off, without the
+        auxiliary loss (``docs/inference.md``)."""
+        from ..serving.dien import DIENPredictor
+        return DIENPredictor(self, threads=threads, chunk_rows=chunk_rows)
 
     def _predict(self, x, batch_size, check_finite):
-        return Model._predict(self, x, batch_size, check_finite)
+        # the Predictor records the attention weights of every row as it goes
+        pred, self.attention_scores = self._predictor().predict(x, batch_size, return_attention=True,
+                                                               check_finite=check_finite)
+        return pred
 
     def _predict_checked(self, f, n, batch_size):
-        batch_size = arguments.batch_size_of(batch_size)          # None: 32, as Keras (no Predictor yet)
-        out = np.empty((n, 1), self.dtype)
-        scores = np.empty((n, 1, self.history_columns[0].maxlen), self.dtype)
-        prediction = self._layers["prediction_layer"]
-        for lo in range(0, n, batch_size):
-            hi = min(lo + batch_size, n)
-            logit = self._forward_logit({k: v[lo:hi] for k, v in f.items()}, False, False, auxiliary=False)
-            out[lo:hi] = prediction.forward(logit, False, False)
-            scores[lo:hi] = self.attention_scores
-        self.attention_scores = scores
-        return out
+        pred, self.attention_scores = self._predictor().predict_checked(f, n, batch_size, return_attention=True)
+        return pred
 
     def get_config(self):
         return {"dnn_feature_columns": feature_columns_to_config(self.dnn_feature_columns),

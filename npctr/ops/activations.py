@@ -51,21 +51,27 @@ def sigmoid_(z):
     return np.divide(1.0, z, out=z)
 
 
-def sigmoid_of_negated_(z):
-    """``1 / (1 + e^z)`` in place, i.e. ``sigmoid(-z)``, for ``z = -logit`` ``(n, 1)``.
+def sigmoid_of_negated_(z, ones=None):
+    """``1 / (1 + e^z)`` in place, i.e. ``sigmoid(-z)``, for ``z`` the negated pre-activation
+    (any shape: the logits ``(n, 1)``, DIEN's stacked GRU gates ``(m, n, H)``).
 
-    One row is computed in Python floats: three NumPy calls on one number cost more than
-    the arithmetic.
+    One value is computed in Python floats: three NumPy calls on one number cost more than
+    the arithmetic. ``1 / x`` is a ``divide`` (vectorised; ``reciprocal`` is not): the same IEEE
+    quotient. ``ones``: an array of ones of ``z``'s shape and dtype, the operand of the add and
+    the divide instead of the scalar 1 (the same values; on a small array NumPy's scalar operand
+    costs ~0.4 us per call more than an array). Callers ignore the overflow of ``exp`` (the sigmoid
+    is then exactly 0).
     """
-    if z.shape[0] == 1:
+    if z.size == 1:
         try:
-            z[0, 0] = 1.0 / (1.0 + math.exp(float(z[0, 0])))
+            z.flat[0] = 1.0 / (1.0 + math.exp(float(z.flat[0])))
         except OverflowError:           # e^z beyond the float range: the sigmoid is 0
-            z[0, 0] = 0.0
+            z.flat[0] = 0.0
         return z
-    np.exp(z, out=z)
-    z += 1.0
-    return np.reciprocal(z, out=z)
+    one = 1.0 if ones is None else ones
+    np.exp(z, z)
+    np.add(z, one, z)
+    return np.divide(one, z, z)
 
 
 def sigmoid_backward(dy, y):
@@ -92,7 +98,17 @@ def softmax(x, axis=-1):
 
 
 def softmax_backward(dy, y):
-    """``dx = y * (dy - <dy, y>)`` over the last axis, from the softmax's output ``y``."""
+    """``dx = y * (dy - <dy, y>)`` over the last axis, from the softmax's output ``y``.
+
+    A float32 gradient is formed in float64 and rounded once: its terms cancel to exactly 0 over
+    the axis (``sum y = 1``, so ``sum dx = <dy, y> (1 - sum y) = 0``), and a rounding error in
+    ``<dy, y>`` is not random over the terms but common to all of them, so in float32 it would
+    reach every later sum over the axis (e.g. the gradient of a bias before the softmax, exactly
+    0) at the scale of ``|dy|``. Float64 arrays are unchanged.
+    """
+    if dy.dtype == np.float32 or y.dtype == np.float32:
+        wide = np.asarray(dy, dtype=np.float64)
+        return (y * (wide - np.sum(wide * y, axis=-1, keepdims=True))).astype(np.result_type(dy, y))
     return y * (dy - np.sum(dy * y, axis=-1, keepdims=True))
 
 

@@ -10,7 +10,7 @@ Backward, flattening the leading axes into one of size :math:`N`:
 """
 import numpy as np
 
-from .rows import per_feature
+from .rows import column_sums, per_feature
 
 
 def matmul_last(x, kernel):
@@ -36,5 +36,5 @@ def dense_backward(dy, x, kernel, use_bias=True):
     """Return ``dx, dkernel, dbias`` (``dbias`` None when ``use_bias`` is False)."""
     dy2 = dy.reshape(-1, dy.shape[-1])
     dkernel = x.reshape(-1, x.shape[-1]).T @ dy2
-    dbias = dy2.sum(axis=0) if use_bias else None
+    dbias = column_sums(dy2) if use_bias else None
     return matmul_last(dy, kernel.T), dkernel, dbias

@@ -46,8 +46,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .activations import sigmoid
+from .activations import sigmoid, sigmoid_
 from .dense import matmul_last
+from .rows import column_sums
 
 LAYOUTS = ("keras", "torch")
 #: the cell variants; DeepCTR's "AIGRU" is a plain GRU on attention-scaled inputs
@@ -160,6 +161,25 @@ def mix(h, c, g):
     return g * h + (1.0 - g) * c
 
 
+def mix_keep_(h, c, g, out):
+    r""":math:`\tilde h = c + g \odot (h - c)` into ``out`` (the inference paths): :func:`mix` with one
+    multiply fewer, for a keep gate :math:`g` at hand (GRU's :math:`u`, AUGRU's :math:`(1 - a) u`).
+    The same value; the rounding of another order. ``out`` must not alias ``h`` or ``c``."""
+    np.subtract(h, c, out)
+    np.multiply(out, g, out)
+    return np.add(out, c, out)
+
+
+def mix_toward_(h, c, w, out):
+    r""":math:`\tilde h = h + w \odot (c - h)` with :math:`w = 1 - g` the weight of the candidate, into
+    ``out`` (the inference paths): :func:`mix` for the cells that give :math:`1 - g` directly, AGRU
+    (:math:`w = a`) and the update-gate AUGRU (:math:`w = a u`), without forming :math:`g`. The same
+    value; the rounding of another order. ``out`` must not alias ``h`` or ``c``."""
+    np.subtract(c, h, out)
+    np.multiply(out, w, out)
+    return np.add(out, h, out)
+
+
 def masked_step(h_new, h_prev, valid):
     """``(h_t, o_t)``: ``h_new`` where ``valid`` ``(B, 1)``, else the frozen ``h_prev`` and a 0 output."""
     return np.where(valid, h_new, h_prev), np.where(valid, h_new, 0.0).astype(h_new.dtype, copy=False)
@@ -171,21 +191,61 @@ def masked_step_backward(d_h, d_o, valid):
     return np.where(valid, d_h + d_o, 0.0), np.where(valid, 0.0, d_h)
 
 
+def masked_step_(h_new, h_prev, valid, state, output):
+    """:func:`masked_step` into ``state`` (``h_new`` where ``valid``, else ``h_prev``) and ``output``
+    (``h_new`` where ``valid``; left as it is elsewhere: give it zeroed), for the sequence loop."""
+    np.copyto(state, h_prev)
+    np.copyto(state, h_new, where=valid)
+    np.copyto(output, h_new, where=valid)
+    return state
+
+
 # -- a whole sequence ---------------------------------------------------------------------------
 class GRUSequenceCache(NamedTuple):
-    """What BPTT reads: the inputs, and per position the previous state and the cell's parts."""
-    x: np.ndarray              # (B, T, D)
-    valid: np.ndarray          # (B, T, 1) bool
-    att: object                # (B, T, 1) attention scores, or None
-    h_prev: np.ndarray         # (B, T, H): the state each step started from
-    r: np.ndarray              # (B, T, H) reset gate
-    u: np.ndarray              # (B, T, H) update gate
-    c: np.ndarray              # (B, T, H) candidate
-    g: np.ndarray              # (B, T, H) keep gate
-    reset_operand: np.ndarray  # (B, T, H): keras r * h (the product's input), torch gh_n (what r scales)
+    """What BPTT reads, **time-major** (step ``t``'s rows are one contiguous block): the inputs, the
+    states and, per position, the cell's parts."""
+    x: np.ndarray              # (T, B, D)
+    valid: np.ndarray          # (T, B, 1) bool
+    att: object                # (T, B, 1) attention scores, or None
+    states: np.ndarray         # (T + 1, B, H): states[t] the state step t started from (states[0] = 0)
+    gates: np.ndarray          # (T, 2, B, H): the reset and update gates r, u
+    c: np.ndarray              # (T, B, H) candidate
+    g: np.ndarray              # (T, B, H) keep gate
+    reset_operand: np.ndarray  # (T, B, H): keras r * h (the product's input), torch gh_n (what r scales)
     weights: object            # KerasGRUWeights or TorchGRUWeights
     gru_type: str
     augru_gate: str
+
+    @property
+    def h_prev(self):
+        return self.states[:-1]
+
+    @property
+    def r(self):
+        return self.gates[:, 0]
+
+    @property
+    def u(self):
+        return self.gates[:, 1]
+
+
+def _time_major(a):
+    """``(B, T, ...)`` as a contiguous ``(T, B, ...)`` array."""
+    return np.ascontiguousarray(np.swapaxes(a, 0, 1))
+
+
+def _blocks(weights, d):
+    """The cell's kernels by gate block: ``(x_gates (D, 2H), x_bias_gates (2H,), h_gates (2, H, H),
+    x_candidate (D, H), x_bias_candidate (H,), h_candidate (H, H), h_bias_candidate (H,) or None)``;
+    torch's state-side gate biases are added to the input side's (``b_h^n`` stays with ``h``)."""
+    h = units_of(weights)
+    if isinstance(weights, KerasGRUWeights):
+        kg, kc = weights.gates_kernel, weights.candidate_kernel
+        return (kg[:d], weights.gates_bias, np.stack([kg[d:, :h], kg[d:, h:]]), kc[:d], weights.candidate_bias,
+                kc[d:], None)
+    ki, kh, bi, bh = weights
+    return (ki[:, :2 * h], bi[:2 * h] + bh[:2 * h], np.stack([kh[:, :h], kh[:, h:2 * h]]), ki[:, 2 * h:],
+            bi[2 * h:], kh[:, 2 * h:], bh[2 * h:])
 
 
 def gru_sequence(x, valid, weights, gru_type="GRU", att=None, augru_gate="keep", keep_cache=False):
@@ -204,30 +264,74 @@ def gru_sequence(x, valid, weights, gru_type="GRU", att=None, augru_gate="keep",
     Returns
     -------
     outputs (batch_size, T, H) (0 at padding), final state (batch_size, H), GRUSequenceCache or None
+
+    The equations of :func:`keras_cell` / :func:`torch_cell`, :func:`keep_gate`, :func:`mix`
+    (as :func:`mix_keep_`) and :func:`masked_step`, arranged for speed: time-major arrays (each step
+    reads and writes contiguous ``(B, .)`` blocks), the input's part of every pre-activation for all
+    positions before the loop (:func:`input_projection`, the two gates stacked ``(2, B, H)``), every
+    part written in place into the arrays the cache keeps.
     """
-    b, t_max, _ = x.shape
+    b, t_max, d = x.shape
     units = units_of(weights)
     dtype = x.dtype
-    valid = np.asarray(valid, dtype=bool).reshape(b, t_max, 1)
+    valid = _time_major(np.asarray(valid, dtype=bool).reshape(b, t_max))[:, :, None]    # (T, B, 1)
     if att is not None:
-        att = att.reshape(b, t_max, 1)
-    projected = input_projection(x, weights)
+        att = _time_major(att.reshape(b, t_max))[:, :, None]                             # (T, B, 1)
+    x = _time_major(x)                                                                   # (T, B, D)
     keras = isinstance(weights, KerasGRUWeights)
-    h = np.zeros((b, units), dtype)
-    outputs = np.empty((b, t_max, units), dtype)
-    parts = [np.empty((b, t_max, units), dtype) for _ in range(6)] if keep_cache else None
+    # the mask repeated over H: NumPy selects with a full-shape mask in one loop, a (B, 1) one row by row
+    valid_h = np.ascontiguousarray(np.broadcast_to(valid, (t_max, b, units)))
+    kx_g, bx_g, kh_g, kx_c, bx_c, kh_c, bh_c = _blocks(weights, d)
+    x2 = x.reshape(-1, d)
+    x_gates = matmul_last(x2, kx_g)
+    x_gates += bx_g
+    x_gates = np.ascontiguousarray(x_gates.reshape(t_max, b, 2, units).transpose(0, 2, 1, 3))   # (T, 2, B, H)
+    x_cand = matmul_last(x2, kx_c)
+    x_cand += bx_c
+    x_cand = x_cand.reshape(t_max, b, units)
+    states = np.zeros((t_max + 1, b, units), dtype)
+    gates = np.empty((t_max, 2, b, units), dtype)
+    cand = np.empty((t_max, b, units), dtype)
+    operand = np.empty((t_max, b, units), dtype)
+    outputs = np.zeros((t_max, b, units), dtype)
+    new = np.empty((b, units), dtype)
+    keep, factor = _keep_gate_arrays(gru_type, augru_gate, gates, att, (t_max, b, units), dtype)
+    bias_hn = None if keras else np.ascontiguousarray(np.broadcast_to(bh_c, (b, units)))
     for t in range(t_max):
-        if keras:
-            r, u, c, operand = keras_cell(projected[0][:, t], projected[1][:, t], h, weights)
-        else:
-            r, u, c, operand = torch_cell(projected[0][:, t], h, weights)
-        g = keep_gate(gru_type, u, None if att is None else att[:, t], augru_gate)
-        if keep_cache:
-            for store, value in zip(parts, (h, r, u, c, g, operand)):
-                store[:, t] = value
-        h, outputs[:, t] = masked_step(mix(h, c, g), h, valid[:, t])
-    cache = GRUSequenceCache(x, valid, att, *parts, weights, gru_type, augru_gate) if keep_cache else None
-    return outputs, h, cache
+        h = states[t]
+        ru = gates[t]
+        np.matmul(h, kh_g, out=ru)
+        ru += x_gates[t]
+        sigmoid_(ru)                                            # r, u
+        c = cand[t]
+        if keras:                                               # c = tanh(x K_c^x + b_c + (r h) K_c^h)
+            np.matmul(np.multiply(ru[0], h, out=operand[t]), kh_c, out=c)
+        else:                                                   # c = tanh(x W_i^n + b_i^n + r (h W_h^n + b_h^n))
+            gh_n = np.matmul(h, kh_c, out=operand[t])
+            gh_n += bias_hn
+            np.multiply(ru[0], gh_n, out=c)
+        c += x_cand[t]
+        np.tanh(c, out=c)
+        if gru_type == "AUGRU":                                 # keep_gate, in place
+            np.multiply(factor[t], ru[1], out=keep[t])
+            if augru_gate == "update":
+                np.subtract(1.0, keep[t], out=keep[t])
+        masked_step_(mix_keep_(h, c, keep[t], new), h, valid_h[t], states[t + 1], outputs[t])
+    cache = GRUSequenceCache(x, valid, att, states, gates, cand, keep, operand, weights, gru_type,
+                             augru_gate) if keep_cache else None
+    return _time_major(outputs), states[t_max].copy(), cache
+
+
+def _keep_gate_arrays(gru_type, augru_gate, gates, att, shape, dtype):
+    """The keep gate's storage ``(T, B, H)`` and the factor that AUGRU multiplies ``u`` by (``1 - a``
+    or ``a``, repeated over ``H``); GRU's keep gate is ``u`` itself, AGRU's ``1 - a`` for all steps."""
+    if gru_type == "GRU":
+        return gates[:, 1], None
+    a = np.broadcast_to(att, shape)
+    if gru_type == "AGRU":
+        return np.ascontiguousarray(1.0 - a), None
+    factor = np.ascontiguousarray(1.0 - a if augru_gate == "keep" else a)
+    return np.empty(shape, dtype), factor
 
 
 def gru_sequence_backward(d_outputs, d_final, cache):
@@ -245,71 +349,95 @@ def gru_sequence_backward(d_outputs, d_final, cache):
     -------
     d_x (batch_size, T, D), the weights' gradients (the same NamedTuple type as the weights; with
     tied biases each use gets its own entry, to be summed), d_att (batch_size, T) or None.
+
+    Every factor that does not depend on the carried gradient is formed for all positions before
+    the loop (``docs/dien.md``, section 3): with :math:`\delta` the gradient at the cell's output,
+    :math:`dp_c = \delta (1 - g)(1 - c^2)`, the update gate's pre-activation gets
+    :math:`\delta (h - c)\,\partial g/\partial u\; u (1 - u)`, the reset gate's
+    :math:`d(r \odot h) \odot h\, r (1 - r)` (keras, :math:`d(r \odot h) = dp_c K_c^{h\top}`) or
+    :math:`dp_c\, g_h^n\, r (1 - r)` (torch); the attention's :math:`\sum_H \delta (h - c)\,
+    \partial g / \partial a`. The loop carries :math:`dh` through the recurrent products only.
     """
     x, valid, att, w = cache.x, cache.valid, cache.att, cache.weights
-    b, t_max, _ = x.shape
+    t_max, b, d = x.shape
     units = cache.c.shape[-1]
     dtype = x.dtype
     keras = isinstance(w, KerasGRUWeights)
-    d = x.shape[-1]
+    _, _, kh_g, _, _, kh_c, _ = _blocks(w, d)
     d_h = np.zeros((b, units), dtype) if d_final is None else np.array(d_final, dtype=dtype)
-    # gradients at the pre-activations, for every position (0 at padding): the input-side GEMMs
-    # and every weight gradient come from them after the loop
-    d_pre_gates = np.zeros((b, t_max, 3 * units if not keras else 2 * units), dtype)
-    d_pre_cand = np.zeros((b, t_max, units), dtype) if keras else None
-    d_att = None if att is None else np.zeros((b, t_max), dtype)
-    h_kernel_gates = w.gates_kernel[d:] if keras else w.kernel_hh
-    h_kernel_cand = w.candidate_kernel[d:] if keras else None
+    d_outputs = None if d_outputs is None else _time_major(np.asarray(d_outputs, dtype=dtype))   # (T, B, H)
+    h_prev, r, u, c, g = cache.h_prev, cache.r, cache.u, cache.c, cache.g
+    # the per-position factors (T, B, H), formed once
+    diff = h_prev - c                                          # dg = delta (h - c)
+    cand_factor = 1.0 - g
+    cand_factor *= 1.0 - c * c                                 # dp_c = delta (1 - g) tanh'
+    reset_factor = (h_prev if keras else cache.reset_operand) * r
+    reset_factor *= 1.0 - r                                    # sigmoid' of r, times what r multiplies
+    update_factor, att_factor = _gate_factors(cache.gru_type, cache.augru_gate, diff, u, att)
+    h_kernel_gates = np.concatenate(list(kh_g), axis=1).T      # (2H, H)
+    h_kernel_cand = kh_c.T
+    # the gradients at the pre-activations of every position (0 at padding)
+    d_pre_gates = np.zeros((t_max, b, 3 * units if not keras else 2 * units), dtype)
+    d_pre_cand = np.empty((t_max, b, units), dtype)
+    d_cell = np.empty((t_max, b, units), dtype)                # delta at every position
     zero = np.zeros((b, units), dtype)
+    valid_h = np.ascontiguousarray(np.broadcast_to(valid, (t_max, b, units)))   # (see gru_sequence)
     for t in reversed(range(t_max)):
-        d_o = zero if d_outputs is None else d_outputs[:, t]
-        d_new, d_h = masked_step_backward(d_h, d_o, valid[:, t])
-        h_prev, r, u, c, g = cache.h_prev[:, t], cache.r[:, t], cache.u[:, t], cache.c[:, t], cache.g[:, t]
-        # h~ = g h + (1 - g) c
-        d_g = d_new * (h_prev - c)
-        d_c = d_new * (1.0 - g)
-        d_h += d_new * g
-        d_u, d_a = keep_gate_backward(cache.gru_type, d_g, u, None if att is None else att[:, t],
-                                      cache.augru_gate)
-        if d_a is not None:
-            d_att[:, t] = d_a
-        d_pc = d_c * (1.0 - c * c)                            # tanh'
-        d_r = (d_pc @ h_kernel_cand.T) if keras else d_pc * cache.reset_operand[:, t]
-        if keras:                                             # c = tanh(x K_c^x + (r h) K_c^h + b_c)
-            d_pre_cand[:, t] = d_pc
-            d_h += d_r * r                                    # (r h)'s other factor
-            d_r = d_r * h_prev
-        d_pre = d_pre_gates[:, t]
-        d_pre[:, :units] = d_r * r * (1.0 - r)
-        d_pre[:, units:2 * units] = d_u * u * (1.0 - u)
-        if keras:
-            d_h += d_pre @ h_kernel_gates.T
-        else:                                                 # gh = h W_h + b_h; r scales gh_n
-            d_pre[:, 2 * units:] = d_pc
-            d_gh = d_pre.copy()
-            d_gh[:, 2 * units:] *= r
-            d_h += d_gh @ h_kernel_gates.T
-    return _input_side(x, cache, d_pre_gates, d_pre_cand) + (d_att,)
+        d_o = zero if d_outputs is None else d_outputs[t]
+        d_new, d_h = masked_step_backward(d_h, d_o, valid_h[t])
+        d_cell[t] = d_new
+        d_pc = np.multiply(d_new, cand_factor[t], out=d_pre_cand[t])
+        d_pre = d_pre_gates[t]
+        d_h += d_new * g[t]                                   # h~ = g h + ...
+        if keras:                                             # c = tanh(... + (r h) K_c^h)
+            d_rh = d_pc @ h_kernel_cand
+            np.multiply(d_rh, reset_factor[t], out=d_pre[:, :units])
+            d_rh *= r[t]
+            d_h += d_rh
+        else:                                                 # c = tanh(... + r (h W_h^n + b_h^n))
+            np.multiply(d_pc, reset_factor[t], out=d_pre[:, :units])
+            np.multiply(d_pc, r[t], out=d_pre[:, 2 * units:])
+        if update_factor is not None:
+            np.multiply(d_new, update_factor[t], out=d_pre[:, units:2 * units])
+        d_h += d_pre[:, :2 * units] @ h_kernel_gates if keras else d_pre @ w.kernel_hh.T
+    d_att = None if att_factor is None else np.sum(d_cell * att_factor, axis=-1)          # (T, B)
+    d_x, grads = _input_side(x, cache, d_pre_gates, d_pre_cand)
+    return _time_major(d_x), grads, None if d_att is None else _time_major(d_att)
+
+
+def _gate_factors(gru_type, augru_gate, diff, u, att):
+    r"""``(update factor, attention factor)`` (T, B, H): the update gate's pre-activation gets
+    :math:`\delta` times the first (``keep_gate_backward``'s :math:`du` times :math:`u (1 - u)`), the
+    attention score :math:`\sum_H \delta` times the second; None where the gate or the score is absent."""
+    if gru_type == "AGRU":                                     # g = 1 - a: u unused
+        return None, -diff
+    sig = u * (1.0 - u)
+    if gru_type == "GRU":
+        return diff * sig, None
+    a = np.broadcast_to(att, u.shape)
+    du = (1.0 - a) if augru_gate == "keep" else -a             # dg/du
+    return diff * du * sig, -(diff * u)                        # dg/da = -u (both AUGRUs)
 
 
 def _input_side(x, cache, d_pre_gates, d_pre_cand):
-    """``(d_x, d_weights)`` from the pre-activation gradients of every position: one GEMM per
-    product, over all ``B * T`` positions."""
+    """``(d_x (T, B, D), d_weights)`` from the pre-activation gradients of every position: one GEMM
+    per product, over all ``B * T`` positions. Torch: ``d_pre_gates`` holds the state side's
+    ``[dr, dz, dp_c r]``, the input side's last block is ``dp_c``."""
     w = cache.weights
     d = x.shape[-1]
     x2 = x.reshape(-1, d)
     h2 = cache.h_prev.reshape(-1, cache.h_prev.shape[-1])
     dg2 = d_pre_gates.reshape(-1, d_pre_gates.shape[-1])
+    dc2 = d_pre_cand.reshape(-1, d_pre_cand.shape[-1])
     if isinstance(w, KerasGRUWeights):
-        dc2 = d_pre_cand.reshape(-1, d_pre_cand.shape[-1])
         rh2 = cache.reset_operand.reshape(h2.shape)
         d_x = matmul_last(d_pre_gates, w.gates_kernel[:d].T) + matmul_last(d_pre_cand, w.candidate_kernel[:d].T)
-        grads = KerasGRUWeights(np.concatenate([x2.T @ dg2, h2.T @ dg2]), dg2.sum(axis=0),
-                                np.concatenate([x2.T @ dc2, rh2.T @ dc2]), dc2.sum(axis=0))
+        grads = KerasGRUWeights(np.concatenate([x2.T @ dg2, h2.T @ dg2]), column_sums(dg2),
+                                np.concatenate([x2.T @ dc2, rh2.T @ dc2]), column_sums(dc2))
         return d_x, grads
-    units = cache.h_prev.shape[-1]
-    d_gh2 = dg2.copy()
-    d_gh2[:, 2 * units:] *= cache.r.reshape(h2.shape)          # b_h^n and W_h^n sit inside r * (...)
-    d_x = matmul_last(d_pre_gates, w.kernel_ih.T)
-    grads = TorchGRUWeights(x2.T @ dg2, h2.T @ d_gh2, dg2.sum(axis=0), d_gh2.sum(axis=0))
+    units = h2.shape[-1]
+    d_gi2 = dg2.copy()
+    d_gi2[:, 2 * units:] = dc2                                 # b_h^n and W_h^n sit inside r * (...)
+    d_x = matmul_last(d_gi2, w.kernel_ih.T).reshape(x.shape)
+    grads = TorchGRUWeights(x2.T @ d_gi2, h2.T @ dg2, column_sums(d_gi2), column_sums(dg2))
     return d_x, grads

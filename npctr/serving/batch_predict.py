@@ -1,7 +1,8 @@
 """``python -m npctr predict MODEL --input FILE --output FILE``: score a file with a saved model.
 
 Input ``.npz``, ``.csv`` or ``.parquet`` with the model's feature names as columns (a history
-as one list-valued column or as ``name_0 .. name_{T-1}``; see :mod:`npctr.tabular`). The file
+as one list-valued column or as ``name_0 .. name_{T-1}``; a DIEN's negative histories may be left
+out; see :mod:`npctr.tabular`). The file
 is read ``--batch-size`` rows at a time (CSV and parquet chunk by chunk, each ``.npz`` member
 streamed from the archive), each chunk scored with ``model.predict``, and the scores written
 as they come, one ``score`` per input row in input order, to ``.csv``, ``.parquet`` or

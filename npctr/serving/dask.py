@@ -14,7 +14,7 @@ import threading
 
 import numpy as np
 
-from .tabular import FeatureDecoder, TableError, frame_table, check_columns
+from .tabular import FeatureDecoder, TableError, frame_table, check_columns, unread_inputs
 
 SCORE = "score"
 DEFAULT_BATCH_SIZE = 4096
@@ -97,7 +97,8 @@ def predict(model_path, ddf, batch_size=None):
         needs the filesystem's fsspec package on every worker). This process reads only the
         file's config, to check the columns and the score dtype now rather than on the workers.
     ddf : dask.dataframe.DataFrame
-        The model's inputs as columns (extra columns are ignored).
+        The model's inputs as columns (extra columns are ignored; a DIEN's negative histories
+        ``neg_hist_<x>`` may be left out, as scoring never reads them).
     batch_size : int, optional
         Rows per ``model.predict`` batch inside a partition (default 4096).
 
@@ -127,10 +128,11 @@ def predict(model_path, ddf, batch_size=None):
         cls_name, config = read_model_config(path)
     if "dnn_feature_columns" not in config:
         raise TypeError(f"{path!r} holds a {cls_name}, which is not built from feature columns; "
-                        "npctr.dask.predict scores DIN and DNNModel files")
+                        "npctr.dask.predict scores DIN, DIEN and DNNModel files")
     inputs = build_input_features(feature_columns_from_config(config["dnn_feature_columns"]))
     check_columns(list(ddf.columns), "ddf")
-    columns = FeatureDecoder(inputs, list(ddf.columns)).columns     # a missing column fails here
+    # a missing column fails here (a DIEN's negative histories may be left out: scoring never reads them)
+    columns = FeatureDecoder(inputs, list(ddf.columns), unread_inputs(class_name=cls_name, config=config)).columns
     dtype = np.dtype(config.get("dtype") or "float64")
     meta = pd.Series(np.zeros(0, dtype=dtype), name=SCORE, index=ddf._meta.index)
     return ddf[columns].map_partitions(_score_partition, path, batch_size, columns, meta=meta,

@@ -1,4 +1,5 @@
-r"""Fast inference for npctr's feature models (``DIN``, ``DNNModel``): the ``Predictor``.
+r"""Fast inference for npctr's feature models (``DIN``, ``DNNModel``; ``DIEN`` through
+:mod:`npctr.serving.dien`): the ``Predictor``.
 
 ``model.inference()`` returns a :class:`Predictor`, the object a server holds. It computes
 exactly ``model.forward(x, training=False)`` (to round-off), but is built for speed:
@@ -31,12 +32,11 @@ import threading
 
 import numpy as np
 
-from ..ops.activations import sigmoid_
 from ..ops.attention import attention_weights
 from .._blas import single_threaded_blas
 from .._validation import check_positive_int
-from .prepared import (ROW_GROUP, TINY_ROWS, PreparedWeights, Workspace, as_records, pool_sequence,
-                       take_rows, usable_cores)
+from .prepared import (ROW_GROUP, TINY_ROWS, PreparedWeights, Workspace, pool_sequence, take_rows,
+                       usable_cores)
 from .small_batch import SmallPlan
 
 #: history positions per chunk (about half of them valid): few enough that the buffers of a
@@ -50,7 +50,8 @@ MIN_SHARE_ROWS = 16
 
 
 class Predictor:
-    """Scores feature dicts with a ``DIN`` or ``DNNModel``: what ``model.predict`` uses.
+    """Scores feature dicts with a ``DIN`` or ``DNNModel`` (a ``DIEN``: the subclass
+    :class:`~npctr.serving.dien.DIENPredictor`): what ``model.predict`` uses.
 
     Parameters
     ----------
@@ -66,6 +67,9 @@ class Predictor:
     ``model.forward(x, training=False)`` to round-off. Thread-safe: concurrent calls
     use separate workspaces.
     """
+
+    #: a step is split over the cores only into chunks of at least this many rows
+    min_share_rows = MIN_SHARE_ROWS
 
     def __init__(self, model, threads=None, chunk_rows=None):
         self.model = model
@@ -93,10 +97,14 @@ class Predictor:
         """Re-derive the prepared weights from the model's current arrays."""
         with self._lock:
             version = self.model.weights_version      # read first: a change during the build rebuilds again
-            prepared = PreparedWeights(self.model)
-            prepared.small = SmallPlan(self.model, prepared)
-            self._prepared = prepared
+            self._prepared = self._prepare()
             self._version = version
+
+    def _prepare(self):
+        """The prepared weights of the model's current arrays, with their small-batch plan."""
+        prepared = PreparedWeights(self.model)
+        prepared.small = SmallPlan(self.model, prepared)
+        return prepared
 
     def _weights(self):
         if self._version != self.model.weights_version or self._prepared is None:
@@ -110,7 +118,7 @@ class Predictor:
         ``x`` is validated once (``model.check_features``; ``check_finite=False`` skips the
         NaN/inf check of dense features). ``batch_size`` bounds the rows handled per step
         (as ``Model.predict``); within a step rows are processed in chunks of ``chunk_rows``
-        on up to ``threads`` threads. ``return_attention=True`` (DIN) also returns the
+        on up to ``threads`` threads. ``return_attention=True`` (DIN, DIEN) also returns the
         attention weights ``(n_samples, 1, T)``, what ``forward`` leaves in
         ``model.attention_scores``.
         """
@@ -219,14 +227,14 @@ class Predictor:
     def _chunks(self, n, batch_size):
         """``(lo, hi)`` of each chunk: every step of ``batch_size`` rows cut into equal chunks of at
         most ``chunk_rows`` rows, their number a multiple of the usable cores (when the chunks keep
-        at least ``MIN_SHARE_ROWS`` rows), so that each core gets the same work. The plan does not
+        at least ``min_share_rows`` rows), so that each core gets the same work. The plan does not
         depend on ``threads``: BLAS may round a row differently at another place in a GEMM, and
         results must not depend on the thread count."""
         share = self._cores
         for step in range(0, n, batch_size):
             rows = min(batch_size, n - step)
             count = -(-rows // self.chunk_rows)
-            if share > 1 and rows >= share * MIN_SHARE_ROWS:
+            if share > 1 and rows >= share * self.min_share_rows:
                 count = -(-count // share) * share
             size = -(-rows // count)
             for lo in range(step, step + rows, size):
@@ -275,12 +283,7 @@ class Predictor:
 
     def _dnn_out(self, prep, deep, logit):
         """The DNN, the output Dense and the link on ``deep`` ``(b, input_dim)`` into ``logit`` ``(b, 1)``."""
-        h = prep.dnn.run(deep, self._workspace)
-        np.matmul(h, prep.out_kernel, out=logit)
-        if prep.global_bias is not None:
-            logit += prep.global_bias
-        if prep.link == "sigmoid":
-            sigmoid_(logit)
+        prep.output(deep, logit, self._workspace)
 
     def _attention(self, prep, f, lo, hi, deep, out, scores=None):
         """DIN's attention pooling for rows ``lo:hi`` into ``out`` ``(b, E)``, on valid positions only.
@@ -304,26 +307,8 @@ class Predictor:
         flat[:v] = np.flatnonzero(valid)
         flat[v:] = 0
         rows, ts = np.divmod(flat, t)
-        # first layer: [k, q*k] [W_k; W_p] per valid position, plus (q W_q + b) of its row
-        key_product = ws.get("att_key_product", (vp, 2 * e), dtype)      # [k, q*k], (V', 2E)
         k_v = keys.take(flat, axis=0, out=ws.get("att_keys", (vp, e), dtype), mode="clip")
-        query = prep.query(deep)                                         # (b, E)
-        qk_v = query.take(rows, axis=0, out=ws.get("att_qk", (vp, e), dtype), mode="clip")
-        qk_v *= k_v
-        as_records(key_product[:, :e])[...] = as_records(k_v)
-        as_records(key_product[:, e:])[...] = as_records(qk_v)
-        z = ws.get("att_z0", (vp, prep.w_key_product.shape[1]), dtype)
-        np.matmul(key_product, prep.w_key_product, out=z)
-        q_part = query @ prep.w_query
-        q_part += prep.first_bias                                        # (b, H1)
-        z += q_part.take(rows, axis=0, out=ws.get("att_q_part", z.shape, dtype), mode="clip")
-        if prep.has_hidden:
-            first_act = prep.att_stack.layers[0][2]
-            h = prep.att_stack.run(first_act(z, ws, ts), ws, start=1, t_index=ts)
-            s_v = h @ prep.score_kernel
-            s_v += prep.score_bias
-        else:
-            s_v = z                                                      # (V', 1) already the score
+        s_v = prep.att.position_scores(k_v, prep.query(deep), rows, ts, ws)           # (V', 1)
         # scores at every (row, t), then masked as the layer masks them
         s = np.zeros((b, t), dtype=dtype)
         s.reshape(-1)[flat[:v]] = s_v[:v, 0]

@@ -14,7 +14,7 @@ import threading
 import numpy as np
 
 from ..layers.activation import Activation, Dice, PReLU
-from ..ops.activations import activation_, prelu_, dice_gate_from_negated_bn_
+from ..ops.activations import activation_, prelu_, dice_gate_from_negated_bn_, sigmoid_
 from ..ops.attention import split_first_kernel
 from ..ops.batch_norm import fold_into_dense, negated_inference_affine
 from ..ops.sequence import sequence_mask, sequence_pool
@@ -211,9 +211,61 @@ def pool_sequence(table, fc, f, lo, hi):
         valid = ids != 0
         length = valid.sum(axis=1, keepdims=True)
     else:
-        length = f[fc.length_name][lo:hi]
+        length = f[fc.length_name][lo:hi].reshape(-1, 1)       # (a small request may give (b,))
         valid = sequence_mask(length, ids.shape[1])
     return sequence_pool(x, valid, length, fc.combiner)[0][:, 0]
+
+
+class PreparedAttention:
+    """An ``AttentionSequencePoolingLayer``'s LocalActivationUnit prepared for scoring positions:
+    the first kernel split (:func:`npctr.ops.attention.split_first_kernel`) into the query's part
+    ``w_query`` (once per row) and the per-position ``w_key_product`` ``[W_k; W_p]``, the MLP
+    folded (``FoldedDNN``), the score projection."""
+
+    def __init__(self, att):
+        lau = att.get_layer("local_att")
+        self.weight_normalization = att.weight_normalization
+        self.att_stack = FoldedDNN(lau.get_layer("dnn"), "att_z")
+        self.supported = self.att_stack.supported
+        # the first linear map on u = [q, k, q-k, q*k]: kernel0 of the MLP, or the score
+        # projection itself when the MLP has no hidden layer
+        if lau.hidden_units:
+            first_kernel, first_bias = self.att_stack.layers[0][:2]
+        else:
+            first_kernel, first_bias = lau.params["kernel"], lau.params["bias"]
+        w_query, w_key, w_product = split_first_kernel(first_kernel)
+        self.w_query = np.ascontiguousarray(w_query)                     # (E, H1), applied once per row
+        # [k, q*k] (V, 2E) @ [W_k; W_p] (2E, H1): one GEMM per chunk for both per-position terms
+        self.w_key_product = np.ascontiguousarray(np.concatenate([w_key, w_product], axis=0))
+        self.first_bias = first_bias
+        self.has_hidden = bool(lau.hidden_units)
+        self.score_kernel, self.score_bias = lau.params["kernel"], lau.params["bias"]
+
+    def position_scores(self, k_v, query, rows, ts, ws):
+        """The unit's scores ``(V', 1)`` of the positions whose keys are ``k_v`` ``(V', E)`` (contiguous),
+        in the rows ``rows`` ``(V',)`` of ``query`` ``(b, E)``, at time steps ``ts`` (for a per-step PReLU).
+
+        The first layer is ``[k, q*k] [W_k; W_p] + (q W_q + b)[rows]`` (docs/inference.md, section 4),
+        with ``[k, q*k]`` written as whole rows (:func:`as_records`)."""
+        vp, e = k_v.shape
+        dtype = k_v.dtype
+        key_product = ws.get("att_key_product", (vp, 2 * e), dtype)      # [k, q*k], (V', 2E)
+        qk_v = query.take(rows, axis=0, out=ws.get("att_qk", (vp, e), dtype), mode="clip")
+        qk_v *= k_v
+        as_records(key_product[:, :e])[...] = as_records(k_v)
+        as_records(key_product[:, e:])[...] = as_records(qk_v)
+        z = ws.get("att_z0", (vp, self.w_key_product.shape[1]), dtype)
+        np.matmul(key_product, self.w_key_product, out=z)
+        q_part = query @ self.w_query
+        q_part += self.first_bias                                        # (b, H1)
+        z += q_part.take(rows, axis=0, out=ws.get("att_q_part", z.shape, dtype), mode="clip")
+        if not self.has_hidden:
+            return z                                                     # (V', 1) already the score
+        first_act = self.att_stack.layers[0][2]
+        h = self.att_stack.run(first_act(z, ws, ts), ws, start=1, t_index=ts)
+        s_v = h @ self.score_kernel
+        s_v += self.score_bias
+        return s_v
 
 
 class PreparedWeights:
@@ -241,25 +293,22 @@ class PreparedWeights:
         if model.history_columns:
             self._prepare_attention(model)
 
+    def output(self, deep, logit, ws):
+        """The DNN, the output Dense and the link on ``deep`` ``(b, input_dim)`` into ``logit`` ``(b, 1)``."""
+        h = self.dnn.run(deep, ws)
+        np.matmul(h, self.out_kernel, out=logit)
+        if self.global_bias is not None:
+            logit += self.global_bias
+        if self.link == "sigmoid":
+            sigmoid_(logit)
+
     def _prepare_attention(self, model):
-        att = model.get_layer("attention_sequence_pooling_layer")
-        lau = att.get_layer("local_att")
-        self.weight_normalization = att.weight_normalization
-        self.att_stack = FoldedDNN(lau.get_layer("dnn"), "att_z")
-        self.supported &= self.att_stack.supported
-        # the first linear map on u = [q, k, q-k, q*k]: kernel0 of the MLP, or the score
-        # projection itself when the MLP has no hidden layer
-        if lau.hidden_units:
-            first_kernel, first_bias = self.att_stack.layers[0][:2]
-        else:
-            first_kernel, first_bias = lau.params["kernel"], lau.params["bias"]
-        w_query, w_key, w_product = split_first_kernel(first_kernel)
-        self.w_query = np.ascontiguousarray(w_query)                     # (E, H1), applied once per row
-        # [k, q*k] (V, 2E) @ [W_k; W_p] (2E, H1): one GEMM per chunk for both per-position terms
-        self.w_key_product = np.ascontiguousarray(np.concatenate([w_key, w_product], axis=0))
-        self.first_bias = first_bias
-        self.has_hidden = bool(lau.hidden_units)
-        self.score_kernel, self.score_bias = lau.params["kernel"], lau.params["bias"]
+        att = self.att = PreparedAttention(model.get_layer("attention_sequence_pooling_layer"))
+        self.supported &= att.supported
+        # the attention's prepared parts under the names the small-batch plan reads
+        for name in ("weight_normalization", "att_stack", "w_query", "w_key_product", "first_bias", "has_hidden",
+                     "score_kernel", "score_bias"):
+            setattr(self, name, getattr(att, name))
         self.attention = True
         # DIN's usual column order puts the query's fields side by side at the start of the
         # DNN input: then the concatenated query is a view of it (no copy)

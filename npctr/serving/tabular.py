@@ -10,7 +10,9 @@ A *table* is a mapping column name -> column, one entry per row, where a column 
 
 Each model input is read from the column of its name or, for a history ``(batch, maxlen)``
 or a ``DenseFeat`` of ``dimension > 1``, from either one list-valued column of that name
-or the columns ``name_0 .. name_{w-1}``. :class:`FeatureDecoder` checks every value and
+or the columns ``name_0 .. name_{w-1}``. A DIEN's negative histories (``neg_hist_<x>``, read only
+by its auxiliary loss in training) may be left out of a table (:func:`unread_inputs`); when
+present they are read and checked. :class:`FeatureDecoder` checks every value and
 raises :class:`TableError` naming the row (0-based, counted from the first data row) and the
 column: a missing column, a wrong history length, a non-integer id, an id out of the
 vocabulary, a negative length, a missing value, NaN or infinity in a dense feature.
@@ -157,7 +159,7 @@ def ragged_from_arrow(array, row0, column):
 def _fields(model):
     inputs = model if isinstance(model, dict) else getattr(model, "input_features", None)
     if inputs is None:
-        raise TypeError(f"scoring tables needs a model built from feature columns (DIN, DNNModel), "
+        raise TypeError(f"scoring tables needs a model built from feature columns (DIN, DIEN, DNNModel), "
                         f"got {type(model).__name__}")
     fields = []
     for name, fc in inputs.items():
@@ -172,26 +174,44 @@ def _fields(model):
     return fields
 
 
+def unread_inputs(model=None, class_name=None, config=None):
+    """The inputs a model declares but never reads when it scores: a DIEN's negative histories
+    (``neg_hist_<x>``, used only by the auxiliary loss in training). From a model, or from a model
+    file's ``class_name`` and ``config`` (``io.read_model_config``)."""
+    if model is not None:
+        return [fc.name for fc in getattr(model, "negative_columns", ())]
+    if class_name != "DIEN":
+        return []
+    return [f"neg_hist_{name}" for name in config.get("history_feature_list", ())]
+
+
 class FeatureDecoder:
     """Turns table chunks into the feature dict ``model.predict`` takes, checking every value.
 
     Parameters
     ----------
-    model : DIN or DNNModel (anything with feature columns), or its inputs
+    model : DIN, DIEN or DNNModel (anything with feature columns), or its inputs
         ``{input name: feature column}`` (``build_input_features(columns)``)
     columns : sequence of str
         The table's column names; which ones feed which input is resolved once, here
         (a missing column is a :class:`TableError`).
+    optional : sequence of str, optional
+        Inputs the table may leave out (default: :func:`unread_inputs` of ``model``, a DIEN's
+        negative histories): absent, they are zeros, which scoring never reads; present, they
+        are decoded and checked like any input.
     """
 
-    def __init__(self, model, columns):
+    def __init__(self, model, columns, optional=None):
         self.fields = _fields(model)
         available = list(columns)
         present = set(available)
-        self.sources = {}                 # feature name -> list of source column names
+        optional = set(unread_inputs(None if isinstance(model, dict) else model) if optional is None else optional)
+        self.sources = {}                 # feature name -> list of source column names (empty: zeros)
         for f in self.fields:
             split = [f"{f.name}_{i}" for i in range(f.width)]
-            if f.name in present:
+            if f.name in optional and f.name not in present and not any(c in present for c in split):
+                self.sources[f.name] = []
+            elif f.name in present:
                 self.sources[f.name] = [f.name]
             elif f.width > 1 and all(c in present for c in split):
                 if f"{f.name}_{f.width}" in present:
@@ -214,9 +234,12 @@ class FeatureDecoder:
 
     def decode(self, table, row0=0):
         """The feature dict of one chunk; ``row0`` is the chunk's first row in the whole table."""
-        out = {}
+        out, absent = {}, []
         for f in self.fields:
             names = self.sources[f.name]
+            if not names:
+                absent.append(f)
+                continue
             if len(names) == 1:
                 values, labels = self._one_column(table[names[0]], f, row0), [names[0]]
                 if f.width > 1:
@@ -229,7 +252,10 @@ class FeatureDecoder:
         if len(n) > 1:
             raise TableError(f"the columns of a chunk have different lengths: "
                              f"{ {k: len(v) for k, v in out.items()} }")
-        return out
+        rows = next(iter(n), 0)
+        for f in absent:                  # inputs scoring never reads, left out of the table
+            out[f.name] = np.zeros((rows, f.width), np.int64)
+        return {f.name: out[f.name] for f in self.fields}
 
     # -- shapes -----------------------------------------------------------------------------
     @staticmethod

@@ -165,13 +165,21 @@ class Trainer:
                 f"the training loss became {total} at epoch {epoch}, batch {batch}; the weights "
                 "were not updated with this batch (lower the learning rate, check the inputs)",
                 epoch=epoch, batch=batch, loss=total)
+        self._backward_objective(arguments.weighted(loss.logit_grad(yb, z), wb) if uses_logits
+                                 else arguments.weighted(loss.grad(yb, pred), wb), uses_logits)
+        return total, pred
+
+    def _backward_objective(self, d, uses_logits):
+        """Every gradient of the objective: ``backward_logits`` (``uses_logits``) or ``backward`` from
+        ``d``, then the L2 terms' (``add_regularization_grads``) and the auxiliary losses'
+        (``add_auxiliary_grads``). A model may compute them together (DIEN: one BPTT of its
+        extractor for the outputs and the auxiliary loss)."""
         if uses_logits:
-            self.backward_logits(arguments.weighted(loss.logit_grad(yb, z), wb))
+            self.backward_logits(d)
         else:
-            self.backward(arguments.weighted(loss.grad(yb, pred), wb))
+            self.backward(d)
         self.add_regularization_grads()
         self.add_auxiliary_grads()
-        return total, pred
 
     def _train_step(self, xb, yb, where, wb=None):
         """One all-or-nothing update (see ``npctr.training.atomic``). Returns (total loss, predictions).
