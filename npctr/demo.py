@@ -38,7 +38,8 @@ DIN_ONLY = dict(att_hidden_size=(80, 40), att_activation="dice")
 
 
 # --model dien: make_dien_data's defaults (1,000 users with 3-8 interests that drift, 1,000 items in
-# 100 categories, histories of 1-30 behaviours), without the user id as above. DIEN takes DeepCTR's
+# 100 categories, histories of 1-30 behaviours), without the user id as above (and as
+# tools/measure_dien_data.py, whose DIN and baseline numbers docs/datasets.md shows). DIEN takes DeepCTR's
 # defaults but for gru_type, use_negsampling and the output DNN (DIN's above, so that the three
 # models differ only in how they read the history); tools/compare_dien_gru_types.py measured the
 # choices (docs/dien.md, section 10).
@@ -46,7 +47,7 @@ DIEN_DATA = dict(maxlen=30)
 DIEN_ONLY = dict(gru_type="AUGRU", use_negsampling=True, alpha=1.0, att_hidden_units=(64, 16),
                  att_activation="dice")
 #: the defaults of --samples and --epochs, by --model
-DEFAULTS = {"din": dict(n_samples=40000, epochs=8), "dien": dict(n_samples=50000, epochs=6)}
+DEFAULTS = {"din": dict(n_samples=40000, epochs=8), "dien": dict(n_samples=50000, epochs=5)}
 #: the models' names in the printed table (and the keys of run's and run_dien's results)
 DIN_NAME, DNN_NAME = "DIN (attention)", "DNN (mean-pooled history)"
 ORACLE_NAME = "oracle"
@@ -186,8 +187,9 @@ def dien_models(columns, history, gru_type=DIEN_ONLY["gru_type"], use_negsamplin
             DNN_NAME: DNNModel(bag_columns, **MODEL)}
 
 
-def run_dien(n_samples=50000, epochs=6, batch_size=256, learning_rate=0.003, seed=2024, verbose=2,
-             out=sys.stdout, plot_dir=None, gru_type=DIEN_ONLY["gru_type"]):
+def run_dien(n_samples=DEFAULTS["dien"]["n_samples"], epochs=DEFAULTS["dien"]["epochs"], batch_size=256,
+             learning_rate=0.003, seed=2024, verbose=2, out=sys.stdout, plot_dir=None,
+             gru_type=DIEN_ONLY["gru_type"]):
     """``--model dien``: DIEN, DIN and the baseline on ``make_dien_data``; returns
     ``{model name: {'auc', 'logloss', 'seconds'}}`` and, under ``ORACLE_NAME``, the held-out
     ``{'auc', 'logloss'}`` of the true click probability.
@@ -228,7 +230,7 @@ def main(argv=None):
                              "baseline on make_dien_data (interests that drift)")
     parser.add_argument("--samples", type=int, default=None,
                         help="impressions to generate (default 40000; 50000 with --model dien)")
-    parser.add_argument("--epochs", type=int, default=None, help="training epochs (default 8; 6 with --model dien)")
+    parser.add_argument("--epochs", type=int, default=None, help="training epochs (default 8; 5 with --model dien)")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--learning-rate", type=float, default=0.003, help="Adam's learning rate")
     parser.add_argument("--seed", type=int, default=2024, help="data seed (models are seeded with 1024)")
