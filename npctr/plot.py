@@ -1080,7 +1080,8 @@ def dien_demo_figures(models, histories, x, truth, directory, category="cate_id"
     plt = require_matplotlib()
     written = {}
 
-    fig = plot_history(histories, title="Learning curves on make_dien_data (solid: training, dashed: held-out)",
+    fig = plot_history(histories, title="Learning curves on make_dien_data (solid: training, dashed: held-out)\n"
+                                        "DIEN's training loss includes alpha x its auxiliary loss; held-out losses do not",
                        path=directory / "dien_learning_curves.png", dpi=dpi)
     plt.close(fig)
     written["learning_curves"] = directory / "dien_learning_curves.png"
