@@ -239,7 +239,8 @@ def main(argv=None):
     parser.add_argument("--verbose", type=int, default=2, choices=(0, 1, 2),
                         help="0 silent, 1 progress bar, 2 one line per epoch (default)")
     parser.add_argument("--plot", metavar="DIR", default=None,
-                        help="also write learning curves and attention figures (PNG) into DIR (needs matplotlib)")
+                        help="also write learning curves and attention figures (PNG) into DIR (with --model "
+                             "dien also the evolving interest; needs matplotlib)")
     args = parser.parse_args(argv)
     defaults = DEFAULTS[args.model]
     samples = defaults["n_samples"] if args.samples is None else args.samples

@@ -1080,9 +1080,9 @@ def dien_demo_figures(models, histories, x, truth, directory, category="cate_id"
     plt = require_matplotlib()
     written = {}
 
-    fig = plot_history(histories, title="Learning curves on make_dien_data (solid: training, dashed: held-out)\n"
-                                        "DIEN's training loss includes alpha x its auxiliary loss; held-out losses do not",
-                       path=directory / "dien_learning_curves.png", dpi=dpi)
+    title = ("Learning curves on make_dien_data (solid: training, dashed: held-out)\n"
+             "DIEN's training loss includes alpha x its auxiliary loss; held-out losses do not")
+    fig = plot_history(histories, title=title, path=directory / "dien_learning_curves.png", dpi=dpi)
     plt.close(fig)
     written["learning_curves"] = directory / "dien_learning_curves.png"
 
@@ -1109,17 +1109,17 @@ def dien_demo_figures(models, histories, x, truth, directory, category="cate_id"
         raise ValueError("x holds no row with a history whose candidate is one of its hidden interests")
 
     # every held-out row: mean predicted p by kind of candidate; DIEN's attention on the last run
-    mean_p = {"true": {}}
+    def by_kind(p):
+        return {kind: float(p[kinds == kind].mean()) for kind in KIND_TEXT if np.any(kinds == kind)}
+
+    mean_p = {}
     for name, model in models.items():
-        p = np.asarray(model.predict({k: x[k] for k in model.feature_names}, batch_size=4096))[:, 0]
-        mean_p[name] = {kind: float(p[kinds == kind].mean()) for kind in KIND_TEXT if np.any(kinds == kind)}
+        mean_p[name] = by_kind(np.asarray(model.predict({k: x[k] for k in model.feature_names},
+                                                        batch_size=4096))[:, 0])
         if model is dien:
             weights = np.array(dien.attention_scores[:, 0, :])
     if "click_probability" in truth:
-        mean_p["true"] = {kind: float(truth["click_probability"][kinds == kind].mean()) for kind in KIND_TEXT
-                          if np.any(kinds == kind)}
-    else:
-        del mean_p["true"]
+        mean_p["true"] = by_kind(truth["click_probability"])
     steps = np.arange(maxlen)[None, :]
     last_value = interest[np.arange(n), np.maximum(length - 1, 0)]
     # the last run: the steps after the last change of interest
@@ -1130,9 +1130,8 @@ def dien_demo_figures(models, histories, x, truth, directory, category="cate_id"
     last_run_attention = float(np.sum(weights * last_run, axis=1)[chosen].mean())
     last_run_share = float((last_run.sum(axis=1) / np.maximum(length, 1))[chosen].mean())
 
-    names = [name for name in mean_p if name != "true"]
-    table = "; ".join(f"{name} " + " / ".join(f"{mean_p[name].get(k, float('nan')):.2f}" for k in KIND_TEXT)
-                      for name in names + (["true"] if "true" in mean_p else []))
+    table = "; ".join(f"{name} " + " / ".join(f"{means.get(k, float('nan')):.2f}" for k in KIND_TEXT)
+                      for name, means in mean_p.items())
     summary = (f"Mean p(click) over the {n} held-out impressions whose candidate is the interest now / an earlier "
                f"interest / neither: {table}. When the candidate is the interest now and the history changed "
                f"interest at least once ({int(chosen.sum())} impressions), {100 * last_run_attention:.0f}% of DIEN's "
