@@ -1112,12 +1112,11 @@ def dien_demo_figures(models, histories, x, truth, directory, category="cate_id"
     def by_kind(p):
         return {kind: float(p[kinds == kind].mean()) for kind in KIND_TEXT if np.any(kinds == kind)}
 
-    mean_p = {}
-    for name, model in models.items():
-        mean_p[name] = by_kind(np.asarray(model.predict({k: x[k] for k in model.feature_names},
-                                                        batch_size=4096))[:, 0])
-        if model is dien:
-            weights = np.array(dien.attention_scores[:, 0, :])
+    mean_p = {name: by_kind(np.asarray(model.predict({k: x[k] for k in model.feature_names},
+                                                     batch_size=4096))[:, 0]) for name, model in models.items()}
+    # the scores from inference forwards (what predict records may depend on its serving path)
+    weights = np.concatenate([_score_rows(dien, {k: np.asarray(v)[lo:lo + 4096] for k, v in x.items()})[1]
+                              for lo in range(0, n, 4096)])
     if "click_probability" in truth:
         mean_p["true"] = by_kind(truth["click_probability"])
     steps = np.arange(maxlen)[None, :]

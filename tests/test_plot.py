@@ -451,7 +451,7 @@ def test_dien_demo_figures_rows_and_numbers(dien_data, tmp_path):
         assert result["mean_p"]["true"][kind] == pytest.approx(truth["click_probability"][kinds == kind].mean(),
                                                                rel=1e-12)
     # the attention on the last run of the interest, recomputed with a loop
-    dien.predict(x)
+    dien.forward(x)
     w = dien.attention_scores[:, 0]
     on_last, shares = [], []
     for r in range(80):

@@ -1,7 +1,8 @@
 """Choose ``python -m npctr demo --model dien``'s settings on a selection split: DIEN's four gru_types.
 
-    python tools/compare_dien_gru_types.py                     # the demo's data, 8 epochs (~8 min on 2 cores)
-    python tools/compare_dien_gru_types.py --seeds 2024 7 11   # also two other data draws
+    python tools/compare_dien_gru_types.py                     # the demo's data, 8 epochs (~10 min on 2 cores)
+    python tools/compare_dien_gru_types.py --seeds 2024 7 11   # also two other data draws (~30 min)
+    python tools/compare_dien_gru_types.py --samples 100000 --epochs 6 --models AUGRU DIN DNN   # more data
 
 Draws the demo's data exactly as the demo does (``npctr.demo.load_dien_data``: ``make_dien_data``
 without the user id) and **never looks at the demo's held-out 20%**: of the demo's training
