@@ -33,7 +33,6 @@ else:
 
 import deepctr  # noqa: E402
 import deepctr.layers.activation as deepctr_activation  # noqa: E402
-import deepctr.layers.utils as deepctr_utils  # noqa: E402
 from deepctr.feature_column import SparseFeat, VarLenSparseFeat, DenseFeat  # noqa: E402
 from deepctr.models import DIN  # noqa: E402
 
@@ -42,43 +41,12 @@ PATCHES = []
 
 
 # -- patches (the math is unchanged; each is recorded in meta["patches"]) --------------------------
-def _dice_build(self, input_shape):
-    self.bn = deepctr_activation.BatchNormalization(axis=self.axis, epsilon=self.epsilon, center=False,
-                                                    scale=False)
-    self.alphas = self.add_weight(shape=(input_shape[-1],), initializer=deepctr_activation.Zeros(),
-                                  dtype=self.dtype, name="dice_alpha")
-    deepctr_activation.Layer.build(self, input_shape)
-    self.uses_learning_phase = True
+# the float64 Dice alpha and, on Keras 3, DIN's Concat mask: the same patches the conformance adapter applies
+from npctr.conformance.adapters.deepctr_keras import apply_patches  # noqa: E402
 
-
-deepctr_activation.Dice.build = _dice_build
-PATCHES.append("deepctr.layers.activation.Dice.build: dice_alpha created with the layer's dtype instead of the "
-               "hard-coded tf.float32 (a float64 DIN with Dice does not run otherwise; identical in float32)")
+PATCHES.extend(apply_patches(K))
 
 if not LEGACY:
-    from keras import ops
-
-    def _concat_compute_mask(self, inputs, mask=None):
-        if not self.supports_masking:
-            return None
-        if mask is None:
-            mask = [getattr(i, "_keras_mask", None) for i in inputs]
-        if all(m is None for m in mask):
-            return None
-        masks = []
-        for input_i, mask_i in zip(inputs, mask):
-            if mask_i is None:
-                masks.append(ops.ones_like(input_i, dtype="bool"))
-            elif len(mask_i.shape) < len(input_i.shape):
-                masks.append(ops.expand_dims(mask_i, axis=-1))
-            else:
-                masks.append(mask_i)
-        return ops.all(ops.concatenate(masks, axis=self.axis), axis=-1, keepdims=False)
-
-    deepctr_utils.Concat.compute_mask = _concat_compute_mask
-    PATCHES.append("deepctr.layers.utils.Concat.compute_mask: the same AND of the field masks written with "
-                   "keras.ops and len(shape) (DeepCTR's K.ndim / tf ops fail on Keras 3 KerasTensors: "
-                   "DIN(...) raises AttributeError \"'tuple' object has no attribute 'rank'\" unpatched)")
     PATCHES.append("Keras 3 creates the attention's weights (LocalActivationUnit built inside "
                    "AttentionSequencePoolingLayer.build) only on the first eager call: the model is called once "
                    "in inference mode on the case's inputs before its weights are listed and set")

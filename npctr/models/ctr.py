@@ -18,7 +18,7 @@ from ..layers.core import DNN, PredictionLayer
 from ..layers.dense import Dense
 from ..layers.embedding import Embedding
 from ..layers.sequence import SequencePoolingLayer, AttentionSequencePoolingLayer
-from .features import FeatureInputs
+from .features import FeatureInputs, check_history_feature_list
 from .._validation import (check_units, check_rate, check_nonnegative, check_seed, resolve_dtype, check_shape,
                            as_feature_dict, check_device)
 
@@ -351,10 +351,7 @@ class DIN(FeatureModel):
                  att_activation="dice", att_weight_normalization=False, l2_reg_dnn=0, l2_reg_embedding=1e-6,
                  dnn_dropout=0, seed=1024, task="binary", dtype="float64", name="din", split=True,
                  conventions=None, device="cpu"):
-        if isinstance(history_feature_list, str) or not hasattr(history_feature_list, "__iter__"):
-            raise TypeError(f"history_feature_list must be a list of feature names, got {history_feature_list!r}")
-        if not list(history_feature_list):
-            raise ValueError("history_feature_list must name at least one feature")
+        check_history_feature_list(history_feature_list)
         super().__init__(dnn_feature_columns, history_feature_list, dnn_use_bn, dnn_hidden_units,
                          dnn_activation, att_hidden_size, att_activation, att_weight_normalization, l2_reg_dnn,
                          l2_reg_embedding, dnn_dropout, seed, task, dtype, name, split, conventions, device)

@@ -23,7 +23,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .ctr import FeatureModel, _split_last
-from .features import FeatureInputs
+from .features import FeatureInputs, check_history_feature_list
 from ..registry import register_model
 from ..feature_column import feature_columns_to_config
 from ..layers.auxiliary import AuxiliaryLoss
@@ -91,10 +91,7 @@ class DIEN(FeatureModel):
                  att_activation="dice", att_weight_normalization=True, l2_reg_dnn=0, l2_reg_embedding=1e-6,
                  dnn_dropout=0, seed=1024, task="binary", dtype="float64", name="dien", split=True,
                  conventions=None, device="cpu"):
-        if isinstance(history_feature_list, str) or not hasattr(history_feature_list, "__iter__"):
-            raise TypeError(f"history_feature_list must be a list of feature names, got {history_feature_list!r}")
-        if not list(history_feature_list):
-            raise ValueError("history_feature_list must name at least one feature")
+        check_history_feature_list(history_feature_list)
         if gru_type not in GRU_TYPES:
             raise ValueError(f"gru_type must be one of {list(GRU_TYPES)}, got {gru_type!r}")
         if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not np.isfinite(alpha):

@@ -8,6 +8,14 @@ from ..ops.sequence import sequence_mask
 from .._validation import check_finite_rows, as_feature_dict, as_array
 
 
+def check_history_feature_list(history_feature_list):
+    """DIN's and DIEN's ``history_feature_list``: a non-empty list of feature names."""
+    if isinstance(history_feature_list, str) or not hasattr(history_feature_list, "__iter__"):
+        raise TypeError(f"history_feature_list must be a list of feature names, got {history_feature_list!r}")
+    if not list(history_feature_list):
+        raise ValueError("history_feature_list must name at least one feature")
+
+
 class FeatureInputs:
     """The feature plan of ``DIN`` / ``DNNModel`` / ``DIEN``, from the columns alone.
 

@@ -49,7 +49,7 @@ def _tf():
         import keras
     import deepctr  # noqa: F401
     if PATCH and not _patched:
-        _apply_patches(keras)
+        apply_patches(keras)
     return tf, keras
 
 
@@ -95,7 +95,10 @@ def _pooled(case):
                for c in case.config["dnn_feature_columns"])
 
 
-def _apply_patches(keras):
+def apply_patches(keras):
+    """Patch DeepCTR 0.9.4 at run time so a float64 Dice and (on Keras 3) DIN's ``Concat`` mask work:
+    the two patches ``tools/record_tf.py`` records with. Returns their descriptions (also kept in
+    ``versions()["patches"]``). The math is DeepCTR's; nothing in site-packages is edited."""
     import deepctr.layers.activation as act
     import deepctr.layers.utils as utils
 
@@ -131,6 +134,7 @@ def _apply_patches(keras):
         utils.Concat.compute_mask = concat_compute_mask
         _patched.append("deepctr.layers.utils.Concat.compute_mask: the same AND of masks with keras.ops "
                         "(tools/record_tf.py)")
+    return list(_patched)
 
 
 # -- building ------------------------------------------------------------------------------------
