@@ -17,7 +17,7 @@ from ._version import __version__
 
 #: command name -> (module, one-line description)
 COMMANDS = {
-    "demo": ("npctr.demo", "train DIN and a mean-pooling baseline on synthetic clicks"),
+    "demo": ("npctr.demo", "train DIN (--model dien: DIEN, DIN) and a mean-pooling baseline on synthetic clicks"),
     "export-onnx": ("npctr.interop.onnx", "write a saved DIN/DNNModel as an ONNX graph (--check: run it in onnxruntime)"),
     "predict": ("npctr.serving.batch_predict", "score a .npz/.csv/.parquet file with a saved model, chunk by chunk"),
     "golden": ("npctr.interop.golden", "write reference numbers of a layer or model (.npz + JSON index)"),

@@ -1,4 +1,4 @@
-"""Figures for teaching DIN: learning curves, attention weights, gradient checks, Dice.
+"""Figures for teaching DIN and DIEN: learning curves, attention weights, evolving interests, gradient checks, Dice.
 
 matplotlib is an optional extra (``pip install npctr[plot]``) imported only here, and
 nothing else in npctr imports this module, so ``import npctr`` and ``load_model`` stay
@@ -11,9 +11,12 @@ user has chosen is left alone.
 ``plot_history``               loss and metrics per epoch, training and validation
 ``plot_attention``             DIN's attention weight of every behaviour, for chosen rows
 ``plot_attention_contrast``    one history scored against several candidates
+``plot_attention_over_time``   DIEN's attention per history step, with the hidden interest
+``plot_interest_evolution``    p(click) of a few candidates if the history ended at each step
 ``plot_gradient_check``        finite-difference error against step size (the V curve)
 ``plot_dice``                  Dice's gate and activation for a few batch statistics
 ``demo_figures``               the figures of ``python -m npctr demo --plot DIR``
+``dien_demo_figures``          the figures of ``python -m npctr demo --model dien --plot DIR``
 =============================  ===========================================================
 """
 import inspect
@@ -592,6 +595,354 @@ def plot_dice(stats=((0.0, 1.0), (2.0, 0.5), (-1.5, 2.0)), alpha=0.2, x_range=(-
         return _finish(fig, path, dpi)
 
 
+# -- DIEN: the attention over time, the evolving interest ----------------------------------------
+#: bar colours of plot_attention_over_time: a behaviour of another category, of the candidate's
+TIME_BAR_COLOURS = ("#8da0cb", "#fc8d62")
+#: background colours of the hidden interests: the candidate's category, then the others in turn
+INTEREST_COLOURS = ("#fc8d62", "#b3cde3", "#ccebc5", "#decbe4", "#e5d8bd", "#fddaec", "#d9d9d9")
+#: line colours of plot_interest_evolution, one per candidate (at most 8 candidates)
+CANDIDATE_COLOURS = ("#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d", "#666666")
+#: what a candidate is to its row's hidden interests (``candidate_kinds``)
+KIND_TEXT = {"now": "the interest now", "earlier": "an earlier interest, not now",
+             "other": "none of the history's interests"}
+
+
+def _query_index(model, name, argument):
+    """Position of the attended candidate feature ``name`` in ``model.query_columns``."""
+    names = [fc.name for fc in model.query_columns]
+    if name not in names:
+        raise ValueError(f"{argument} must name one of the model's attended candidate features {names}, got {name!r}")
+    return names.index(name)
+
+
+def _check_truth(truth, n, maxlen):
+    """``make_dien_data(return_truth=True)``'s dict, rows aligned with ``x``, checked (None passes)."""
+    if truth is None:
+        return None
+    if not isinstance(truth, Mapping) or not {"interest", "current_interest"} <= set(truth):
+        raise ValueError("truth must be the dict make_dien_data(..., return_truth=True) returns (with 'interest' "
+                         f"and 'current_interest'), rows aligned with x; got {type(truth).__name__}"
+                         + (f" with keys {sorted(truth)}" if isinstance(truth, Mapping) else ""))
+    out = {k: np.asarray(v) for k, v in truth.items()}
+    if out["interest"].shape != (n, maxlen) or out["current_interest"].shape != (n,):
+        raise ValueError(f"truth['interest'] must have shape (n_samples, T) = {(n, maxlen)} and "
+                         f"truth['current_interest'] ({n},), rows aligned with x; got {out['interest'].shape} "
+                         f"and {out['current_interest'].shape}")
+    return out
+
+
+def candidate_kinds(candidate, interest, valid, current_interest):
+    """What each row's candidate category is to its hidden interests: ``'now'`` (the interest at the
+    impression), ``'earlier'`` (active at some behaviour of the history, not now) or ``'other'``.
+
+    ``candidate`` ``(n,)``, ``interest`` and ``valid`` ``(n, T)``, ``current_interest`` ``(n,)``
+    (``make_dien_data(return_truth=True)``'s ``interest`` and ``current_interest``).
+    """
+    candidate = np.asarray(candidate).reshape(-1)
+    earlier = np.any(valid & (np.asarray(interest) == candidate[:, None]), axis=1)
+    return np.where(candidate == np.asarray(current_interest), "now", np.where(earlier, "earlier", "other"))
+
+
+def _runs(values):
+    """``[(start, stop, value)]``: the runs of equal values of a 1-D array (``stop`` exclusive)."""
+    edges = np.flatnonzero(np.diff(values)) + 1
+    return [(int(a), int(b), int(values[a])) for a, b in zip(np.r_[0, edges], np.r_[edges, len(values)])]
+
+
+def _draw_interests(ax, interest, length, now, colour_of, alpha=0.35):
+    """Background bands of the hidden interest at each behaviour (positions 1..length), labelled by
+    its id, and one more at ``length + 1``: the interest at the impression ("now")."""
+    from matplotlib.transforms import blended_transform_factory
+    top = blended_transform_factory(ax.transData, ax.transAxes)
+    for start, stop, value in _runs(interest[:length]):
+        ax.axvspan(start + 0.5, stop + 0.5, color=colour_of(value), alpha=alpha, zorder=0, linewidth=0)
+        ax.text((start + stop + 1) / 2, 0.97, str(value), transform=top, ha="center", va="top", fontsize=9)
+    ax.axvspan(length + 0.5, length + 1.5, color=colour_of(now), alpha=min(1.0, 2 * alpha), zorder=0,
+               linewidth=0)
+    ax.text(length + 1, 0.97, str(now), transform=top, ha="center", va="top", fontsize=9, fontweight="bold")
+    ax.text(length + 1, 0.5, "now", transform=top, ha="center", va="center", fontsize=9, rotation=90)
+
+
+def _interest_colours(first, values):
+    """category -> background colour: ``first`` (the candidate's) orange, the others in turn."""
+    colours = {first: INTEREST_COLOURS[0]}
+    for value in values:
+        if value not in colours:
+            colours[value] = INTEREST_COLOURS[1 + (len(colours) - 1) % (len(INTEREST_COLOURS) - 1)]
+    return colours
+
+
+def plot_attention_over_time(model, x, rows=(0,), truth=None, category="cate_id", titles=None, caption=None,
+                             path=None, dpi=100):
+    """DIEN's attention over the steps of the history, for chosen rows, with the hidden interest.
+
+    One panel per row: a bar per behaviour, oldest left, most recent right, of height the
+    model's ``attention_scores`` in an inference forward on those rows (DIEN: the interest
+    evolving layer's attention over the interests, the pooling weights for ``gru_type='GRU'``;
+    any model with attention over a history works, DIN's included), orange where the behaviour
+    has the candidate's ``category``. With ``truth`` (what ``make_dien_data(return_truth=True)``
+    returns, rows aligned with ``x``), the background shows the interest active at each behaviour
+    (its id at the top; the candidate's category orange), the band right of the last behaviour
+    the interest at the impression ("now"), and hatched bars the browsing noise (a behaviour
+    outside the active interest). Positions past the length are padding (shaded grey).
+
+    Parameters
+    ----------
+    model : DIEN or DIN
+    x : dict of ndarray
+        Features keyed by ``model.feature_names``.
+    rows : int or list of int, default (0,)
+    truth : dict of ndarray, optional
+        ``interest`` ``(n_samples, T)`` and ``current_interest`` ``(n_samples,)`` (and
+        ``click_probability``, shown in the default titles).
+    category : str, default 'cate_id'
+        The attended candidate feature that the colours and the interests refer to.
+    titles : list of str, optional
+        One per row; default: the row, what its candidate is to the hidden interests, and the
+        predicted (and true) click probability.
+    caption : str, optional
+    path : str or Path, optional
+    dpi : float, default 100
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        ``fig.axes[i].containers[0]`` holds the bars of ``rows[i]`` (heights = the scores).
+    """
+    _check_attention_model(model)
+    n, _ = model.check_features(x)
+    rows = _check_rows(rows, n)
+    k = _query_index(model, category, "category")
+    maxlen = model.history_columns[0].maxlen
+    truth = _check_truth(truth, n, maxlen)
+    if titles is not None and len(titles) != len(rows):
+        raise ValueError(f"titles must hold one title per row ({len(rows)}), got {len(titles)}")
+    dpi = _check_dpi(dpi)
+    p, weights, f = _score_rows(model, {name: np.asarray(v)[rows] for name, v in x.items()})
+    valid = model.history_mask(f)                                             # (rows, T)
+    hist = f[model.history_columns[k].name]
+    candidate = f[category][:, 0]
+    positions = np.arange(1, maxlen + 1)
+    plt = require_matplotlib()
+    import matplotlib.patches as mpatches
+    with plt.rc_context(STYLE):
+        fig = _figure((11.0, 2.9 * len(rows) + 0.5 + (0.5 if caption else 0.0)), dpi)
+        axes = fig.subplots(len(rows), 1, squeeze=False)[:, 0]
+        for i, (ax, row) in enumerate(zip(axes, rows)):
+            length = int(valid[i].sum())
+            match = valid[i] & (hist[i] == candidate[i])
+            bars = ax.bar(positions, weights[i], color=[TIME_BAR_COLOURS[int(m)] for m in match],
+                          edgecolor="black", linewidth=0.4)
+            title = f"row {row}: candidate {category} {int(candidate[i])}"
+            if truth is not None:
+                interest, now = truth["interest"][row], int(truth["current_interest"][row])
+                kind = candidate_kinds(candidate[i:i + 1], interest[None], valid[i:i + 1], [now])[0]
+                colours = _interest_colours(int(candidate[i]), interest[:length])
+                colours.setdefault(now, INTEREST_COLOURS[-1])
+                _draw_interests(ax, interest, length, now, colours.get)
+                for bar, behaviour, active in zip(bars, hist[i][:length], interest[:length]):
+                    if behaviour != active:
+                        bar.set_hatch("///")
+                title += f" ({KIND_TEXT[kind]}), predicted p(click) = {p[i]:.2f}"
+                if "click_probability" in truth:
+                    title += f", true {float(truth['click_probability'][row]):.2f}"
+            else:
+                title += f", predicted p(click) = {p[i]:.2f}"
+            pad_from = length + (2 if truth is not None else 1)
+            if pad_from <= maxlen:
+                ax.axvspan(pad_from - 0.5, maxlen + 0.5, color=PADDING_COLOUR, alpha=0.5, hatch="//", zorder=0,
+                           linewidth=0)
+            ax.axhline(0, color="black", linewidth=0.6)
+            ax.set_xticks(positions[valid[i]])
+            ax.set_xticklabels([str(int(c)) for c in hist[i][valid[i]]], rotation=90, fontsize=8)
+            ax.set_xlim(0.5, maxlen + 0.5)
+            low, high = min(0.0, float(weights[i].min())), max(float(weights[i].max()), 1e-12)
+            ax.set_ylim(low * 1.1, high * 1.25)
+            ax.set_ylabel("attention score")
+            ax.set_title(titles[i] if titles is not None else title, fontsize=11, loc="left")
+        axes[-1].set_xlabel(f"the history, oldest to most recent (each behaviour's {category})")
+        handles = [mpatches.Patch(facecolor=TIME_BAR_COLOURS[1], edgecolor="black", linewidth=0.4,
+                                  label=f"behaviour of the candidate's {category}"),
+                   mpatches.Patch(facecolor=TIME_BAR_COLOURS[0], edgecolor="black", linewidth=0.4,
+                                  label=f"behaviour of another {category}")]
+        if truth is not None:
+            handles += [mpatches.Patch(facecolor="white", edgecolor="black", hatch="///", linewidth=0.4,
+                                       label="browsing (outside the active interest)"),
+                        mpatches.Patch(facecolor=INTEREST_COLOURS[1], alpha=0.6,
+                                       label="background: the hidden interest (id on top)")]
+        fig.legend(handles=handles, loc="outside upper center", ncol=2, frameon=False)
+        if caption:
+            fig.supxlabel(caption, fontsize=10, wrap=True)
+        return _finish(fig, path, dpi)
+
+
+def _models_by_label(models):
+    if isinstance(models, Mapping):
+        if not models:
+            raise ValueError("models must hold at least one model")
+        out = {str(label): m for label, m in models.items()}
+    else:
+        out = {type(models).__name__: models}
+    for label, model in out.items():
+        if not getattr(model, "history_columns", None):
+            raise ValueError(f"models[{label!r}] must be a model with a behaviour history (DIN, DIEN), got "
+                             f"{type(model).__name__}")
+    return out
+
+
+def _an_item_of(x, item_name, hist_item, category_name, hist_category, value, exclude):
+    """An item id of category ``value`` seen anywhere in ``x`` and not in ``exclude`` (else any)."""
+    items = np.concatenate([np.asarray(x[hist_item]).ravel(), np.asarray(x[item_name]).ravel()])
+    cats = np.concatenate([np.asarray(x[hist_category]).ravel(), np.asarray(x[category_name]).ravel()])
+    seen = np.unique(items[(cats == value) & (items != 0)])
+    fresh = seen[~np.isin(seen, exclude)]
+    if fresh.size:
+        return int(fresh[0])
+    if seen.size:
+        return int(seen[0])
+    raise ValueError(f"x holds no item of {category_name} {value} to score as a candidate; pass candidates=")
+
+
+def _prefix_batch(model, x, row, length, candidates):
+    """Row ``row`` of ``x`` (the model's features) repeated for every prefix length ``t = 1..length``
+    (sequences cut after ``t`` behaviours) and every candidate: ``length * len(candidates)`` rows,
+    prefix-major."""
+    from .feature_column import VarLenSparseFeat
+    k = len(candidates)
+    t = np.repeat(np.arange(1, length + 1), k)                                  # (length * k,)
+    batch = {name: np.repeat(np.asarray(x[name])[[row]], length * k, axis=0) for name in model.feature_names}
+    for fc in model.dnn_feature_columns:
+        if isinstance(fc, VarLenSparseFeat):
+            ids = batch[fc.name]
+            batch[fc.name] = np.where(np.arange(ids.shape[1])[None, :] < t[:, None], ids, 0).astype(ids.dtype)
+            if fc.length_name is not None:
+                shape = batch[fc.length_name].shape
+                batch[fc.length_name] = t.reshape((-1,) + shape[1:]).astype(batch[fc.length_name].dtype)
+    for j, cand in enumerate(candidates):
+        for name, value in cand.items():
+            batch[name] = np.array(batch[name], copy=True)
+            batch[name].reshape(length * k, -1)[j::k] = value
+    return batch
+
+
+def plot_interest_evolution(models, x, rows=(0,), candidates=None, truth=None, item="item_id", category="cate_id",
+                            max_candidates=4, caption=None, path=None, dpi=100):
+    """How a model's interest evolves along a history: the click probability it would predict for a
+    few candidates if the history ended after each behaviour.
+
+    For every prefix length ``t = 1..L`` of a row's history (the sequences cut after ``t``
+    behaviours, the length set to ``t``, every other feature kept) and every candidate, the
+    model's predicted p(click): DIEN's final interest (the evolving layer's output, which depends
+    on the candidate through the attention) read through the whole network. A model of evolving
+    interests should favour the candidates of the interest active at ``t``; a model of the bag
+    of behaviours (DIN) favours whatever the prefix holds most of. With ``truth``, the background
+    shows the hidden interest at each behaviour, in the colour of the candidate of that category.
+
+    Parameters
+    ----------
+    models : model or dict of label -> model
+        Models with a behaviour history (DIEN, DIN); each reads the features it knows from ``x``
+        (``x`` may hold DIEN's negatives, which DIN does not take). One column of panels each.
+    x : dict of ndarray
+    rows : int or list of int, default (0,)
+        One row of panels each.
+    candidates : list of list of dict, optional
+        Per row, the candidates ``{item: id, category: id}`` (at most 8). Default: the last
+        ``max_candidates`` distinct interests of the row (with ``truth``, the hidden ones,
+        the interest now included; else the history's categories), each with an item of that
+        category seen in ``x`` but not in the row's history.
+    truth : dict of ndarray, optional
+        ``make_dien_data(return_truth=True)``'s, rows aligned with ``x``.
+    item, category : str, default 'item_id', 'cate_id'
+        The attended candidate features of the items and their categories.
+    max_candidates : int, default 4
+    caption : str, optional
+    path : str or Path, optional
+    dpi : float, default 100
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        ``fig.axes[i * len(models) + m].lines[j]``: the predicted p(click) of candidate ``j`` of
+        ``rows[i]`` by model ``m``, for ``t = 1..L`` (its x data).
+    """
+    models = _models_by_label(models)
+    first = next(iter(models.values()))
+    n, _ = first.check_features({name: x[name] for name in first.feature_names if name in x})
+    rows = _check_rows(rows, n)
+    item_k, cat_k = _query_index(first, item, "item"), _query_index(first, category, "category")
+    maxlen = first.history_columns[0].maxlen
+    for label, model in models.items():
+        if model.history_columns[0].maxlen != maxlen or [fc.name for fc in model.query_columns] != \
+                [fc.name for fc in first.query_columns]:
+            raise ValueError(f"models must share the history (maxlen and attended features); models[{label!r}] "
+                             "differs from the first")
+    truth = _check_truth(truth, n, maxlen)
+    if isinstance(max_candidates, bool) or not isinstance(max_candidates, numbers.Integral) or \
+            not 1 <= max_candidates <= len(CANDIDATE_COLOURS):
+        raise ValueError(f"max_candidates must be an integer in [1, {len(CANDIDATE_COLOURS)}], got {max_candidates!r}")
+    if candidates is not None and (isinstance(candidates, Mapping) or len(candidates) != len(rows)):
+        raise ValueError(f"candidates must hold one list of candidate dicts per row ({len(rows)})")
+    dpi = _check_dpi(dpi)
+    hist_item, hist_cat = first.history_columns[item_k].name, first.history_columns[cat_k].name
+    _, f = first.check_features({name: np.asarray(x[name])[rows] for name in first.feature_names})
+    valid = first.history_mask(f)
+    lengths = valid.sum(axis=1)
+    if np.any(lengths == 0):
+        raise ValueError(f"rows must have histories of at least one behaviour; row {rows[int(np.argmin(lengths))]} "
+                         "has none")
+    per_row = []
+    for i, row in enumerate(rows):
+        if candidates is not None:
+            cands = list(candidates[i])
+            if not 1 <= len(cands) <= len(CANDIDATE_COLOURS) or not all(isinstance(c, Mapping) and
+                                                                          category in c for c in cands):
+                raise ValueError(f"candidates[{i}] must be a list of 1 to {len(CANDIDATE_COLOURS)} dicts, each "
+                                 f"setting {category!r} (and usually {item!r}), got {candidates[i]!r}")
+        else:
+            length = int(lengths[i])
+            seq = list(truth["interest"][row][:length]) + [truth["current_interest"][row]] if truth is not None \
+                else list(np.asarray(x[hist_cat])[row][valid[i]])
+            order = [int(c) for c in dict.fromkeys(reversed(seq))][:max_candidates][::-1]   # last appearances
+            cands = [{item: _an_item_of(x, item, hist_item, category, hist_cat, c, np.asarray(x[hist_item])[row]),
+                      category: c} for c in order]
+        per_row.append(cands)
+    plt = require_matplotlib()
+    with plt.rc_context(STYLE):
+        fig = _figure((5.2 * len(models) + 2.6, 3.3 * len(rows) + 0.4 + (0.5 if caption else 0.0)), dpi)
+        axes = fig.subplots(len(rows), len(models), squeeze=False, sharey=True)
+        for i, (row, cands) in enumerate(zip(rows, per_row)):
+            length = int(lengths[i])
+            t = np.arange(1, length + 1)
+            colour_of = {int(c[category]): CANDIDATE_COLOURS[j] for j, c in enumerate(cands)}
+            for m, (label, model) in enumerate(models.items()):
+                ax = axes[i, m]
+                batch = _prefix_batch(model, x, row, length, cands)
+                p = np.asarray(model.predict(batch, batch_size=len(next(iter(batch.values())))))[:, 0]
+                p = p.reshape(length, len(cands))
+                if truth is not None:
+                    _draw_interests(ax, truth["interest"][row], length, int(truth["current_interest"][row]),
+                                    lambda c: colour_of.get(int(c), PADDING_COLOUR), alpha=0.2)
+                for j, cand in enumerate(cands):
+                    text = f"{category} {cand[category]}" + (f" (item {cand[item]})" if item in cand else "")
+                    ax.plot(t, p[:, j], color=CANDIDATE_COLOURS[j], marker="o", markersize=3, linewidth=1.8,
+                            label=text)
+                ax.set_xlim(0.5, length + (1.5 if truth is not None else 0.5))
+                ax.set_ylim(0, 1.08)
+                ax.set_title(f"{label}: row {row}", fontsize=11, loc="left")
+                ax.grid(alpha=0.3)
+                if m == 0:
+                    ax.set_ylabel("p(click) if the history\nended after behaviour t")
+                if m == len(models) - 1:
+                    ax.legend(fontsize=9, loc="upper left", bbox_to_anchor=(1.02, 1.0), title=f"candidate (row {row})",
+                              title_fontsize=9, frameon=False)
+                if i == len(rows) - 1:
+                    ax.set_xlabel("behaviours seen, t")
+        if caption:
+            fig.supxlabel(caption, fontsize=10, wrap=True)
+        return _finish(fig, path, dpi)
+
+
 # -- the demo's figures -----------------------------------------------------------------------
 def _valid_and_matches(features, model, category):
     """Per row: history length, positions matching the candidate's ``category`` (B, T)."""
@@ -685,3 +1036,123 @@ def demo_figures(model, histories, x, directory, item="item_id", category="cate_
         print(f"\nfigures written to {directory}: " + ", ".join(p.name for p in written.values()), file=out)
         print(summary, file=out)
     return {**written, "top_match_rate": top_match_rate, "chance_rate": chance_rate}
+
+
+def _attention_model(models):
+    """The first model of ``models`` (dict) with attention over a history."""
+    for model in models.values():
+        if getattr(model, "history_columns", None) and hasattr(model, "attention_scores"):
+            return model
+    raise ValueError("models must hold a model with attention over a behaviour history (DIEN, DIN)")
+
+
+def dien_demo_figures(models, histories, x, truth, directory, category="cate_id", min_length=20, min_runs=3,
+                      dpi=100, out=None):
+    """The figures of ``python -m npctr demo --model dien --plot DIR``, written into ``directory``.
+
+    ``models`` maps the demo's names to its models, DIEN first (the one whose attention is
+    drawn); ``x`` and ``truth`` are the held-out rows and their hidden interests.
+
+    * ``dien_learning_curves.png``: ``plot_history(histories)``;
+    * ``dien_attention.png``: ``plot_attention_over_time`` of the first model on held-out rows
+      chosen from the inputs and the truth only, before looking at any score: the first row
+      with at least ``min_length`` behaviours and ``min_runs`` runs of the hidden interest
+      whose candidate is the interest now, the first such whose candidate is an earlier
+      interest (not now), and the second whose candidate is the interest now (failing
+      that, the longest rows of each kind);
+    * ``dien_interest.png``: ``plot_interest_evolution`` of every model with a history (DIEN
+      and DIN) on the first two of those rows.
+
+    The captions (and ``out``) give, over every held-out row, each model's mean predicted
+    p(click) by what the candidate is to the hidden interests (``candidate_kinds``), next to the
+    true click probability, and how much of DIEN's attention falls on the last run of the
+    interest when the candidate is the interest now.
+
+    Returns
+    -------
+    dict name -> path of the files written, ``'mean_p'`` ``{model name or 'true': {kind: mean}}``
+    and ``'last_run_attention'``, ``'last_run_share'`` (the mean attention on the behaviours of
+    the last run, and the mean share of the history they make up).
+    """
+    dien = _attention_model(models)
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    plt = require_matplotlib()
+    written = {}
+
+    title = ("Learning curves on make_dien_data (solid: training, dashed: held-out)\n"
+             "DIEN's training loss includes alpha x its auxiliary loss; held-out losses do not")
+    fig = plot_history(histories, title=title, path=directory / "dien_learning_curves.png", dpi=dpi)
+    plt.close(fig)
+    written["learning_curves"] = directory / "dien_learning_curves.png"
+
+    n, f = dien.check_features(x)
+    maxlen = dien.history_columns[0].maxlen
+    truth = _check_truth(truth, n, maxlen)
+    valid = dien.history_mask(f)
+    length = valid.sum(axis=1)
+    interest, now = truth["interest"], truth["current_interest"]
+    kinds = candidate_kinds(f[category][:, 0], interest, valid, now)
+    changes = np.sum(valid[:, 1:] & (interest[:, 1:] != interest[:, :-1]), axis=1)
+    long = (length >= min_length) & (changes + 1 >= min_runs)
+    by_length = np.argsort(-length, kind="stable")
+
+    def first_rows(kind, k):
+        """The first ``k`` long rows whose candidate is of ``kind`` (failing that, the longest others)."""
+        rows = [int(i) for i in np.flatnonzero(long & (kinds == kind))]
+        rows += [int(i) for i in by_length if not long[i] and kinds[i] == kind and length[i] > 0]
+        return rows[:k]
+
+    now_rows, earlier_rows = first_rows("now", 2), first_rows("earlier", 1)
+    rows = now_rows[:1] + earlier_rows + now_rows[1:]
+    if not rows:
+        raise ValueError("x holds no row with a history whose candidate is one of its hidden interests")
+
+    # every held-out row: mean predicted p by kind of candidate; DIEN's attention on the last run
+    def by_kind(p):
+        return {kind: float(p[kinds == kind].mean()) for kind in KIND_TEXT if np.any(kinds == kind)}
+
+    mean_p = {name: by_kind(np.asarray(model.predict({k: x[k] for k in model.feature_names},
+                                                     batch_size=4096))[:, 0]) for name, model in models.items()}
+    # the scores from inference forwards (what predict records may depend on its serving path)
+    weights = np.concatenate([_score_rows(dien, {k: np.asarray(v)[lo:lo + 4096] for k, v in x.items()})[1]
+                              for lo in range(0, n, 4096)])
+    if "click_probability" in truth:
+        mean_p["true"] = by_kind(truth["click_probability"])
+    steps = np.arange(maxlen)[None, :]
+    last_value = interest[np.arange(n), np.maximum(length - 1, 0)]
+    # the last run: the steps after the last change of interest
+    differs = valid & (interest != last_value[:, None])
+    run_start = np.where(differs.any(axis=1), maxlen - 1 - np.argmax(differs[:, ::-1], axis=1) + 1, 0)
+    last_run = valid & (steps >= run_start[:, None])
+    chosen = (kinds == "now") & (changes >= 1)
+    last_run_attention = float(np.sum(weights * last_run, axis=1)[chosen].mean())
+    last_run_share = float((last_run.sum(axis=1) / np.maximum(length, 1))[chosen].mean())
+
+    table = "; ".join(f"{name} " + " / ".join(f"{means.get(k, float('nan')):.2f}" for k in KIND_TEXT)
+                      for name, means in mean_p.items())
+    summary = (f"Mean p(click) over the {n} held-out impressions whose candidate is the interest now / an earlier "
+               f"interest / neither: {table}. When the candidate is the interest now and the history changed "
+               f"interest at least once ({int(chosen.sum())} impressions), {100 * last_run_attention:.0f}% of DIEN's "
+               f"attention is on the last run of the interest, which makes up {100 * last_run_share:.0f}% of "
+               "the history.")
+    caption = (f"Held-out rows chosen from the inputs and the hidden truth only, before looking at any score: the "
+               f"first two with >= {min_length} behaviours and >= {min_runs} runs of interest whose candidate is "
+               "the interest now, and the first whose candidate is an earlier interest"
+               + ("" if all(long[rows]) else " (failing that, the longest)") + ". " + summary)
+    fig = plot_attention_over_time(dien, x, rows, truth=truth, category=category,
+                                   caption=caption, path=directory / "dien_attention.png", dpi=dpi)
+    plt.close(fig)
+    written["attention"] = directory / "dien_attention.png"
+
+    with_history = {name: m for name, m in models.items() if getattr(m, "history_columns", None)}
+    caption = ("The first two rows of the attention figure. Candidates: an item of each of the row's last "
+               "interests (in the background's colours), not an item of its history; every other feature is the row's.")
+    fig = plot_interest_evolution(with_history, x, rows[:2], truth=truth, category=category, caption=caption,
+                                  path=directory / "dien_interest.png", dpi=dpi)
+    plt.close(fig)
+    written["interest"] = directory / "dien_interest.png"
+    if out is not None:
+        print(f"\nfigures written to {directory}: " + ", ".join(p.name for p in written.values()), file=out)
+        print(summary, file=out)
+    return {**written, "mean_p": mean_p, "last_run_attention": last_run_attention, "last_run_share": last_run_share}

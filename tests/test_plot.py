@@ -16,8 +16,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from npctr import Dice, Dense  # noqa: E402
 from npctr import plot as nplot  # noqa: E402
-from npctr.datasets import make_din_data  # noqa: E402
-from npctr.models import DIN, DNNModel  # noqa: E402
+from npctr.datasets import make_din_data, make_dien_data  # noqa: E402
+from npctr.models import DIEN, DIN, DNNModel  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -279,6 +279,203 @@ def test_demo_figures_rows_and_rates(din_data, tmp_path):
     assert "largest |weight|" in out.getvalue()
     assert {p.name for p in tmp_path.iterdir()} == {"learning_curves.png", "attention.png",
                                                     "attention_contrast.png"}
+
+
+# -- DIEN: the attention over time, the evolving interest ---------------------------------------------
+@pytest.fixture(scope="module")
+def dien_data():
+    """A small untrained DIEN and DIN on make_dien_data with its hidden truth (drift 0.3: several runs)."""
+    x, y, columns, history, truth = make_dien_data(80, n_users=20, n_items=40, n_cates=8, maxlen=8, drift=0.3,
+                                                   return_truth=True, seed=3)
+    dien = DIEN(columns, history, gru_type="AUGRU", use_negsampling=True, dnn_hidden_units=(8,),
+                att_hidden_units=(6,), seed=2)
+    bag = [fc for fc in columns if not fc.name.startswith("neg_")]
+    din = DIN(bag, history, dnn_hidden_units=(8,), att_hidden_size=(6,), seed=2)
+    return dien, din, x, truth
+
+
+def without_negatives(x):
+    return {k: v for k, v in x.items() if not k.startswith("neg_")}
+
+
+def test_candidate_kinds_by_hand():
+    interest = np.array([[3, 3, 5, 0], [3, 5, 5, 5], [2, 2, 2, 2]])
+    valid = np.array([[1, 1, 1, 0], [1, 1, 1, 1], [1, 1, 0, 0]], dtype=bool)
+    # row 0: 3 was active earlier (5 now); row 1: 5 is the interest now; row 2: 7 never was
+    kinds = nplot.candidate_kinds([3, 5, 7], interest, valid, [5, 5, 2])
+    assert list(kinds) == ["earlier", "now", "other"]
+    # a category present only past the length is not in the history
+    assert list(nplot.candidate_kinds([2], [[1, 1, 2]], [[True, True, False]], [1])) == ["other"]
+
+
+def test_attention_over_time_bars_are_the_scores_and_the_truth_is_marked(dien_data, tmp_path):
+    dien, _, x, truth = dien_data
+    rows = [2, 0, 11]
+    path = tmp_path / "t.png"
+    fig = nplot.plot_attention_over_time(dien, x, rows, truth=truth, caption="three rows", path=path)
+    assert_png(fig, path)
+    dien.forward({k: v[rows] for k, v in x.items()})
+    for i, (ax, row) in enumerate(zip(fig.axes, rows)):
+        assert np.array_equal(heights(ax), dien.attention_scores[i, 0])
+        length = int(x["seq_length"][row, 0])
+        assert np.all(heights(ax)[length:] == 0)                       # padding: weight 0
+        hist = x["hist_cate_id"][row]
+        assert [t.get_text() for t in ax.get_xticklabels()] == [str(c) for c in hist[:length]]
+        # browsing behaviours (outside the active interest) are hatched, and only they
+        hatched = [bar.get_hatch() == "///" for bar in ax.containers[0]][:length]
+        assert hatched == list(hist[:length] != truth["interest"][row, :length])
+        # the candidate's category is orange
+        colours = [matplotlib.colors.to_hex(bar.get_facecolor()) for bar in ax.containers[0]][:length]
+        assert colours == [nplot.TIME_BAR_COLOURS[int(c == x["cate_id"][row])] for c in hist[:length]]
+        kind = nplot.candidate_kinds(x["cate_id"][[row]], truth["interest"][[row]],
+                                     np.arange(8)[None] < length, truth["current_interest"][[row]])[0]
+        assert nplot.KIND_TEXT[kind] in ax.get_title(loc="left")
+        # the band after the last behaviour is the interest at the impression
+        texts = [t.get_text() for t in ax.texts]
+        assert "now" in texts and str(truth["current_interest"][row]) in texts
+
+
+def test_attention_over_time_of_a_din_without_truth(dien_data):
+    _, din, x, _ = dien_data
+    fig = nplot.plot_attention_over_time(din, without_negatives(x), [4])
+    din.forward({k: v[[4]] for k, v in without_negatives(x).items()})
+    assert np.array_equal(heights(fig.axes[0]), din.attention_scores[0, 0])
+    assert "now" not in [t.get_text() for t in fig.axes[0].texts]
+
+
+@pytest.mark.parametrize("kwargs,error,match", [
+    ({"rows": [80]}, ValueError, r"rows must be in \[0, 80\)"),
+    ({"category": "gender"}, ValueError, "category must name one of"),
+    ({"truth": {"interest": np.zeros((80, 7))}}, ValueError, "truth must be the dict"),
+    ({"truth": {"interest": np.zeros((80, 7)), "current_interest": np.zeros(80)}}, ValueError, r"\(80, 8\)"),
+    ({"titles": ["a", "b"]}, ValueError, "one title per row"),
+])
+def test_attention_over_time_arguments(dien_data, kwargs, error, match):
+    dien, _, x, _ = dien_data
+    with pytest.raises(error, match=match):
+        nplot.plot_attention_over_time(dien, x, **kwargs)
+
+
+def test_attention_over_time_needs_attention(dien_data):
+    _, _, x, _ = dien_data
+    columns = make_dien_data(10, n_users=20, n_items=40, n_cates=8, maxlen=8, negatives=False, seed=3)[2]
+    with pytest.raises(ValueError, match="no attention"):
+        nplot.plot_attention_over_time(DNNModel(columns, dnn_hidden_units=(4,)), without_negatives(x))
+
+
+def cut(x, row, t, candidate):
+    """Row ``row`` of ``x`` with its sequences cut after ``t`` behaviours and its candidate replaced."""
+    one = {k: np.array(v[[row]]) for k, v in x.items()}
+    for k in one:
+        if k.startswith(("hist_", "neg_hist_")):
+            one[k][:, t:] = 0
+    one["seq_length"][:] = t
+    for k, v in candidate.items():
+        one[k][:] = v
+    return one
+
+
+def test_interest_evolution_lines_are_the_predictions_of_cut_histories(dien_data, tmp_path):
+    dien, din, x, truth = dien_data
+    rows = [2, 5]
+    candidates = [[{"item_id": 3, "cate_id": 2}, {"item_id": 9, "cate_id": 5}], [{"item_id": 7, "cate_id": 1}]]
+    path = tmp_path / "e.png"
+    fig = nplot.plot_interest_evolution({"DIEN": dien, "DIN": din}, x, rows, candidates=candidates, truth=truth,
+                                        path=path)
+    assert_png(fig, path)
+    for i, row in enumerate(rows):
+        length = int(x["seq_length"][row, 0])
+        for m, model in enumerate((dien, din)):
+            ax = fig.axes[i * 2 + m]
+            assert len(ax.lines) == len(candidates[i])
+            for line, cand in zip(ax.lines, candidates[i]):
+                assert list(line.get_xdata()) == list(range(1, length + 1))
+                expected = [model.predict({k: v for k, v in cut(x, row, t, cand).items()
+                                           if k in model.feature_names})[0, 0] for t in range(1, length + 1)]
+                # the same rows predicted in one batch or one at a time: inference is row-independent
+                np.testing.assert_allclose(line.get_ydata(), expected, rtol=1e-12, atol=1e-15)
+
+
+def test_interest_evolution_default_candidates_are_the_last_interests(dien_data):
+    dien, _, x, truth = dien_data
+    row = next(r for r in range(80) if len(set(truth["interest"][r, :x["seq_length"][r, 0]])) >= 3)
+    fig = nplot.plot_interest_evolution(dien, x, row, truth=truth, max_candidates=2)
+    length = int(x["seq_length"][row, 0])
+    seq = list(truth["interest"][row, :length]) + [truth["current_interest"][row]]
+    last_two = [int(c) for c in dict.fromkeys(reversed(seq))][:2][::-1]
+    labels = [line.get_label() for line in fig.axes[0].lines]
+    assert [int(label.split()[1]) for label in labels] == last_two
+    pairs = dict(zip(np.concatenate([x["hist_item_id"].ravel(), x["item_id"]]),
+                     np.concatenate([x["hist_cate_id"].ravel(), x["cate_id"]])))
+    for label, cate in zip(labels, last_two):
+        item = int(label.split("item ")[1].rstrip(")"))
+        assert pairs[item] == cate and item not in x["hist_item_id"][row]     # an item of that category, new
+
+
+@pytest.mark.parametrize("kwargs,error,match", [
+    ({"candidates": [[{"cate_id": 2}]]}, ValueError, "one list of candidate dicts per row"),
+    ({"rows": [0], "candidates": [[{"item_id": 2}]]}, ValueError, "setting 'cate_id'"),
+    ({"max_candidates": 0}, ValueError, "max_candidates"),
+    ({"item": "cate_id", "category": "nope"}, ValueError, "category must name one of"),
+    ({"rows": [-1]}, ValueError, "rows must be in"),
+])
+def test_interest_evolution_arguments(dien_data, kwargs, error, match):
+    dien, _, x, _ = dien_data
+    kwargs = {"rows": [0, 1], **kwargs}
+    with pytest.raises(error, match=match):
+        nplot.plot_interest_evolution(dien, x, **kwargs)
+
+
+def test_interest_evolution_needs_models_with_a_history(dien_data):
+    _, _, x, _ = dien_data
+    columns = make_dien_data(10, n_users=20, n_items=40, n_cates=8, maxlen=8, negatives=False, seed=3)[2]
+    with pytest.raises(ValueError, match="behaviour history"):
+        nplot.plot_interest_evolution({"DNN": DNNModel(columns, dnn_hidden_units=(4,))}, x)
+
+
+def test_dien_demo_figures_rows_and_numbers(dien_data, tmp_path):
+    import io
+    dien, din, x, truth = dien_data
+    out = io.StringIO()
+    result = nplot.dien_demo_figures({"DIEN": dien, "DIN": din}, {"DIEN": {"loss": [0.7, 0.6]}}, x, truth,
+                                     tmp_path, min_length=6, min_runs=2, out=out)
+    assert {p.name for p in tmp_path.iterdir()} == {"dien_learning_curves.png", "dien_attention.png",
+                                                    "dien_interest.png"}
+    # the means by kind of candidate, recomputed
+    length = x["seq_length"][:, 0]
+    valid = np.arange(8)[None] < length[:, None]
+    kinds = nplot.candidate_kinds(x["cate_id"], truth["interest"], valid, truth["current_interest"])
+    p = din.predict(without_negatives(x))[:, 0]
+    for kind in ("now", "earlier", "other"):
+        assert result["mean_p"]["DIN"][kind] == pytest.approx(p[kinds == kind].mean(), rel=1e-12)
+        assert result["mean_p"]["true"][kind] == pytest.approx(truth["click_probability"][kinds == kind].mean(),
+                                                               rel=1e-12)
+    # the attention on the last run of the interest, recomputed with a loop
+    dien.forward(x)
+    w = dien.attention_scores[:, 0]
+    on_last, shares = [], []
+    for r in range(80):
+        z, n = truth["interest"][r], length[r]
+        if kinds[r] != "now":
+            continue
+        start = n - 1
+        while start > 0 and z[start - 1] == z[n - 1]:
+            start -= 1
+        if start == 0:              # one interest all along: no last run to speak of
+            continue
+        on_last.append(w[r, start:n].sum())
+        shares.append((n - start) / n)
+    assert result["last_run_attention"] == pytest.approx(np.mean(on_last), rel=1e-12)
+    assert result["last_run_share"] == pytest.approx(np.mean(shares), rel=1e-12)
+    assert "attention is on the last run" in out.getvalue()
+
+
+def test_demo_dien_command_writes_its_figures(tmp_path):
+    from npctr.__main__ import main
+    assert main(["demo", "--model", "dien", "--samples", "400", "--epochs", "1", "--verbose", "0",
+                 "--plot", str(tmp_path / "figs")]) == 0
+    for name in ("dien_learning_curves.png", "dien_attention.png", "dien_interest.png"):
+        assert (tmp_path / "figs" / name).stat().st_size > 1000
 
 
 # -- matplotlib stays optional ----------------------------------------------------------------------------

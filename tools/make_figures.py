@@ -1,11 +1,14 @@
 """Regenerate the figures embedded in docs/ (docs/figures/*.png), seeded, from the repository root.
 
-    python tools/make_figures.py              # everything: trains the demo's two models (a few minutes)
+    python tools/make_figures.py              # everything: trains both demos' models (a few minutes)
     python tools/make_figures.py --no-demo    # the gradient-check, Dice and graph figures (seconds)
+    python tools/make_figures.py --demo dien  # those and only DIEN's demo figures
     python tools/make_figures.py --graphs     # only the computational-graph figures (tools/graph_figures.py)
 
 The demo figures are ``python -m npctr demo --plot docs/figures`` with the demo's defaults (data
-seed 2024, model seed 1024): ``learning_curves.png``, ``attention.png``, ``attention_contrast.png``.
+seed 2024, model seed 1024): ``learning_curves.png``, ``attention.png``, ``attention_contrast.png``;
+and ``python -m npctr demo --model dien --plot docs/figures``, also on its defaults:
+``dien_learning_curves.png``, ``dien_attention.png``, ``dien_interest.png``.
 The others: ``gradient_check.png`` (a Dice layer in training mode on a seeded batch),
 ``dien_gradient_check.png`` (DIEN's recurrent layers: an AUGRU ``DynamicGRU`` with lengths 0..T and
 its backpropagation through time) and ``dice.png``; the computational graphs of the derivations ``bn_graph.png``, ``lau_graph.png`` and
@@ -13,6 +16,7 @@ its backpropagation through time) and ``dice.png``; the computational graphs of 
 """
 import argparse
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -50,10 +54,13 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default=str(ROOT / "docs" / "figures"), help="directory (default docs/figures)")
     parser.add_argument("--no-demo", action="store_true", help="skip the demo's figures (no training)")
+    parser.add_argument("--demo", choices=("both", "din", "dien"), default="both",
+                        help="which demo's figures (default both: python -m npctr demo, and with --model dien)")
     parser.add_argument("--graphs", action="store_true", help="only the computational-graph figures")
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    started = int(time.time())                  # whole seconds: coarse file-system clocks too
     plt = require_matplotlib()
     written = graph_figures.write_all(plt, out)
     print("wrote " + ", ".join(str(p) for p in written))
@@ -70,9 +77,13 @@ def main(argv=None):
     plt.close(plot_dice(path=out / "dice.png"))
     print(f"wrote {out / 'gradient_check.png'}, {out / 'dien_gradient_check.png'} and {out / 'dice.png'}")
     if not args.no_demo:
-        demo.main(["--plot", str(out)])
+        if args.demo in ("both", "din"):
+            demo.main(["--plot", str(out)])
+        if args.demo in ("both", "dien"):
+            demo.main(["--model", "dien", "--plot", str(out)])
     for path in sorted(out.glob("*.png")):
-        shrink(path)
+        if path.stat().st_mtime >= started:      # only this run's: shrinking a shrunk PNG changes its bytes
+            shrink(path)
     return 0
 
 
