@@ -155,3 +155,24 @@ def test_the_checks_catch_a_bad_graph(monkeypatch):
     monkeypatch.setitem(GRAPH, "npctr.ops.dense", (found + [("npctr.ops.attention", 1, True)], external))
     with pytest.raises(AssertionError, match="ops/dense.py -> npctr/ops/attention.py -> npctr/ops/dense.py"):
         test_no_import_circles()
+
+
+def test_the_version_is_a_literal_setuptools_reads_without_numpy():
+    """setup.cfg's ``version = attr: ...`` must name a module whose ``__version__`` is a plain
+    string assignment: setuptools reads it from the AST then, instead of importing the package
+    (which needs NumPy, absent from pip's isolated build environment on a fresh machine)."""
+    import configparser
+
+    cfg = configparser.ConfigParser()
+    cfg.read(ROOT / "setup.cfg")
+    spec = cfg["metadata"]["version"]
+    assert spec.startswith("attr:"), spec
+    module, _, name = spec[len("attr:"):].strip().rpartition(".")
+    path = ROOT.joinpath(*module.split(".")).with_suffix(".py")
+    tree = ast.parse(path.read_text())
+    literal = [node for node in tree.body if isinstance(node, ast.Assign)
+               and [getattr(t, "id", None) for t in node.targets] == [name]
+               and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)]
+    assert literal, f"{path}: {name} is not a string literal"
+    assert not [node for node in tree.body if isinstance(node, (ast.Import, ast.ImportFrom))], \
+        f"{path} imports: setuptools would execute it"
