@@ -203,6 +203,11 @@ def _check_rows(rows, n, name="rows"):
     return [int(r) for r in rows]
 
 
+def _check_titles(titles, rows):
+    if titles is not None and len(titles) != len(rows):
+        raise ValueError(f"titles must hold one title per row ({len(rows)}), got {len(titles)}")
+
+
 def _score_rows(model, x):
     """Inference forward; returns (p (B,), weights (B, T), canonical features)."""
     _, features = model.check_features(x)
@@ -294,8 +299,7 @@ def plot_attention(model, x, rows=(0,), titles=None, caption=None, path=None, dp
     _check_attention_model(model)
     n, _ = model.check_features(x)
     rows = _check_rows(rows, n)
-    if titles is not None and len(titles) != len(rows):
-        raise ValueError(f"titles must hold one title per row ({len(rows)}), got {len(titles)}")
+    _check_titles(titles, rows)
     dpi = _check_dpi(dpi)
     p, weights, features = _score_rows(model, {k: np.asarray(v)[rows] for k, v in x.items()})
     plt = require_matplotlib()
@@ -715,8 +719,7 @@ def plot_attention_over_time(model, x, rows=(0,), truth=None, category="cate_id"
     k = _query_index(model, category, "category")
     maxlen = model.history_columns[0].maxlen
     truth = _check_truth(truth, n, maxlen)
-    if titles is not None and len(titles) != len(rows):
-        raise ValueError(f"titles must hold one title per row ({len(rows)}), got {len(titles)}")
+    _check_titles(titles, rows)
     dpi = _check_dpi(dpi)
     p, weights, f = _score_rows(model, {name: np.asarray(v)[rows] for name, v in x.items()})
     valid = model.history_mask(f)                                             # (rows, T)

@@ -315,8 +315,22 @@ class FeatureModel(Model):
         return cls(**config)
 
 
+class AttentionModel(FeatureModel):
+    """A feature model whose attention weights its predictions record (``attention_scores``):
+    the Predictor returns them as it goes (a few microseconds)."""
+
+    def _predict(self, x, batch_size, check_finite):
+        pred, self.attention_scores = self._predictor().predict(x, batch_size, return_attention=True,
+                                                               check_finite=check_finite)
+        return pred
+
+    def _predict_checked(self, f, n, batch_size):
+        pred, self.attention_scores = self._predictor().predict_checked(f, n, batch_size, return_attention=True)
+        return pred
+
+
 @register_model
-class DIN(FeatureModel):
+class DIN(AttentionModel):
     """Deep Interest Network with DeepCTR's signature, defaults and graph.
 
     Parameters
@@ -358,16 +372,6 @@ class DIN(FeatureModel):
 
     #: the attention weights ``(batch_size, 1, T)`` of the last forward or predict
     attention_scores = None
-
-    def _predict(self, x, batch_size, check_finite):
-        # the fast path records the attention weights as it goes (a few microseconds)
-        pred, self.attention_scores = self._predictor().predict(x, batch_size, return_attention=True,
-                                                               check_finite=check_finite)
-        return pred
-
-    def _predict_checked(self, f, n, batch_size):
-        pred, self.attention_scores = self._predictor().predict_checked(f, n, batch_size, return_attention=True)
-        return pred
 
     def get_config(self):
         return {**super().get_config(), "history_feature_list": list(self.history_feature_list),

@@ -22,7 +22,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .ctr import FeatureModel, _split_last
+from .ctr import AttentionModel, _split_last
 from .features import FeatureInputs, check_history_feature_list
 from ..registry import register_model
 from ..feature_column import feature_columns_to_config
@@ -44,7 +44,7 @@ class DIENCache(NamedTuple):
 
 
 @register_model
-class DIEN(FeatureModel):
+class DIEN(AttentionModel):
     """Deep Interest Evolution Network with DeepCTR's signature, defaults and graph.
 
     Parameters
@@ -367,16 +367,6 @@ class DIEN(FeatureModel):
         auxiliary loss (``docs/inference.md``)."""
         from ..serving.dien import DIENPredictor
         return DIENPredictor(self, threads=threads, chunk_rows=chunk_rows)
-
-    def _predict(self, x, batch_size, check_finite):
-        # the Predictor records the attention weights of every row as it goes
-        pred, self.attention_scores = self._predictor().predict(x, batch_size, return_attention=True,
-                                                               check_finite=check_finite)
-        return pred
-
-    def _predict_checked(self, f, n, batch_size):
-        pred, self.attention_scores = self._predictor().predict_checked(f, n, batch_size, return_attention=True)
-        return pred
 
     def get_config(self):
         return {"dnn_feature_columns": feature_columns_to_config(self.dnn_feature_columns),

@@ -251,14 +251,7 @@ class PreparedDIEN(PreparedWeights):
     the plan of the DNN input in the profile's order (``dien_dnn_input``)."""
 
     def __init__(self, model):
-        self.dtype = model.dtype
-        self.tables = {name: model.get_layer(f"sparse_emb_{name}").params["embeddings"]
-                       for name in model.table_features}
-        self.dnn = FoldedDNN(model.get_layer("dnn"), "dnn_z")
-        self.out_kernel = model.get_layer("dense").params["kernel"]
-        prediction = model.get_layer("prediction_layer")
-        self.global_bias = prediction.params.get("global_bias")
-        self.link = prediction.link
+        self._prepare_tables_and_output(model)
         self.dense_input = None
         self.small = None
         conv = model.conventions

@@ -275,14 +275,7 @@ class PreparedWeights:
     """
 
     def __init__(self, model):
-        self.dtype = model.dtype
-        self.tables = {name: model.get_layer(f"sparse_emb_{name}").params["embeddings"]
-                       for name in model.table_features}
-        self.dnn = FoldedDNN(model.get_layer("dnn"), "dnn_z")
-        self.out_kernel = model.get_layer("dense").params["kernel"]
-        prediction = model.get_layer("prediction_layer")
-        self.global_bias = prediction.params.get("global_bias")
-        self.link = prediction.link
+        self._prepare_tables_and_output(model)
         self.supported = self.dnn.supported
         # the DNN's input is exactly one dense feature (no embeddings): the chunks read it in place
         only = model.dense_columns[0] if len(model.dense_columns) == 1 else None
@@ -292,6 +285,17 @@ class PreparedWeights:
         self.small = None
         if model.history_columns:
             self._prepare_attention(model)
+
+    def _prepare_tables_and_output(self, model):
+        """The embedding tables, the folded DNN, the output Dense and the link (every model's)."""
+        self.dtype = model.dtype
+        self.tables = {name: model.get_layer(f"sparse_emb_{name}").params["embeddings"]
+                       for name in model.table_features}
+        self.dnn = FoldedDNN(model.get_layer("dnn"), "dnn_z")
+        self.out_kernel = model.get_layer("dense").params["kernel"]
+        prediction = model.get_layer("prediction_layer")
+        self.global_bias = prediction.params.get("global_bias")
+        self.link = prediction.link
 
     def output(self, deep, logit, ws):
         """The DNN, the output Dense and the link on ``deep`` ``(b, input_dim)`` into ``logit`` ``(b, 1)``."""
