@@ -22,6 +22,7 @@ What :class:`Archive` refuses, each a ``ValueError`` naming the file and the mem
 Reading a checked member allocates one array of the announced size and reads the file into it
 (no second copy), as ``np.load`` does. NumPy and the standard library only.
 """
+import inspect
 import io
 import struct
 import zipfile
@@ -289,12 +290,26 @@ def read_npy_header(read, error):
     return shape, fortran_order, dtype, prefix + length_field + text
 
 
+def _header_size_keyword():
+    """NumPy >= 1.24 bounds the header it parses (``max_header_size``, default 10,000 bytes); older
+    NumPy takes no such keyword. The length is bounded above in either case."""
+    if "max_header_size" in inspect.signature(np.lib.format.read_array_header_1_0).parameters:
+        return {"max_header_size": MAX_HEADER_BYTES + 1}
+    return {}
+
+
+_HEADER_SIZE_KEYWORD = _header_size_keyword()
+
+
 def _parse_npy_header(version, raw, error):
     """``(shape, fortran_order, dtype)`` of a bounded ``.npy`` header (length field + text), by
     NumPy's own parser; anything NumPy refuses is ``error(message)``."""
     read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
     try:
-        return read(io.BytesIO(raw), max_header_size=MAX_HEADER_BYTES + 1)
+        shape, fortran_order, dtype = read(io.BytesIO(raw), **_HEADER_SIZE_KEYWORD)
+        if dtype.itemsize < 0:          # NumPy < 2 wraps a huge itemsize ('<U4294967296') around
+            raise ValueError(f"dtype {dtype.str!r} has a negative size")
+        return shape, fortran_order, dtype
     except (ValueError, SyntaxError, TypeError, RecursionError, MemoryError, UnicodeDecodeError) as exc:
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise error(f"its .npy header is not valid: {message[:200]}") from exc

@@ -27,16 +27,28 @@ def resolve_dtype(dtype, name="dtype"):
 
 def as_array(x, name):
     """``np.asarray(x)``, with a ragged nested list (rows of different lengths) a ValueError
-    naming ``name`` instead of NumPy's "inhomogeneous shape" error."""
+    naming ``name`` instead of NumPy's "inhomogeneous shape" error (NumPy >= 1.24) or an array of
+    objects (older NumPy, with a deprecation warning)."""
     try:
-        return np.asarray(x)
-    except (ValueError, TypeError) as exc:
+        arr = np.asarray(x)
+    except (ValueError, TypeError):
         if isinstance(x, (list, tuple)):
-            lengths = sorted({len(r) if hasattr(r, "__len__") else 0 for r in x})
-            raise ValueError(f"{name} must be a rectangular array (every row of the same length), got a "
-                             f"ragged {type(x).__name__} of {len(x)} rows with lengths "
-                             f"{lengths[:10]}{' ...' if len(lengths) > 10 else ''}") from None
+            raise _ragged(x, name) from None
         raise
+    if arr.dtype == object and isinstance(x, (list, tuple)) and len(_row_lengths(x)) > 1:
+        raise _ragged(x, name)
+    return arr
+
+
+def _row_lengths(x):
+    return sorted({len(r) if hasattr(r, "__len__") else 0 for r in x})
+
+
+def _ragged(x, name):
+    lengths = _row_lengths(x)
+    return ValueError(f"{name} must be a rectangular array (every row of the same length), got a "
+                      f"ragged {type(x).__name__} of {len(x)} rows with lengths "
+                      f"{lengths[:10]}{' ...' if len(lengths) > 10 else ''}")
 
 
 def float_array(x, name, dtype=None):
