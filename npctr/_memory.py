@@ -2,11 +2,11 @@
 
 A layer's forward and backward allocate arrays of a few MiB (``(B*T, H)`` activations, their
 gradients). glibc serves such blocks with ``mmap`` and returns them to the kernel on ``free``,
-so every call touches fresh pages: measured 2,000 minor page faults per
-``LocalActivationUnit`` forward at batch 256, T 50 (about half its time), and about a fifth of
-a DIN training step. With the mmap threshold at ``MMAP_THRESHOLD`` and the heap trimmed only
-above ``TRIM_THRESHOLD``, those blocks come from the heap and are reused: 17 faults per call
-(``docs/performance.md``, "Memory allocation").
+so every call touches fresh pages: measured 2,000-3,700 minor page faults per
+``LocalActivationUnit`` call at batch 256, T 50 (about half its time; a loop of identical
+training steps is spared by glibc's own adaptive threshold). With the mmap threshold at
+``MMAP_THRESHOLD`` and the heap trimmed only above ``TRIM_THRESHOLD``, those blocks come from
+the heap and are reused: no faults per call (``docs/performance.md``, "Memory allocation").
 
 The cost: up to ``TRIM_THRESHOLD`` bytes of freed memory may stay with the process instead of
 returning to the kernel. ``configure()`` runs once when npctr is imported; it does nothing when
