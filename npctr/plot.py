@@ -208,6 +208,15 @@ def _check_titles(titles, rows):
         raise ValueError(f"titles must hold one title per row ({len(rows)}), got {len(titles)}")
 
 
+def _checked_rows(model, x, rows, titles):
+    """``(n_samples, rows)`` of a per-row attention figure's request, every argument checked."""
+    _check_attention_model(model)
+    n, _ = model.check_features(x)
+    rows = _check_rows(rows, n)
+    _check_titles(titles, rows)
+    return n, rows
+
+
 def _score_rows(model, x):
     """Inference forward; returns (p (B,), weights (B, T), canonical features)."""
     _, features = model.check_features(x)
@@ -296,10 +305,7 @@ def plot_attention(model, x, rows=(0,), titles=None, caption=None, path=None, dp
     matplotlib.figure.Figure
         ``fig.axes[i].containers[0]`` holds the bars of ``rows[i]`` (heights = the weights).
     """
-    _check_attention_model(model)
-    n, _ = model.check_features(x)
-    rows = _check_rows(rows, n)
-    _check_titles(titles, rows)
+    n, rows = _checked_rows(model, x, rows, titles)
     dpi = _check_dpi(dpi)
     p, weights, features = _score_rows(model, {k: np.asarray(v)[rows] for k, v in x.items()})
     plt = require_matplotlib()
@@ -713,13 +719,10 @@ def plot_attention_over_time(model, x, rows=(0,), truth=None, category="cate_id"
     matplotlib.figure.Figure
         ``fig.axes[i].containers[0]`` holds the bars of ``rows[i]`` (heights = the scores).
     """
-    _check_attention_model(model)
-    n, _ = model.check_features(x)
-    rows = _check_rows(rows, n)
+    n, rows = _checked_rows(model, x, rows, titles)
     k = _query_index(model, category, "category")
     maxlen = model.history_columns[0].maxlen
     truth = _check_truth(truth, n, maxlen)
-    _check_titles(titles, rows)
     dpi = _check_dpi(dpi)
     p, weights, f = _score_rows(model, {name: np.asarray(v)[rows] for name, v in x.items()})
     valid = model.history_mask(f)                                             # (rows, T)
