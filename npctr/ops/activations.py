@@ -21,6 +21,7 @@ import math
 
 import numpy as np
 
+from . import blocks
 from .rows import per_feature
 
 
@@ -31,11 +32,18 @@ def sigmoid(x):
     For very negative ``x``, ``exp(-x)`` overflows to inf and the result is exactly 0 (the
     overflow is expected, not reported); it does not reach the subnormal range.
     """
-    with np.errstate(over="ignore"):
-        e = np.negative(x)
-        np.exp(e, out=e)
-    e += 1.0
-    return np.divide(1.0, e, out=e)         # 1/e: NumPy vectorises divide, not reciprocal
+    e = np.negative(x)
+    flat = e.reshape(-1)                    # e is a new array: contiguous
+
+    def rows(lo, hi):
+        part = flat[lo:hi]
+        with np.errstate(over="ignore"):
+            np.exp(part, out=part)
+        part += 1.0
+        np.divide(1.0, part, out=part)      # 1/e: NumPy vectorises divide, not reciprocal
+
+    blocks.rows(rows, flat.size, 4 * flat.size)     # exp: dearer than a memory-bound pass
+    return e
 
 
 def sigmoid_(z):
@@ -76,8 +84,19 @@ def sigmoid_of_negated_(z, ones=None):
 
 def sigmoid_backward(dy, y):
     """``dy * y * (1 - y)`` from the sigmoid's output ``y``, with one temporary fewer (same order)."""
-    dx = dy * y
-    dx *= 1 - y
+    if dy.shape != y.shape or not (dy.flags.c_contiguous and y.flags.c_contiguous):
+        dx = dy * y
+        dx *= 1 - y
+        return dx
+    dx = np.empty(y.shape, np.result_type(dy, y))
+    d, s, out = dy.reshape(-1), y.reshape(-1), dx.reshape(-1)
+
+    def rows(lo, hi):
+        part = out[lo:hi]
+        np.multiply(d[lo:hi], s[lo:hi], out=part)
+        part *= 1 - s[lo:hi]
+
+    blocks.rows(rows, out.size, 3 * out.size)
     return dx
 
 
@@ -198,9 +217,15 @@ def dice_backward(dy, x, p, gate, alpha, reduce_axes):
     :math:`= dy\,x\,(1-\alpha)\,p(1-p)` (the gradient at ``BN(x)``, for the BN backward) and
     the direct term :math:`dy\,g`; then :math:`dx = \mathrm{BN}^\top(d_{normalized}) + dy\,g`.
     """
-    u = dy * x
-    u *= 1.0 - p                                   # dy x (1 - p)
+    def first(u, dy, x, p):                        # element-wise: blocks of rows over the cores
+        np.multiply(dy, x, out=u)
+        u *= 1.0 - p                               # dy x (1 - p)
+
+    def second(u, p):
+        u *= p
+        per_feature(np.multiply, u, 1.0 - alpha, out=u)   # dy x (1 - alpha) p (1 - p)
+
+    u = blocks.elementwise(first, np.empty(x.shape, np.result_type(dy, x)), dy, x, p, passes=3)
     d_alpha = np.sum(u, axis=reduce_axes)
-    u *= p
-    per_feature(np.multiply, u, 1.0 - alpha, out=u)   # dy x (1 - alpha) p (1 - p)
-    return d_alpha, u, dy * gate
+    return d_alpha, blocks.elementwise(second, u, p, passes=2), blocks.elementwise(
+        lambda out, dy, gate: np.multiply(dy, gate, out=out), np.empty_like(u), dy, gate)

@@ -23,7 +23,8 @@ from typing import NamedTuple
 import numpy as np
 
 from .activations import softmax, softmax_backward
-from .dense import matmul_last
+from . import blocks
+from .dense import matmul_last, transposed_product
 
 #: DeepCTR's padding score before the softmax: ``exp(-2**32 + 1 - max)`` is exactly 0
 SOFTMAX_PAD = -2.0 ** 32 + 1
@@ -76,9 +77,15 @@ class QueryKeyInput(NamedTuple):
     def dense(self, kernel, bias):
         """``u @ kernel + bias`` ``(B, T, H)``."""
         w_q, w_k, w_p = split_first_kernel(kernel)
-        z = matmul_last(self.keys, w_k)         # (B, T, H); accumulated in place: no more
-        z += matmul_last(self.query_keys, w_p)  # (B, T, H) temporaries than needed
-        z += self.query @ w_q + bias            # (B, 1, H), once per row, broadcast over T
+        z = matmul_last(self.keys, w_k)                 # (B, T, H)
+        z_product = matmul_last(self.query_keys, w_p)   # (B, T, H)
+        z_query = self.query @ w_q + bias               # (B, 1, H), once per row, broadcast over T
+
+        def rows(lo, hi):                               # accumulated in place, blocks of rows over the cores
+            z[lo:hi] += z_product[lo:hi]
+            z[lo:hi] += z_query[lo:hi]
+
+        blocks.rows(rows, z.shape[0], 2 * z.size)
         return z
 
     def dense_backward(self, d_z, kernel):
@@ -86,15 +93,24 @@ class QueryKeyInput(NamedTuple):
         query, keys = self.query, self.keys
         w_q, w_k, w_p = split_first_kernel(kernel)
         e, n_hidden = query.shape[-1], d_z.shape[-1]
-        d_z_sum_t = d_z.sum(axis=1, keepdims=True)                   # (B, 1, H): q is the same for every t
+        b, t = keys.shape[:2]
+        d_z_sum_t = np.empty((b, 1, n_hidden), d_z.dtype)            # (B, 1, H): q is the same for every t
+        blocks.rows(lambda lo, hi: np.sum(d_z[lo:hi], axis=1, keepdims=True, out=d_z_sum_t[lo:hi]), b, d_z.size)
         d_qk = matmul_last(d_z, w_p.T)                               # dL/d(q*k), (B, T, E)
         d_z2 = d_z.reshape(-1, n_hidden)
         d_kernel = merge_first_kernel_grad(query.reshape(-1, e).T @ d_z_sum_t.reshape(-1, n_hidden),
-                                           keys.reshape(-1, e).T @ d_z2,
-                                           self.query_keys.reshape(-1, e).T @ d_z2)
-        d_query = d_z_sum_t @ w_q.T + np.sum(d_qk * keys, axis=1, keepdims=True)
+                                           transposed_product(keys.reshape(-1, e), d_z2),
+                                           transposed_product(self.query_keys.reshape(-1, e), d_z2))
         d_keys = matmul_last(d_z, w_k.T)
-        d_keys += d_qk * query
+        d_query = d_z_sum_t @ w_q.T
+        key_sums = np.empty_like(d_query)
+
+        def rows(lo, hi):                                            # row-wise: blocks of rows over the cores
+            np.sum(d_qk[lo:hi] * keys[lo:hi], axis=1, keepdims=True, out=key_sums[lo:hi])
+            d_keys[lo:hi] += d_qk[lo:hi] * query[lo:hi]
+
+        blocks.rows(rows, b, 4 * d_qk.size)
+        d_query += key_sums
         return (d_query, d_keys), d_kernel
 
 
@@ -139,8 +155,8 @@ class QueryKeyUnits(NamedTuple):
     def dense(self, kernel, bias):
         """``u @ kernel + bias`` on the units, ``(1, U, H)``."""
         w_q, w_k, w_p = split_first_kernel(kernel)
-        z = self.keys_u @ w_k
-        z += self.query_keys_u @ w_p
+        z = matmul_last(self.keys_u, w_k)
+        z += matmul_last(self.query_keys_u, w_p)
         z += (self.query @ w_q + bias)[self.rows_u]
         return z[None]
 
@@ -150,13 +166,14 @@ class QueryKeyUnits(NamedTuple):
         b, t, e = self.shape
         d_z = d_z[0]
         w_q, w_k, w_p = split_first_kernel(kernel)
-        d_kernel = merge_first_kernel_grad(self.query_u.T @ d_z, self.keys_u.T @ d_z,
-                                           self.query_keys_u.T @ d_z)
-        d_qk = d_z @ w_p.T                                                # (U, E)
-        d_query_u = d_z @ w_q.T
+        d_kernel = merge_first_kernel_grad(transposed_product(self.query_u, d_z),
+                                           transposed_product(self.keys_u, d_z),
+                                           transposed_product(self.query_keys_u, d_z))
+        d_qk = matmul_last(d_z, w_p.T)                                    # (U, E)
+        d_query_u = matmul_last(d_z, w_q.T)
         d_query_u += d_qk * self.keys_u
         d_query = np.add.reduceat(d_query_u, self.row_starts, axis=0).reshape(b, 1, e)
-        d_keys_u = d_z @ w_k.T
+        d_keys_u = matmul_last(d_z, w_k.T)
         d_keys_u += d_qk * self.query_u
         d_keys_u /= self.counts[0]
         return (d_query, d_keys_u[self.unit_of].reshape(b, t, e)), d_kernel

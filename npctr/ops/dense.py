@@ -10,18 +10,32 @@ Backward, flattening the leading axes into one of size :math:`N`:
 """
 import numpy as np
 
+from . import blocks
 from .rows import column_sums, per_feature
 
 
 def matmul_last(x, kernel):
-    """``x @ kernel`` on the last axis as ONE 2-D GEMM: ``(..., n) @ (n, m) -> (..., m)``.
+    """``x @ kernel`` on the last axis as 2-D GEMMs: ``(..., n) @ (n, m) -> (..., m)``.
 
     NumPy runs ``(B, T, n) @ (n, m)`` as B small GEMMs; flattening the leading axes to
-    ``(B*T, n)`` gives BLAS one large product instead (same values up to round-off).
+    ``(B*T, n)`` gives BLAS one large product instead (same values up to round-off), cut into
+    row blocks over the cores when it is large (:func:`npctr.ops.blocks.gemm_blocks`).
     """
-    if x.ndim <= 2:
+    if x.ndim < 2:
         return x @ kernel
-    return (x.reshape(-1, x.shape[-1]) @ kernel).reshape(x.shape[:-1] + (kernel.shape[-1],))
+    x2 = x.reshape(-1, x.shape[-1])
+    if x2.shape[0] < blocks.MIN_GEMM_ROWS:
+        y = x2 @ kernel
+    else:
+        y = np.empty((x2.shape[0], kernel.shape[-1]), np.result_type(x2, kernel))
+        blocks.gemm_blocks(lambda lo, hi: np.matmul(x2[lo:hi], kernel, out=y[lo:hi]), x2.shape[0])
+    return y.reshape(x.shape[:-1] + (kernel.shape[-1],))
+
+
+def transposed_product(x, dy):
+    """``x^T dy`` ``(n, m)`` for ``x`` ``(N, n)``, ``dy`` ``(N, m)``: a weight gradient, a sum over
+    the ``N`` rows (in row blocks over the cores when large: :func:`npctr.ops.blocks.summed`)."""
+    return blocks.summed(lambda lo, hi: x[lo:hi].T @ dy[lo:hi], x.shape[0])
 
 
 def dense_forward(x, kernel, bias=None):
@@ -35,6 +49,6 @@ def dense_forward(x, kernel, bias=None):
 def dense_backward(dy, x, kernel, use_bias=True):
     """Return ``dx, dkernel, dbias`` (``dbias`` None when ``use_bias`` is False)."""
     dy2 = dy.reshape(-1, dy.shape[-1])
-    dkernel = x.reshape(-1, x.shape[-1]).T @ dy2
+    dkernel = transposed_product(x.reshape(-1, x.shape[-1]), dy2)
     dbias = column_sums(dy2) if use_bias else None
     return matmul_last(dy, kernel.T), dkernel, dbias

@@ -10,6 +10,8 @@ over). It is a layout device, not an equation: callers keep writing the equation
 """
 import numpy as np
 
+from . import blocks
+
 #: rows per group (a loop of ``GROUP * H`` elements; measured best at 64 for H = 40-80)
 GROUP = 64
 
@@ -29,7 +31,8 @@ def per_feature(ufunc, a, v, out=None):
     v = v.reshape(h)
     bulk = rows - rows % GROUP
     a2, out2 = a.reshape(rows, h), out.reshape(rows, h)
-    ufunc(a2[:bulk].reshape(-1, GROUP * h), np.tile(v, GROUP), out=out2[:bulk].reshape(-1, GROUP * h))
+    grouped, grouped_out, tiled = a2[:bulk].reshape(-1, GROUP * h), out2[:bulk].reshape(-1, GROUP * h), np.tile(v, GROUP)
+    blocks.rows(lambda lo, hi: ufunc(grouped[lo:hi], tiled, out=grouped_out[lo:hi]), grouped.shape[0], a.size)
     if bulk < rows:
         ufunc(a2[bulk:], v, out=out2[bulk:])
     return out

@@ -26,6 +26,7 @@ import numpy as np
 
 from ..ops.activations import sigmoid_of_negated_
 from ..ops.attention import attention_weights
+from ..ops.blocks import serial
 from ..ops.gru import KerasGRUWeights, mix_keep_, mix_toward_, units_of
 from .._blas import single_threaded_blas
 from .prepared import (ROW_GROUP, TINY_ROWS, FoldedDNN, PreparedAttention, PreparedWeights, pool_sequence,
@@ -418,7 +419,7 @@ class DIENSmallPlan:
 
     def _run(self, f, n, ws, scores):
         out = np.empty((n, 1), self.dtype)
-        with np.errstate(over="ignore"):                 # exp -> inf in a sigmoid is exact (gives 0)
+        with np.errstate(over="ignore"), serial():       # exp -> inf in a sigmoid is exact (gives 0)
             if n <= TINY_ROWS:                           # GEMMs too small for OpenBLAS to thread
                 self.prep.run(f, 0, n, out, scores, ws)
             else:

@@ -33,6 +33,7 @@ import threading
 import numpy as np
 
 from ..ops.attention import attention_weights
+from ..ops.blocks import serial
 from .._blas import single_threaded_blas
 from .._validation import check_positive_int
 from .prepared import (ROW_GROUP, TINY_ROWS, PreparedWeights, Workspace, pool_sequence, take_rows,
@@ -251,7 +252,9 @@ class Predictor:
     def _chunk(self, prep, f, lo, hi, out, scores=None):
         """Rows ``lo:hi``: embeddings, pooling, attention, DNN, output; writes ``out[lo:hi]``
         (and the attention weights into ``scores`` ``(hi - lo, T)`` if given)."""
-        with np.errstate(over="ignore"):    # exp(-x) -> inf in a sigmoid is exact (gives 0)
+        # exp(-x) -> inf in a sigmoid is exact (gives 0); the chunks are the parallel work, so the
+        # ops inside them stay on their thread (npctr.ops.blocks)
+        with np.errstate(over="ignore"), serial():
             self._chunk_rows(prep, f, lo, hi, out, scores)
 
     def _chunk_rows(self, prep, f, lo, hi, out, scores):

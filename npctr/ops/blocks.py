@@ -1,0 +1,253 @@
+r"""Row blocks over the cores: how the ops' large passes use every core.
+
+NumPy runs each ufunc and each GEMM of OpenBLAS's single-threaded mode on one core, and it
+releases the GIL inside them. An element-wise pass over ``(rows, H)`` and a product
+``x W`` whose rows are independent can therefore be cut into blocks of rows, each computed by
+its own thread, into one output array. This module holds that device and nothing else; the
+equations stay where they are written (callers pass ``fn(lo, hi)`` that computes rows
+``lo:hi`` of their own expression).
+
+Exactness: an element-wise operation gives every element the same value whatever the blocks,
+so :func:`rows` cuts them by the number of threads. A GEMM's rounding of a row may depend on
+where the row falls in the product (BLAS kernels treat the last rows of a block apart), so
+:func:`gemm_blocks` cuts by a plan that depends on the row count alone: results never depend
+on the number of threads. Reductions over rows (means, weight gradients) are not cut.
+
+A pass over fewer than ``MIN_ELEMENTS`` elements stays on the calling thread (handing a
+block to another thread costs ~10-40 us); so does every pass of a thread that is itself a
+worker of a parallel region (the Predictor's chunks, :func:`serial`), so that blocks never
+nest, and every pass while OpenBLAS runs more than one thread (its threads would compete for
+the cores: the Trainer and the Predictor run it single-threaded, ``npctr._blas``). ``NPCTR_NUM_THREADS`` (environment) or :func:`set_num_threads` sets the threads
+(default: the usable cores). ``docs/performance.md`` has the measurements.
+"""
+import os
+import threading
+
+from .._blas import blas_threads
+
+#: element-wise passes over fewer elements stay on the calling thread: handing a block over costs
+#: ~50 us on a 2-core VM (waking a thread, then the GIL), a memory-bound pass over 10^6 float32
+#: elements ~100-150 us (measured: 0.5M-element passes ran slower in two blocks than in one).
+#: Passes dearer per element (exp) count as several: see ``rows``' ``work``
+MIN_ELEMENTS = 1_000_000
+#: a GEMM of fewer rows is one product; larger ones are cut into blocks of at most
+#: ``GEMM_BLOCK_ROWS`` rows, their number a multiple of ``GEMM_BLOCKS_MULTIPLE`` (so that 2 or 4
+#: threads get equal work): a plan of the row count alone (see the module docstring)
+MIN_GEMM_ROWS = 1024
+GEMM_BLOCK_ROWS = 4096
+GEMM_BLOCKS_MULTIPLE = 4
+
+_local = threading.local()
+
+
+def _usable_cores():
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def _threads_from_environment():
+    value = os.environ.get("NPCTR_NUM_THREADS", "")
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    return n if n > 0 else _usable_cores()
+
+
+_threads = _threads_from_environment()
+
+
+def num_threads():
+    """The threads the ops' large passes use (``NPCTR_NUM_THREADS``, default the usable cores)."""
+    return _threads
+
+
+def set_num_threads(n):
+    """Use ``n`` threads (``n >= 1``) for the ops' large passes; 1: the calling thread only.
+    Results do not depend on it."""
+    global _threads
+    if type(n) is not int or n < 1:
+        raise ValueError(f"n must be a positive int, got {n!r}")
+    _threads = n
+
+
+class serial:
+    """Context manager: the ops called by this thread inside stay on it (a thread that is already
+    one of several working in parallel, such as the Predictor's chunk workers)."""
+
+    def __enter__(self):
+        self._previous = getattr(_local, "serial", False)
+        _local.serial = True
+        return self
+
+    def __exit__(self, *exc):
+        _local.serial = self._previous
+        return False
+
+
+def _parallel():
+    """Whether this thread's ops may fan out: more than one thread, not inside a parallel region,
+    and OpenBLAS single-threaded (as the Trainer and the Predictor run it): OpenBLAS's own
+    threads, which busy-wait after each product, would otherwise compete for the same cores."""
+    return _threads > 1 and not getattr(_local, "serial", False) and blas_threads() == 1
+
+
+# -- the pool ---------------------------------------------------------------------------------
+class _Job:
+    """The blocks of one call: each thread taking part pulls the next block until none is left."""
+    __slots__ = ("fn", "bounds", "next", "take", "error")
+
+    def __init__(self, fn, bounds):
+        self.fn, self.bounds, self.next, self.error = fn, bounds, 0, None
+        self.take = threading.Lock()
+
+    def work(self):
+        while True:
+            with self.take:
+                i = self.next
+                self.next += 1
+            if i >= len(self.bounds):
+                return
+            self.fn(*self.bounds[i])
+
+
+class _Pool:
+    """Daemon workers taking jobs from one queue (``SimpleQueue``: a C queue, the cheapest
+    hand-over the standard library has)."""
+
+    def __init__(self):
+        import queue
+        self.queue = queue.SimpleQueue()
+        self.workers = 0
+        self.lock = threading.Lock()
+
+    def ensure(self, n):
+        with self.lock:
+            while self.workers < n:
+                threading.Thread(target=self._work, name=f"npctr-ops-{self.workers}", daemon=True).start()
+                self.workers += 1
+
+    def _work(self):
+        _local.serial = True               # a worker's own ops never fan out again
+        while True:
+            job, done = self.queue.get()
+            try:
+                job.work()
+            except BaseException as error:   # noqa: B902 - re-raised in the caller
+                job.error = error
+            done.release()
+
+
+_pool = _Pool()
+
+
+def run(fn, bounds):
+    """``fn(lo, hi)`` for every ``(lo, hi)`` of ``bounds``, on the calling thread and up to
+    ``num_threads() - 1`` pool workers, each taking the next block when free; returns when all
+    are done (re-raising a worker's error)."""
+    helpers = min(len(bounds), _threads) - 1
+    if helpers < 1:
+        for lo, hi in bounds:
+            fn(lo, hi)
+        return
+    _pool.ensure(helpers)
+    job = _Job(fn, bounds)
+    waits = []
+    for _ in range(helpers):
+        done = threading.Lock()
+        done.acquire()
+        _pool.queue.put((job, done))
+        waits.append(done)
+    previous = getattr(_local, "serial", False)
+    _local.serial = True                    # the caller's own blocks do not fan out again
+    try:
+        job.work()
+    finally:
+        _local.serial = previous
+        for done in waits:
+            done.acquire()
+    if job.error is not None:
+        raise job.error
+
+
+def even_bounds(n, parts):
+    """``parts`` contiguous ``(lo, hi)`` covering ``0..n``, as equal as can be."""
+    step, extra = divmod(n, parts)
+    bounds, lo = [], 0
+    for i in range(parts):
+        hi = lo + step + (i < extra)
+        bounds.append((lo, hi))
+        lo = hi
+    return bounds
+
+
+def rows(fn, n_rows, work):
+    """``fn(lo, hi)`` over rows ``0..n_rows``: one block per thread when ``work`` (elements times
+    the passes over them, an ``exp`` counting as about four) reaches ``MIN_ELEMENTS``, else
+    ``fn(0, n_rows)`` on the calling thread."""
+    if work < MIN_ELEMENTS or n_rows < 2 or not _parallel():
+        fn(0, n_rows)
+        return
+    run(fn, even_bounds(n_rows, min(_threads, n_rows)))
+
+
+def gemm_plan(n_rows):
+    """The row blocks of a GEMM (or a reduction) over ``n_rows >= MIN_GEMM_ROWS`` rows: at most
+    ``GEMM_BLOCK_ROWS`` rows each, their number a multiple of ``GEMM_BLOCKS_MULTIPLE``."""
+    parts = -(-n_rows // GEMM_BLOCK_ROWS)                                   # ceil
+    parts = -(-parts // GEMM_BLOCKS_MULTIPLE) * GEMM_BLOCKS_MULTIPLE        # rounded up
+    return even_bounds(n_rows, parts)
+
+
+def gemm_blocks(fn, n_rows):
+    """``fn(lo, hi)`` over the row blocks of a GEMM of ``n_rows`` rows (the plan above, whatever
+    the threads), run in parallel when threads allow."""
+    if n_rows < MIN_GEMM_ROWS:
+        fn(0, n_rows)
+        return
+    bounds = gemm_plan(n_rows)
+    if not _parallel():
+        for lo, hi in bounds:
+            fn(lo, hi)
+        return
+    run(fn, bounds)
+
+
+def summed(fn, n_rows):
+    """``sum_b fn(lo_b, hi_b)`` over the GEMM plan's row blocks of a reduction over ``n_rows`` rows
+    (a weight gradient ``x^T dy``, a column sum): the blocks' partial results in parallel, added
+    in block order, so the sum does not depend on the threads. ``fn(0, n_rows)`` when small."""
+    if n_rows < MIN_GEMM_ROWS:
+        return fn(0, n_rows)
+    bounds = gemm_plan(n_rows)
+    partial = [None] * len(bounds)
+    index = {lo: i for i, (lo, _) in enumerate(bounds)}
+
+    def block(lo, hi):
+        partial[index[lo]] = fn(lo, hi)
+
+    if _parallel():
+        run(block, bounds)
+    else:
+        for lo, hi in bounds:
+            block(lo, hi)
+    total = partial[0]
+    for p in partial[1:]:
+        total += p
+    return total
+
+
+def elementwise(fn, out, *inputs, passes=1):
+    """``fn(out_part, *input_parts)`` (``passes`` passes over the elements) over blocks of rows of the arrays (all of ``out``'s shape and
+    C-contiguous, viewed as ``(rows, last axis)``; else ``fn`` on the whole arrays): an
+    element-wise expression written once, computed block by block over the cores. Returns ``out``."""
+    if out.ndim < 2 or not (out.flags.c_contiguous and all(a.shape == out.shape and a.flags.c_contiguous
+                                                            for a in inputs)):
+        fn(out, *inputs)
+        return out
+    h = out.shape[-1]
+    out2, in2 = out.reshape(-1, h), [a.reshape(-1, h) for a in inputs]
+    rows(lambda lo, hi: fn(out2[lo:hi], *(a[lo:hi] for a in in2)), out2.shape[0], passes * out.size)
+    return out
