@@ -22,7 +22,7 @@ import math
 import numpy as np
 
 from . import blocks
-from .rows import per_feature
+from .rows import feature_sums, per_feature
 
 
 
@@ -226,6 +226,6 @@ def dice_backward(dy, x, p, gate, alpha, reduce_axes):
         per_feature(np.multiply, u, 1.0 - alpha, out=u)   # dy x (1 - alpha) p (1 - p)
 
     u = blocks.elementwise(first, np.empty(x.shape, np.result_type(dy, x)), dy, x, p, passes=3)
-    d_alpha = np.sum(u, axis=reduce_axes)
+    d_alpha = feature_sums(u, reduce_axes)
     return d_alpha, blocks.elementwise(second, u, p, passes=2), blocks.elementwise(
         lambda out, dy, gate: np.multiply(dy, gate, out=out), np.empty_like(u), dy, gate)

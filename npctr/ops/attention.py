@@ -25,6 +25,7 @@ import numpy as np
 from .activations import softmax, softmax_backward
 from . import blocks
 from .dense import matmul_last, transposed_product
+from .rows import step_sums
 
 #: DeepCTR's padding score before the softmax: ``exp(-2**32 + 1 - max)`` is exactly 0
 SOFTMAX_PAD = -2.0 ** 32 + 1
@@ -93,24 +94,16 @@ class QueryKeyInput(NamedTuple):
         query, keys = self.query, self.keys
         w_q, w_k, w_p = split_first_kernel(kernel)
         e, n_hidden = query.shape[-1], d_z.shape[-1]
-        b, t = keys.shape[:2]
-        d_z_sum_t = np.empty((b, 1, n_hidden), d_z.dtype)            # (B, 1, H): q is the same for every t
-        blocks.rows(lambda lo, hi: np.sum(d_z[lo:hi], axis=1, keepdims=True, out=d_z_sum_t[lo:hi]), b, d_z.size)
+        d_z_sum_t = step_sums(d_z)                                   # (B, 1, H): q is the same for every t
         d_qk = matmul_last(d_z, w_p.T)                               # dL/d(q*k), (B, T, E)
         d_z2 = d_z.reshape(-1, n_hidden)
         d_kernel = merge_first_kernel_grad(query.reshape(-1, e).T @ d_z_sum_t.reshape(-1, n_hidden),
                                            transposed_product(keys.reshape(-1, e), d_z2),
                                            transposed_product(self.query_keys.reshape(-1, e), d_z2))
-        d_keys = matmul_last(d_z, w_k.T)
         d_query = d_z_sum_t @ w_q.T
-        key_sums = np.empty_like(d_query)
-
-        def rows(lo, hi):                                            # row-wise: blocks of rows over the cores
-            np.sum(d_qk[lo:hi] * keys[lo:hi], axis=1, keepdims=True, out=key_sums[lo:hi])
-            d_keys[lo:hi] += d_qk[lo:hi] * query[lo:hi]
-
-        blocks.rows(rows, b, 4 * d_qk.size)
-        d_query += key_sums
+        d_query += step_sums(d_qk * keys)
+        d_keys = matmul_last(d_z, w_k.T)
+        d_keys += d_qk * query
         return (d_query, d_keys), d_kernel
 
 

@@ -21,7 +21,7 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
-from .rows import per_feature
+from .rows import feature_sums, per_feature
 
 
 class BatchNormCache(NamedTuple):
@@ -48,17 +48,33 @@ def batch_moments(x, axes, counts=None):
     padding), so the moments are the count-weighted ones, :math:`N` = ``sum(counts)``.
     """
     if counts is None:
-        mean = x.mean(axis=axes, keepdims=True)
+        mean = feature_means(x, axes)
         centred = per_feature(np.subtract, x, mean)                 # x - mean
-        variance = np.mean(centred * centred, axis=axes, keepdims=True)
-        return mean, variance, centred
+        return mean, feature_means(centred * centred, axes), centred
     m = counts.sum()
+    if (counts.shape == x.shape[:-1] + (1,) and tuple(axes) == tuple(range(x.ndim - 1))
+            and x.flags.c_contiguous and counts.dtype == x.dtype):
+        # the count-weighted sums over the rows as GEMVs: counts @ x, counts @ (x - mean)^2
+        w, h = counts.reshape(-1), x.shape[-1]
+        keep = (1,) * (x.ndim - 1) + (h,)
+        mean = (w @ x.reshape(-1, h)).reshape(keep) / m
+        centred = per_feature(np.subtract, x, mean)                 # x - mean
+        variance = (w @ (centred * centred).reshape(-1, h)).reshape(keep) / m
+        return mean, variance, centred
     scratch = times_counts_(x.copy(order="K"), counts)     # x's layout: the same summation order
-    mean = np.sum(scratch, axis=axes, keepdims=True) / m
+    mean = feature_sums(scratch, axes, keepdims=True) / m
     centred = per_feature(np.subtract, x, mean)                     # x - mean
     scratch = times_counts_(np.multiply(centred, centred, out=scratch), counts)
-    variance = np.sum(scratch, axis=axes, keepdims=True) / m
+    variance = feature_sums(scratch, axes, keepdims=True) / m
     return mean, variance, centred
+
+
+def feature_means(a, axes):
+    """The mean over ``axes`` (keepdims): the sum by :func:`npctr.ops.rows.feature_sums` (one
+    GEMV when ``axes`` are every axis but the last) over the count."""
+    if tuple(axes) != tuple(range(a.ndim - 1)):
+        return np.mean(a, axis=axes, keepdims=True)
+    return feature_sums(a, axes, keepdims=True) / (a.size // a.shape[-1])
 
 
 def times_counts_(a, counts):
@@ -94,24 +110,24 @@ def batch_norm_forward(x, mean, variance, gamma, beta, epsilon, axes, batch_stat
 def batch_norm_backward(dy, cache, with_beta=True):
     """Return ``dx, dgamma, dbeta``; dgamma is None without gamma, dbeta None unless ``with_beta``."""
     x_hat, inv_std, gamma, axes, counts = cache.x_hat, cache.inv_std, cache.gamma, cache.axes, cache.counts
-    dgamma = np.sum(dy * x_hat, axis=axes) if gamma is not None else None
-    dbeta = np.sum(dy, axis=axes) if with_beta else None
+    dgamma = feature_sums(dy * x_hat, axes) if gamma is not None else None
+    dbeta = feature_sums(dy, axes) if with_beta else None
     g = per_feature(np.multiply, dy, gamma) if gamma is not None else dy
     if cache.batch_stats and counts is not None:
         # rows standing for `counts` identical rows: dy holds each group's summed gradient,
         # the means are over all m rows and each group's dx is the sum of its members'
         m = counts.sum()
-        g_mean = np.sum(g, axis=axes, keepdims=True) / m
+        g_mean = feature_sums(g, axes, keepdims=True) / m
         dx = np.multiply(g, x_hat)                     # one scratch array for the whole expression
-        gx_mean = np.sum(dx, axis=axes, keepdims=True) / m
+        gx_mean = feature_sums(dx, axes, keepdims=True) / m
         per_feature(np.multiply, x_hat, gx_mean, out=dx)
         per_feature(np.add, dx, g_mean, out=dx)
         np.subtract(g, times_counts_(dx, counts), out=dx)
         per_feature(np.multiply, dx, inv_std, out=dx)  # inv_std * (g - counts * (g_mean + x_hat gx_mean))
     elif cache.batch_stats:
         # mean and variance depend on every x in the reduction set
-        g_mean = g.mean(axis=axes, keepdims=True)
-        gx_mean = np.mean(g * x_hat, axis=axes, keepdims=True)
+        g_mean = feature_means(g, axes)
+        gx_mean = feature_means(g * x_hat, axes)
         dx = per_feature(np.subtract, g, g_mean)                   # inv_std * (g - g_mean - x_hat gx_mean)
         dx -= per_feature(np.multiply, x_hat, gx_mean)
         per_feature(np.multiply, dx, inv_std, out=dx)

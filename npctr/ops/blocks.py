@@ -251,3 +251,4 @@ def elementwise(fn, out, *inputs, passes=1):
     out2, in2 = out.reshape(-1, h), [a.reshape(-1, h) for a in inputs]
     rows(lambda lo, hi: fn(out2[lo:hi], *(a[lo:hi] for a in in2)), out2.shape[0], passes * out.size)
     return out
+
