@@ -12,7 +12,9 @@ from .normalization import BatchNormalization
 from .. import initializers
 from .._validation import check_positive
 from ..ops.activations import (ACTIVATIONS, sigmoid, relu, softmax, prelu, prelu_backward,  # noqa: F401
-                               dice_gate, dice_backward)
+                               dice_gate, dice_gate_from_tanh_, dice_backward)
+from ..ops.batch_norm import BatchNormCache, inverse_std, negated_inference_affine
+from ..ops.rows import per_feature
 
 
 class Activation(Layer):
@@ -181,11 +183,47 @@ class Dice(Layer):
             raise ValueError(f"inputs must have {alpha.shape[0]} features on axis {self.axis}, "
                              f"got shape {x.shape}")
         bn = self._layers["bn"]
+        keep = self._keeps_cache(training, backprop)
+        if not training and x.ndim == bn.input_rank and bn._feature_axis == x.ndim - 1:
+            return self._inference(x, alpha, bn, keep)
         p = sigmoid(bn.forward_counted(x, training=training, backprop=backprop, counts=counts))
         # alpha (1 - p) x + p x = gate x: fewer passes over (B, T, H)
         gate = dice_gate(p, bn._broadcast(alpha, x.ndim))
         y = gate * x
-        self._cache = DiceCache(x, p, gate) if self._keeps_cache(training, backprop) else None
+        self._cache = DiceCache(x, p, gate) if keep else None
+        self._output_shape = y.shape
+        return y
+
+    def _inference(self, x, alpha, bn, keep):
+        r"""Inference (moving statistics), features on the last axis: BN folded into
+        :math:`u = \mathrm{BN}(x) / 2 = x s + c` and the gate in tanh form,
+        :math:`g = \tfrac{1 + \alpha}{2} + \tfrac{1 - \alpha}{2} \tanh u`
+        (``ops.activations.dice_gate_from_tanh_``): four passes fewer than normalize, sigmoid
+        and gate. With ``keep`` (a backward follows) the same values, and the caches the backward
+        reads: :math:`p = (1 + \tanh u) / 2`, the gate, and BN's ``inv_std`` (and ``x_hat`` for
+        ``dgamma``)."""
+        params, state, dtype = bn.params, bn.state, x.dtype
+        gamma = params.get("gamma")
+        half_scale, half_shift = negated_inference_affine(state["moving_mean"], state["moving_variance"], bn.epsilon,
+                                                          gamma, params.get("beta"), factor=-0.5)
+        u = per_feature(np.multiply, x, half_scale.astype(dtype, copy=False))
+        per_feature(np.add, u, half_shift.astype(dtype, copy=False), out=u)
+        np.tanh(u, out=u)
+        p = None
+        if keep:
+            p = u * 0.5
+            p += 0.5
+        gate = dice_gate_from_tanh_(u, ((1.0 + alpha) * 0.5).astype(dtype, copy=False),
+                                    ((1.0 - alpha) * 0.5).astype(dtype, copy=False))
+        y = gate * x if keep else np.multiply(gate, x, out=gate)
+        bn._cache = None
+        if keep:
+            inv_std = inverse_std(state["moving_variance"], bn.epsilon).astype(dtype, copy=False)
+            x_hat = None if gamma is None else (x - state["moving_mean"]) * inv_std
+            axes = tuple(range(x.ndim - 1))
+            bn._cache = BatchNormCache(x_hat, inv_std, gamma, False, axes)
+            bn._output_shape = x.shape
+        self._cache = DiceCache(x, p, gate) if keep else None
         self._output_shape = y.shape
         return y
 

@@ -203,11 +203,17 @@ def dice_gate_from_half_bn_(u, half_one_plus_alpha, half_one_minus_alpha):
     :math:`\sigma(v) = (1 + \tanh(v/2)) / 2`:
     :math:`\tfrac{1 + \alpha}{2} + \tfrac{1 - \alpha}{2} \tanh u`. One ufunc call fewer than
     :func:`dice_gate_from_negated_bn_`, and no exponential that can overflow (the small-batch
-    path, where each call costs more than its arithmetic)."""
+    path, where each call costs more than its arithmetic; Dice's inference forward, where float32
+    ``tanh`` costs less than ``exp``: 369 vs 459 us on 10^6 values)."""
     np.tanh(u, out=u)
-    u *= half_one_minus_alpha
-    u += half_one_plus_alpha
-    return u
+    return dice_gate_from_tanh_(u, half_one_plus_alpha, half_one_minus_alpha)
+
+
+def dice_gate_from_tanh_(t, half_one_plus_alpha, half_one_minus_alpha):
+    r"""The gate from :math:`t = \tanh(\mathrm{BN}(x) / 2)`, in place:
+    :math:`\tfrac{1 + \alpha}{2} + \tfrac{1 - \alpha}{2} t` (then :math:`p = (1 + t) / 2`)."""
+    per_feature(np.multiply, t, half_one_minus_alpha, out=t)
+    return per_feature(np.add, t, half_one_plus_alpha, out=t)
 
 
 def dice_backward(dy, x, p, gate, alpha, reduce_axes):

@@ -252,3 +252,19 @@ def elementwise(fn, out, *inputs, passes=1):
     rows(lambda lo, hi: fn(out2[lo:hi], *(a[lo:hi] for a in in2)), out2.shape[0], passes * out.size)
     return out
 
+
+def each(fn, bounds, work):
+    """``fn(lo, hi)`` for every ``(lo, hi)`` of ``bounds`` (independent blocks of an element-wise
+    update): on the pool, each thread taking the next block, when ``work`` (as in :func:`rows`)
+    reaches ``MIN_ELEMENTS``; else in order on this thread."""
+    if work < MIN_ELEMENTS or len(bounds) < 2 or not _parallel():
+        for lo, hi in bounds:
+            fn(lo, hi)
+        return
+    run(fn, bounds)
+
+
+def parallel():
+    """Whether a pass started on this thread now would fan out (threads, not inside a parallel
+    region, OpenBLAS single-threaded)."""
+    return _parallel()
