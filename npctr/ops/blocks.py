@@ -1,24 +1,29 @@
-r"""Row blocks over the cores: how the ops' large passes use every core.
+r"""Row blocks over the cores: how the ops' large passes use both cores of a training step.
 
-NumPy runs each ufunc and each GEMM of OpenBLAS's single-threaded mode on one core, and it
-releases the GIL inside them. An element-wise pass over ``(rows, H)`` and a product
-``x W`` whose rows are independent can therefore be cut into blocks of rows, each computed by
-its own thread, into one output array. This module holds that device and nothing else; the
-equations stay where they are written (callers pass ``fn(lo, hi)`` that computes rows
-``lo:hi`` of their own expression).
+NumPy runs each ufunc, and each GEMM of a single-threaded OpenBLAS, on one core, and releases
+the GIL inside it. A pass whose rows are independent (element-wise work, ``x W``) can therefore
+be cut into blocks of rows computed by several threads into one output. This module holds that
+device and nothing else: callers pass ``fn(lo, hi)`` computing rows ``lo:hi`` of their own
+equation.
 
-Exactness: an element-wise operation gives every element the same value whatever the blocks,
-so :func:`rows` cuts them by the number of threads. A GEMM's rounding of a row may depend on
-where the row falls in the product (BLAS kernels treat the last rows of a block apart), so
-:func:`gemm_blocks` cuts by a plan that depends on the row count alone: results never depend
-on the number of threads. Reductions over rows (means, weight gradients) are not cut.
+* :func:`rows`: element-wise passes, one block per thread. Every element gets the same value
+  whatever the blocks, so the cut may depend on the threads.
+* :func:`gemm_blocks`: products ``x W``. BLAS may round a row differently at another place in
+  a GEMM (its kernels treat the last rows of a block apart), so the cut is a plan of the row
+  count alone (:func:`gemm_plan`), the same with any number of threads.
+* :func:`summed`: reductions over rows that are products (weight gradients ``x^T dy``): the
+  plan's blocks' partial products, added in block order.
+* :func:`each`: independent blocks given by the caller (Adam's cache-sized blocks).
 
-A pass over fewer than ``MIN_ELEMENTS`` elements stays on the calling thread (handing a
-block to another thread costs ~10-40 us); so does every pass of a thread that is itself a
-worker of a parallel region (the Predictor's chunks, :func:`serial`), so that blocks never
-nest, and every pass while OpenBLAS runs more than one thread (its threads would compete for
-the cores: the Trainer and the Predictor run it single-threaded, ``npctr._blas``). ``NPCTR_NUM_THREADS`` (environment) or :func:`set_num_threads` sets the threads
-(default: the usable cores). ``docs/performance.md`` has the measurements.
+So results never depend on the number of threads (``tests/test_blocks.py``: bit for bit with
+1, 2 and 3). Handing a block to another thread costs ~50 us on a 2-core VM (waking it, then the
+GIL), so a pass of less than ``MIN_ELEMENTS`` element-passes, or a GEMM of fewer than
+``MIN_GEMM_ROWS`` rows, stays on the calling thread; so does every pass of a thread already
+working in parallel (a pool worker, the Predictor's chunks: :func:`serial`), and every pass
+while OpenBLAS runs several threads (its busy-waiting threads would compete for the cores; the
+Trainer, the Predictor and ``single_threaded_blas`` run it with one). ``NPCTR_NUM_THREADS`` or
+:func:`set_num_threads` sets the threads (default: the usable cores). Measurements:
+``docs/performance.md``.
 """
 import os
 import threading
