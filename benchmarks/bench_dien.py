@@ -147,6 +147,11 @@ def set_threads(threads):
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(1)
     torch.set_num_threads(threads)
+    try:                        # npctr's training steps: large passes in row blocks over the cores
+        from npctr.ops.blocks import set_num_threads
+    except ImportError:         # a tree from before npctr.ops.blocks: its steps run on one thread
+        return
+    set_num_threads(threads)
 
 
 def versions():
@@ -247,7 +252,8 @@ def run_train_section(args):
     print(f"\n## DIEN training, float32: fit on {rows:,} rows, batch 256, Adam, negative sampling (alpha 1), "
           "one epoch per round\n")
     print(f"{args.train_rounds} rounds after a warm-up epoch each, order flipped each round; TF and torch "
-          f"{args.threads} threads, npctr one (its training steps run single-threaded). Rows/s from the best and "
+          f"{args.threads} threads, npctr too (its steps run OpenBLAS single-threaded and cut their large passes into "
+          f"row blocks over {args.threads} threads: npctr.ops.blocks; trees before it: one thread). Rows/s from the best and "
           "the median epoch; ratio: npctr's rows/s / the framework's (above 1: npctr faster).\n")
     print("| framework | rows/s (best) | rows/s (median) | npctr / framework (best) | (median) |")
     print("|---|---:|---:|---:|---:|")

@@ -31,7 +31,8 @@ torch tensor), outside the timing.
 ``OMP_WAIT_POLICY=PASSIVE`` (torch's OpenMP threads sleep instead of spinning between calls; set
 another value in the environment to override). Timing: implementations run in blocks (~``--block-ms`` of calls), blocks alternate and the order
 flips every round, after warm-up rounds; median and minimum per call, with the load average. Every
-framework gets ``--threads`` threads (TF intra-op, torch, npctr's Predictor; npctr trains on one).
+framework gets ``--threads`` threads (TF intra-op, torch, npctr's Predictor and its training steps'
+large passes, ``npctr.ops.blocks``).
 """
 import argparse
 import contextlib
@@ -126,6 +127,11 @@ def set_threads(threads):
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(1)
     torch.set_num_threads(threads)
+    try:                        # npctr's training steps: large passes in row blocks over the cores
+        from npctr.ops.blocks import set_num_threads
+    except ImportError:         # a tree from before npctr.ops.blocks: its steps run on one thread
+        return
+    set_num_threads(threads)
 
 
 def versions():
@@ -204,7 +210,8 @@ def run_train_section(args):
             seconds[n].append(time.perf_counter() - t0)
     print(f"\n## DIN training, float32: fit on {rows:,} rows, batch 256, Adam, one epoch per round\n")
     print(f"{args.train_rounds} rounds after a warm-up epoch each, order flipped each round; TF and torch "
-          f"{args.threads} threads, npctr one (its training steps run single-threaded). Rows/s from the best and "
+          f"{args.threads} threads, npctr too (its steps run OpenBLAS single-threaded and cut their large passes into "
+          f"row blocks over {args.threads} threads: npctr.ops.blocks; trees before it: one thread). Rows/s from the best and "
           "the median epoch; ratio: npctr's rows/s / the framework's (above 1: npctr faster).\n")
     print("| framework | rows/s (best) | rows/s (median) | npctr / framework (best) | (median) |")
     print("|---|---:|---:|---:|---:|")
@@ -233,7 +240,8 @@ def run_lau_section(args):
     print("forward: inference mode; forward+backward: training mode, then the gradients of sum(out * g) for the "
           "query, the keys and every weight (TF: GradientTape inside the tf.function; torch: autograd). npctr's "
           "layer with one BLAS thread, as its trainer runs it (OpenBLAS's second thread busy-waits, and stalls "
-          "when the machine is loaded); TF and torch with their threads. Ratios: npctr / the framework.\n")
+          "when the machine is loaded), its large passes in row blocks over the threads (npctr.ops.blocks); TF "
+          "and torch with their threads. Ratios: npctr / the framework.\n")
     print("| activation | pass | npctr ms (min) | TF graph ms (min) | torch eager ms (min) | / TF | / torch | load |")
     print("|---|---|---:|---:|---:|---:|---:|---|")
     for activation in ("sigmoid", "dice"):
