@@ -86,7 +86,7 @@ class QueryKeyInput(NamedTuple):
             z[lo:hi] += z_product[lo:hi]
             z[lo:hi] += z_query[lo:hi]
 
-        blocks.rows(rows, z.shape[0], 2 * z.size)
+        blocks.rows(rows, z.shape[0], 3 * z.size)      # two adds, one of them a broadcast
         return z
 
     def dense_backward(self, d_z, kernel):

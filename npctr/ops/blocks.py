@@ -30,11 +30,13 @@ import threading
 
 from .._blas import blas_threads
 
-#: element-wise passes over fewer elements stay on the calling thread: handing a block over costs
-#: ~50 us on a 2-core VM (waking a thread, then the GIL), a memory-bound pass over 10^6 float32
-#: elements ~100-150 us (measured: 0.5M-element passes ran slower in two blocks than in one).
-#: Passes dearer per element (exp) count as several: see ``rows``' ``work``
-MIN_ELEMENTS = 1_000_000
+#: element-wise work below this stays on the calling thread. Handing a block over costs ~45 us
+#: on a 2-core VM (waking a thread, then the GIL), and a second core speeds memory-bound passes
+#: little: measured (benchmarks/bench_blocks.py) one per-feature multiply over 10^6 float32
+#: values 1.4x slower in two blocks, a sigmoid (four passes, one an exp) over 0.5 * 10^6 values
+#: 1.15x slower and over 10^6 1.4x faster. ``work`` counts elements times passes (an exp or a
+#: broadcast pass as one more), so this bound splits the latter alone
+MIN_ELEMENTS = 3_000_000
 #: a GEMM of fewer rows is one product; larger ones are cut into blocks of at most
 #: ``GEMM_BLOCK_ROWS`` rows, their number a multiple of ``GEMM_BLOCKS_MULTIPLE`` (so that 2 or 4
 #: threads get equal work): a plan of the row count alone (see the module docstring)
