@@ -187,8 +187,9 @@ class Trainer:
         If anything raises before the update is written (a NaN loss or gradient, a bad batch,
         ``KeyboardInterrupt``, an optimizer refusing the update), the weights, moving statistics,
         dropout generators and the optimizer's state are exactly as before the step. OpenBLAS runs single-threaded inside
-        (``npctr._blas``): DIN's GEMMs gain nothing from a second BLAS thread on a quiet 2-core
-        machine and stall many times over on a loaded one (``docs/performance.md``).
+        (``npctr._blas``): its busy-waiting threads stall many times over on a loaded machine
+        (``docs/performance.md``); the ops' large passes use the cores instead, in row blocks
+        (``npctr.ops.blocks``, ``NPCTR_NUM_THREADS``), with results independent of the thread count.
         """
         with single_threaded_blas(), StepGuard() as guard:
             snapshot = self.snapshot()
