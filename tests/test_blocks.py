@@ -190,6 +190,31 @@ def test_blocks_inside_blocks_stay_on_their_thread(forced_blocks):
     assert len(inner) == 4
 
 
+def test_workers_handle_floating_point_errors_as_the_caller_does(forced_blocks):
+    """NumPy's error state is per thread: a worker's block overflows as the caller said."""
+    import warnings
+    big = np.full(8, 1e30, np.float32)
+
+    def blocks_on_both_threads(state):
+        worker_ran = threading.Event()
+
+        def fn(lo, hi):
+            if threading.current_thread() is threading.main_thread():
+                worker_ran.wait(timeout=10)      # the worker takes a block before the caller's returns
+            else:
+                worker_ran.set()
+                np.multiply(big, big)            # overflows
+        with np.errstate(**state):
+            blocks.run(fn, blocks.even_bounds(2, 2))
+        assert worker_ran.is_set()
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        blocks_on_both_threads({"over": "ignore"})       # no warning, anywhere
+    with pytest.raises(FloatingPointError):
+        blocks_on_both_threads({"over": "raise"})
+
+
 @pytest.mark.parametrize("bad", [0, -1, 1.5, "2", True])
 def test_set_num_threads_refuses_what_is_not_a_positive_int(bad):
     with pytest.raises(ValueError, match="n must be a positive int"):

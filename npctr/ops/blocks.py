@@ -28,6 +28,8 @@ Trainer, the Predictor and ``single_threaded_blas`` run it with one). ``NPCTR_NU
 import os
 import threading
 
+import numpy as np
+
 from .._blas import blas_threads
 
 #: element-wise work below this stays on the calling thread. Handing a block over costs ~45 us
@@ -103,12 +105,16 @@ def _parallel():
 
 # -- the pool ---------------------------------------------------------------------------------
 class _Job:
-    """The blocks of one call: each thread taking part pulls the next block until none is left."""
-    __slots__ = ("fn", "bounds", "next", "take", "error")
+    """The blocks of one call: each thread taking part pulls the next block until none is left.
+    ``errstate``: the caller's floating-point error handling, which the workers apply too (NumPy
+    keeps it per thread: a worker would otherwise warn where the caller ignores, or go on where
+    it raises)."""
+    __slots__ = ("fn", "bounds", "next", "take", "error", "errstate")
 
     def __init__(self, fn, bounds):
         self.fn, self.bounds, self.next, self.error = fn, bounds, 0, None
         self.take = threading.Lock()
+        self.errstate = np.geterr()
 
     def work(self):
         while True:
@@ -141,7 +147,8 @@ class _Pool:
         while True:
             job, done = self.queue.get()
             try:
-                job.work()
+                with np.errstate(**job.errstate):
+                    job.work()
             except BaseException as error:   # noqa: B902 - re-raised in the caller
                 job.error = error
             done.release()
