@@ -224,4 +224,4 @@ def test_set_num_threads_refuses_what_is_not_a_positive_int(bad):
 @pytest.mark.parametrize("value,expected", [("3", 3), ("1", 1), ("0", None), ("x", None), ("", None)])
 def test_threads_from_the_environment(monkeypatch, value, expected):
     monkeypatch.setenv("NPCTR_NUM_THREADS", value)
-    assert blocks._threads_from_environment() == (expected or blocks._usable_cores())
+    assert blocks._threads_from_environment() == (expected or blocks.usable_cores())

@@ -49,7 +49,8 @@ GEMM_BLOCKS_MULTIPLE = 4
 _local = threading.local()
 
 
-def _usable_cores():
+def usable_cores():
+    """The cores this process may run on."""
     try:
         return len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
@@ -62,7 +63,7 @@ def _threads_from_environment():
         n = int(value)
     except ValueError:
         n = 0
-    return n if n > 0 else _usable_cores()
+    return n if n > 0 else usable_cores()
 
 
 _threads = _threads_from_environment()
@@ -231,7 +232,7 @@ def gemm_blocks(fn, n_rows):
 
 def summed(fn, n_rows):
     """``sum_b fn(lo_b, hi_b)`` over the GEMM plan's row blocks of a reduction over ``n_rows`` rows
-    (a weight gradient ``x^T dy``, a column sum): the blocks' partial results in parallel, added
+    (a weight gradient ``x^T dy``): the blocks' partial results in parallel, added
     in block order, so the sum does not depend on the threads. ``fn(0, n_rows)`` when small."""
     if n_rows < MIN_GEMM_ROWS:
         return fn(0, n_rows)
@@ -254,9 +255,10 @@ def summed(fn, n_rows):
 
 
 def elementwise(fn, out, *inputs, passes=1):
-    """``fn(out_part, *input_parts)`` (``passes`` passes over the elements) over blocks of rows of the arrays (all of ``out``'s shape and
-    C-contiguous, viewed as ``(rows, last axis)``; else ``fn`` on the whole arrays): an
-    element-wise expression written once, computed block by block over the cores. Returns ``out``."""
+    """``fn(out_part, *input_parts)`` (``passes`` passes over the elements) over blocks of rows of
+    the arrays (all of ``out``'s shape and C-contiguous, viewed as ``(rows, last axis)``; else
+    ``fn`` on the whole arrays): an element-wise expression written once, computed block by block
+    over the cores. Returns ``out``."""
     if out.ndim < 2 or not (out.flags.c_contiguous and all(a.shape == out.shape and a.flags.c_contiguous
                                                             for a in inputs)):
         fn(out, *inputs)

@@ -33,11 +33,10 @@ import threading
 import numpy as np
 
 from ..ops.attention import attention_weights
-from ..ops.blocks import serial
+from ..ops.blocks import serial, usable_cores
 from .._blas import single_threaded_blas
 from .._validation import check_positive_int
-from .prepared import (ROW_GROUP, TINY_ROWS, PreparedWeights, Workspace, pool_sequence, take_rows,
-                       usable_cores)
+from .prepared import ROW_GROUP, TINY_ROWS, PreparedWeights, Workspace, pool_sequence, take_rows
 from .small_batch import SmallPlan
 
 #: history positions per chunk (about half of them valid): few enough that the buffers of a

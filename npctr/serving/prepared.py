@@ -8,7 +8,6 @@ statistics folded into one multiply-add giving ``-BN(x)``
 (:mod:`npctr.ops.activations`). The derivations are in ``docs/inference.md``.
 """
 import math
-import os
 import threading
 
 import numpy as np
@@ -26,14 +25,6 @@ TINY_ROWS = 4
 #: NumPy's inner loop runs over ``ROW_GROUP * H`` elements instead of ``H`` (a broadcast row vector
 #: costs it ~15 ns per row: measured 2.3x slower than the grouped form on (1024, 80) float32)
 ROW_GROUP = 64
-
-
-def usable_cores():
-    """The cores this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
 
 
 # -- layout helpers ---------------------------------------------------------------------------
