@@ -147,6 +147,30 @@ def test_training_is_bit_for_bit_the_same_with_any_thread_count(forced_blocks):
     assert forced_blocks, "the blocked paths were not taken"
 
 
+def _dien_after_training(threads):
+    from npctr.datasets import make_dien_data
+    from npctr.models import DIEN
+    blocks.set_num_threads(threads)
+    x, y, columns, history = make_dien_data(96, seed=3)
+    model = DIEN(columns, history, gru_type="AUGRU", use_negsampling=True, dnn_hidden_units=(16, 8),
+                 att_hidden_units=(8, 4), seed=5)
+    model.compile("adam", "binary_crossentropy")
+    model.fit(x, y, batch_size=32, epochs=1, verbose=0, shuffle=False)
+    return model.get_weights(), model.predict(x)
+
+
+def test_dien_training_is_bit_for_bit_the_same_with_any_thread_count(forced_blocks):
+    """The GRUs' backpropagation through time and the auxiliary loss, with every pass in blocks."""
+    one = _dien_after_training(1)
+    assert not forced_blocks, "one thread fanned out"
+    for threads in (2, 3):
+        weights, pred = _dien_after_training(threads)
+        for a, b in zip(one[0], weights):
+            np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(one[1], pred)
+    assert forced_blocks, "the blocked paths were not taken"
+
+
 # -- the pool -----------------------------------------------------------------------------------
 def test_an_error_in_a_worker_reaches_the_caller_and_the_pool_goes_on(forced_blocks):
     worker_ran = threading.Event()
