@@ -42,6 +42,13 @@ from bench_serving import fmt_ms, load_line, time_blocks  # noqa: E402
 SECTIONS = ("handover", "passes", "sums", "adam", "train")
 
 
+def ratio_row(label, first, second, rounds, block_ms=60):
+    """Time two callables block-alternated; print ``| label | first ms | second ms | ratio | load |``."""
+    res = time_blocks({"first": first, "second": second}, rounds, block_ms)
+    a, b = res["first"][0], res["second"][0]
+    print(f"| {label} | {fmt_ms(a)} | {fmt_ms(b)} | {a / b:.2f} | {load_line()} |", flush=True)
+
+
 def with_threads(fn, n):
     def call():
         blocks.set_num_threads(n)
@@ -72,15 +79,12 @@ def run_passes(args):
                  "weight gradient k^T dz, (16, rows) @ (rows, 80)": lambda: transposed_product(keys, x)}
         for name, fn in cases.items():
             with single_threaded_blas():
-                res = time_blocks({1: with_threads(fn, 1), 2: with_threads(fn, 2)}, args.rounds, 60)
-            print(f"| {name} | {rows:,} | {fmt_ms(res[1][0])} | {fmt_ms(res[2][0])} | {res[1][0] / res[2][0]:.2f} "
-                  f"| {load_line()} |", flush=True)
-    blocks.set_num_threads(blocks._threads_from_environment())
+                ratio_row(f"{name} | {rows:,}", with_threads(fn, 1), with_threads(fn, 2), args.rounds)
 
 
 def run_sums(args):
     rng = np.random.default_rng(0)
-    print("\n## Sums (float32, one thread)\n")
+    print("\n## Sums (float32, one thread, OpenBLAS single-threaded)\n")
     print("| sum | NumPy ms | npctr ms | NumPy / npctr | load |")
     print("|---|---:|---:|---:|---|")
     units = rng.standard_normal((6656, 80)).astype(np.float32)
@@ -91,11 +95,9 @@ def run_sums(args):
         cases.append((f"sum over T of (256, 50, {h}): np.sum(axis=1) vs step_sums",
                       lambda a=a: a.sum(axis=1, keepdims=True), lambda a=a: step_sums(a)))
     blocks.set_num_threads(1)
-    for name, plain, ours in cases:
-        res = time_blocks({"numpy": plain, "npctr": ours}, args.rounds, 60)
-        print(f"| {name} | {fmt_ms(res['numpy'][0])} | {fmt_ms(res['npctr'][0])} | "
-              f"{res['numpy'][0] / res['npctr'][0]:.2f} | {load_line()} |", flush=True)
-    blocks.set_num_threads(blocks._threads_from_environment())
+    with single_threaded_blas():            # as the Trainer runs them
+        for name, plain, ours in cases:
+            ratio_row(name, plain, ours, args.rounds)
 
 
 def run_adam(args):
@@ -118,12 +120,9 @@ def run_adam(args):
                     optimizers._BLOCK = size
                     opt.apply_gradients(params, grads)
                 fns[size] = step
-            res = time_blocks(fns, args.rounds, 100)
-            print(f"| {n:,} | {fmt_ms(res[16384][0])} | {fmt_ms(res[262144][0])} | "
-                  f"{res[16384][0] / res[262144][0]:.2f} | {load_line()} |", flush=True)
+            ratio_row(f"{n:,}", fns[16384], fns[262144], args.rounds, 100)
     finally:
         optimizers._BLOCK = saved
-        blocks.set_num_threads(blocks._threads_from_environment())
 
 
 def run_train(args):
@@ -142,7 +141,6 @@ def run_train(args):
             t0 = time.perf_counter()
             model.fit(x, y, batch_size=256, epochs=1, verbose=0, shuffle=False)
             rate[n].append(rows / (time.perf_counter() - t0))
-    blocks.set_num_threads(blocks._threads_from_environment())
     print(f"\n## DIN fit, {rows:,} rows, batch 256, Adam, float32: 1 and 2 threads, epochs alternated\n")
     print("| threads | rows/s (best) | rows/s (median) | load |")
     print("|---:|---:|---:|---|")
@@ -160,8 +158,12 @@ def main(argv=None):
     runners = {"handover": run_handover, "passes": run_passes, "sums": run_sums, "adam": run_adam,
                "train": run_train}
     print(f"load at start: {load_line()}; {os.cpu_count()} CPUs")
+    threads = blocks.num_threads()
     for name in args.only.split(","):
-        runners[name](args)
+        try:
+            runners[name](args)
+        finally:                # sections set the threads they compare: back to this process's own
+            blocks.set_num_threads(threads)
 
 
 if __name__ == "__main__":

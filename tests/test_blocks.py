@@ -124,47 +124,35 @@ def test_shared_padding_in_blocks_matches_every_position(forced_blocks, options)
 
 
 # -- results do not depend on the thread count ----------------------------------------------------
-def _din_after_training(threads):
-    from npctr.datasets import make_din_data
+def _din(columns, history):
     from npctr.models import DIN
-    blocks.set_num_threads(threads)
-    x, y, columns, history = make_din_data(64, seed=3)
-    model = DIN(columns, history, dnn_hidden_units=(16, 8), att_hidden_size=(8, 4), att_activation="dice",
-                dnn_use_bn=True, seed=5)
-    model.compile("adam", "binary_crossentropy")
-    model.fit(x, y, batch_size=32, epochs=1, verbose=0, shuffle=False)
-    return model.get_weights(), model.predict(x)
+    return DIN(columns, history, dnn_hidden_units=(16, 8), att_hidden_size=(8, 4), att_activation="dice",
+               dnn_use_bn=True, seed=5)
 
 
-def test_training_is_bit_for_bit_the_same_with_any_thread_count(forced_blocks):
-    one = _din_after_training(1)
-    assert not forced_blocks, "one thread fanned out"
-    for threads in (2, 3):
-        weights, pred = _din_after_training(threads)
-        for a, b in zip(one[0], weights):
-            np.testing.assert_array_equal(a, b)
-        np.testing.assert_array_equal(one[1], pred)
-    assert forced_blocks, "the blocked paths were not taken"
-
-
-def _dien_after_training(threads):
-    from npctr.datasets import make_dien_data
+def _dien(columns, history):
+    """The GRUs' backpropagation through time and the auxiliary loss."""
     from npctr.models import DIEN
-    blocks.set_num_threads(threads)
-    x, y, columns, history = make_dien_data(96, seed=3)
-    model = DIEN(columns, history, gru_type="AUGRU", use_negsampling=True, dnn_hidden_units=(16, 8),
-                 att_hidden_units=(8, 4), seed=5)
-    model.compile("adam", "binary_crossentropy")
-    model.fit(x, y, batch_size=32, epochs=1, verbose=0, shuffle=False)
-    return model.get_weights(), model.predict(x)
+    return DIEN(columns, history, gru_type="AUGRU", use_negsampling=True, dnn_hidden_units=(16, 8),
+                att_hidden_units=(8, 4), seed=5)
 
 
-def test_dien_training_is_bit_for_bit_the_same_with_any_thread_count(forced_blocks):
-    """The GRUs' backpropagation through time and the auxiliary loss, with every pass in blocks."""
-    one = _dien_after_training(1)
+@pytest.mark.parametrize("build,data", [(_din, "make_din_data"), (_dien, "make_dien_data")], ids=["din", "dien"])
+def test_training_is_bit_for_bit_the_same_with_any_thread_count(forced_blocks, build, data):
+    import npctr.datasets
+    x, y, columns, history = getattr(npctr.datasets, data)(96, seed=3)
+
+    def trained(threads):
+        blocks.set_num_threads(threads)
+        model = build(columns, history)
+        model.compile("adam", "binary_crossentropy")
+        model.fit(x, y, batch_size=32, epochs=1, verbose=0, shuffle=False)
+        return model.get_weights(), model.predict(x)
+
+    one = trained(1)
     assert not forced_blocks, "one thread fanned out"
     for threads in (2, 3):
-        weights, pred = _dien_after_training(threads)
+        weights, pred = trained(threads)
         for a, b in zip(one[0], weights):
             np.testing.assert_array_equal(a, b)
         np.testing.assert_array_equal(one[1], pred)

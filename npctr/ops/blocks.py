@@ -104,6 +104,26 @@ def _parallel():
     return _threads > 1 and not getattr(_local, "serial", False) and blas_threads() == 1
 
 
+def fans_out(work):
+    """Whether an element-wise pass of ``work`` element-passes (see :func:`rows`) started on this
+    thread now would be cut over the cores."""
+    return work >= MIN_ELEMENTS and _parallel()
+
+
+def _in_order(fn, bounds):
+    for lo, hi in bounds:
+        fn(lo, hi)
+
+
+def _in_blocks(fn, bounds):
+    """``fn`` on every block: on the pool when this thread may fan out, else in order (the same
+    blocks either way: the plan does not depend on the threads)."""
+    if _parallel():
+        run(fn, bounds)
+    else:
+        _in_order(fn, bounds)
+
+
 # -- the pool ---------------------------------------------------------------------------------
 class _Job:
     """The blocks of one call: each thread taking part pulls the next block until none is left.
@@ -164,8 +184,7 @@ def run(fn, bounds):
     are done (re-raising a worker's error)."""
     helpers = min(len(bounds), _threads) - 1
     if helpers < 1:
-        for lo, hi in bounds:
-            fn(lo, hi)
+        _in_order(fn, bounds)
         return
     _pool.ensure(helpers)
     job = _Job(fn, bounds)
@@ -175,12 +194,10 @@ def run(fn, bounds):
         done.acquire()
         _pool.queue.put((job, done))
         waits.append(done)
-    previous = getattr(_local, "serial", False)
-    _local.serial = True                    # the caller's own blocks do not fan out again
     try:
-        job.work()
+        with serial():                      # the caller's own blocks do not fan out again
+            job.work()
     finally:
-        _local.serial = previous
         for done in waits:
             done.acquire()
     if job.error is not None:
@@ -202,7 +219,7 @@ def rows(fn, n_rows, work):
     """``fn(lo, hi)`` over rows ``0..n_rows``: one block per thread when ``work`` (elements times
     the passes over them, an ``exp`` counting as about four) reaches ``MIN_ELEMENTS``, else
     ``fn(0, n_rows)`` on the calling thread."""
-    if work < MIN_ELEMENTS or n_rows < 2 or not _parallel():
+    if n_rows < 2 or not fans_out(work):
         fn(0, n_rows)
         return
     run(fn, even_bounds(n_rows, min(_threads, n_rows)))
@@ -222,12 +239,7 @@ def gemm_blocks(fn, n_rows):
     if n_rows < MIN_GEMM_ROWS:
         fn(0, n_rows)
         return
-    bounds = gemm_plan(n_rows)
-    if not _parallel():
-        for lo, hi in bounds:
-            fn(lo, hi)
-        return
-    run(fn, bounds)
+    _in_blocks(fn, gemm_plan(n_rows))
 
 
 def summed(fn, n_rows):
@@ -243,11 +255,7 @@ def summed(fn, n_rows):
     def block(lo, hi):
         partial[index[lo]] = fn(lo, hi)
 
-    if _parallel():
-        run(block, bounds)
-    else:
-        for lo, hi in bounds:
-            block(lo, hi)
+    _in_blocks(block, bounds)
     total = partial[0]
     for p in partial[1:]:
         total += p
@@ -273,14 +281,7 @@ def each(fn, bounds, work):
     """``fn(lo, hi)`` for every ``(lo, hi)`` of ``bounds`` (independent blocks of an element-wise
     update): on the pool, each thread taking the next block, when ``work`` (as in :func:`rows`)
     reaches ``MIN_ELEMENTS``; else in order on this thread."""
-    if work < MIN_ELEMENTS or len(bounds) < 2 or not _parallel():
-        for lo, hi in bounds:
-            fn(lo, hi)
-        return
-    run(fn, bounds)
-
-
-def parallel():
-    """Whether a pass started on this thread now would fan out (threads, not inside a parallel
-    region, OpenBLAS single-threaded)."""
-    return _parallel()
+    if len(bounds) > 1 and fans_out(work):
+        run(fn, bounds)
+    else:
+        _in_order(fn, bounds)

@@ -536,7 +536,7 @@ def _blockwise(fn, passes, *arrays):
     n = present[0].size
     work = passes * n
     parts = -(-n // _BLOCK)
-    if work >= blocks.MIN_ELEMENTS and blocks.parallel():
+    if blocks.fans_out(work):
         parts = max(parts, blocks.num_threads())
     if parts < 2 or not all(a.flags.c_contiguous for a in present):
         fn(*arrays)
